@@ -1,0 +1,147 @@
+using System.Numerics.Tensors;
+
+namespace MLNet.ConvNet.Backends.Cpu;
+
+/// <summary>Host memory for the CPU backend: a plain float array.</summary>
+public sealed class CpuStorage : TensorStorage
+{
+    internal CpuStorage(int length) => Data = new float[length];
+    internal float[] Data { get; }
+    public override int Length => Data.Length;
+}
+
+/// <summary>
+/// The pure-managed CPU backend: kernels over spans of contiguous float arrays, SIMD through
+/// <see cref="TensorPrimitives"/> and <see cref="System.Runtime.Intrinsics"/>, parallel over independent
+/// output slices (never over a reduction, so results do not depend on the thread count).
+/// One file per op family: CpuBackend.Convolution.cs, CpuBackend.Pooling.cs, ...
+/// </summary>
+public sealed partial class CpuBackend : IBackend
+{
+    /// <summary>A shared instance using every core.</summary>
+    public static CpuBackend Default { get; } = new();
+
+    /// <summary>Creates a CPU backend using at most <paramref name="maxThreads"/> threads (all cores when null).</summary>
+    public CpuBackend(int? maxThreads = null)
+    {
+        if (maxThreads is <= 0) throw new ArgumentOutOfRangeException(nameof(maxThreads), maxThreads, "maxThreads must be at least 1.");
+        MaxThreads = maxThreads ?? Environment.ProcessorCount;
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = MaxThreads };
+    }
+
+    private readonly ParallelOptions _parallel;
+
+    /// <summary>The most threads a kernel uses.</summary>
+    public int MaxThreads { get; }
+
+    public string Name => "cpu";
+
+    /// <summary>The tensor's elements as a span (CPU tensors only).</summary>
+    internal static Span<float> Span(Tensor t)
+    {
+        if (t.Storage is not CpuStorage s)
+            throw new ArgumentException($"Tensor {t.Shape} lives on backend '{t.Backend.Name}', not on the CPU; copy it explicitly.", nameof(t));
+        return s.Data.AsSpan(0, t.Length);
+    }
+
+    /// <summary>The tensor's backing array (its first <c>t.Length</c> elements are the tensor).</summary>
+    internal static float[] Array(Tensor t) =>
+        t.Storage is CpuStorage s ? s.Data
+        : throw new ArgumentException($"Tensor {t.Shape} lives on backend '{t.Backend.Name}', not on the CPU; copy it explicitly.", nameof(t));
+
+    /// <summary>Runs body(i) for i in [0, count), in parallel when there is more than one item and thread.</summary>
+    internal void For(int count, Action<int> body)
+    {
+        if (count <= 0) return;
+        if (count == 1 || MaxThreads == 1) { for (int i = 0; i < count; i++) body(i); return; }
+        Parallel.For(0, count, _parallel, body);
+    }
+
+    // ---- memory ----
+
+    public Tensor Allocate(Shape shape) => new(this, new CpuStorage(shape.Length), shape);
+
+    public void CopyFromHost(ReadOnlySpan<float> source, Tensor destination) => source.CopyTo(Span(destination));
+
+    public void CopyToHost(Tensor source, Span<float> destination) => Span(source).CopyTo(destination);
+
+    public void Copy(Tensor source, Tensor destination)
+    {
+        SameLength(source, destination);
+        Span(source).CopyTo(Span(destination));
+    }
+
+    public void Fill(Tensor tensor, float value) => Span(tensor).Fill(value);
+
+    // ---- element-wise ----
+
+    public void Scale(Tensor x, float alpha, Tensor y) { SameLength(x, y); TensorPrimitives.Multiply(Span(x), alpha, Span(y)); }
+
+    public void Add(Tensor a, Tensor b, Tensor y) { SameLength(a, b); SameLength(a, y); TensorPrimitives.Add(Span(a), Span(b), Span(y)); }
+
+    public void AddScaled(Tensor x, float alpha, Tensor y) { SameLength(x, y); TensorPrimitives.MultiplyAdd(Span(x), alpha, Span(y), Span(y)); }
+
+    public void Multiply(Tensor a, Tensor b, Tensor y) { SameLength(a, b); SameLength(a, y); TensorPrimitives.Multiply(Span(a), Span(b), Span(y)); }
+
+    public double Sum(Tensor x)
+    {
+        double s = 0;
+        foreach (float v in Span(x)) s += v;
+        return s;
+    }
+
+    // ---- per-channel helpers ----
+
+    public void AddChannelBias(Tensor y, Tensor bias)
+    {
+        int n = y.Shape[0], c = y.Shape[1], inner = y.Shape.SizeFrom(2);
+        CheckLength(bias, c, "bias");
+        var ya = Array(y); var b = Array(bias);
+        For(n * c, nc =>
+        {
+            var row = ya.AsSpan(nc * inner, inner);
+            TensorPrimitives.Add(row, b[nc % c], row);
+        });
+    }
+
+    public void SumPerChannel(Tensor dy, Tensor db)
+    {
+        int n = dy.Shape[0], c = dy.Shape[1], inner = dy.Shape.SizeFrom(2);
+        CheckLength(db, c, "db");
+        var d = Array(dy); var o = Array(db);
+        For(c, ch =>
+        {
+            double s = 0;
+            for (int i = 0; i < n; i++)
+                foreach (float v in d.AsSpan((i * c + ch) * inner, inner)) s += v;
+            o[ch] = (float)s;
+        });
+    }
+
+    // ---- matrix product ----
+
+    public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f)
+    {
+        int aRows = a.Shape[0], aCols = a.Length / aRows;
+        int bRows = b.Shape[0], bCols = b.Length / bRows;
+        int m = transA ? aCols : aRows, k = transA ? aRows : aCols;
+        int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
+        if (k != kb)
+            throw new ArgumentException($"MatMul: inner dimensions differ: a {a.Shape}{(transA ? "ᵀ" : "")} is {m}x{k}, b {b.Shape}{(transB ? "ᵀ" : "")} is {kb}x{n}.", nameof(b));
+        if (c.Shape[0] != m || c.Length != m * n)
+            throw new ArgumentException($"MatMul: c {c.Shape} should be {m}x{n}.", nameof(c));
+        Gemm.Multiply(this, m, n, k, Array(a), transA, Array(b), transB, Array(c), alpha, beta);
+    }
+
+    private static void SameLength(Tensor a, Tensor b)
+    {
+        if (a.Length != b.Length)
+            throw new ArgumentException($"Tensors {a.Shape} and {b.Shape} differ in length ({a.Length} vs {b.Length}).");
+    }
+
+    private static void CheckLength(Tensor t, int length, string name)
+    {
+        if (t.Length != length)
+            throw new ArgumentException($"{name} {t.Shape} should have {length} elements.", name);
+    }
+}

@@ -1,0 +1,125 @@
+using MLNet.ConvNet.Ops;
+
+namespace MLNet.ConvNet.Backends;
+
+/// <summary>
+/// The one kernel interface. Ops (src/Core/Ops) check shapes, allocate outputs and call these; a backend
+/// implements kernels and nothing else. Every tensor passed in lives on this backend.
+/// </summary>
+/// <remarks>
+/// Contract for every kernel: shapes were checked by the caller (geometry objects carry them); outputs are
+/// overwritten unless the summary says "accumulates"; inputs are not modified; results do not depend on the
+/// number of threads (no reduction is split by thread count), so training is reproducible.
+/// The interface is partial so a later family (optimizers, a GPU-only helper) can add its own file.
+/// </remarks>
+public partial interface IBackend
+{
+    /// <summary>A short name for messages ("cpu", "cuda:0").</summary>
+    string Name { get; }
+
+    // ---- memory: the only way data crosses between host and backend ----
+
+    /// <summary>A new zero-filled tensor.</summary>
+    Tensor Allocate(Shape shape);
+    void CopyFromHost(ReadOnlySpan<float> source, Tensor destination);
+    void CopyToHost(Tensor source, Span<float> destination);
+    /// <summary>destination = source (same length).</summary>
+    void Copy(Tensor source, Tensor destination);
+    /// <summary>Every element = value.</summary>
+    void Fill(Tensor tensor, float value);
+
+    // ---- element-wise (same length) ----
+
+    /// <summary>y = alpha * x.</summary>
+    void Scale(Tensor x, float alpha, Tensor y);
+    /// <summary>y = a + b.</summary>
+    void Add(Tensor a, Tensor b, Tensor y);
+    /// <summary>y += alpha * x (accumulates).</summary>
+    void AddScaled(Tensor x, float alpha, Tensor y);
+    /// <summary>y = a * b (element-wise product).</summary>
+    void Multiply(Tensor a, Tensor b, Tensor y);
+    /// <summary>Sum of all elements, accumulated in double, returned to the host.</summary>
+    double Sum(Tensor x);
+
+    // ---- matrix product (dense layers, im2col convolution) ----
+
+    /// <summary>
+    /// c = alpha * op(a) * op(b) + beta * c on row-major matrices: a is [M, K] (or [K, M] when transA),
+    /// b is [K, N] (or [N, K] when transB), c is [M, N]. Tensors of higher rank are read as
+    /// [first dimension, rest flattened].
+    /// </summary>
+    void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f);
+
+    // ---- per-channel helpers (bias of conv and dense) on [N, C, spatial...] or [N, C] ----
+
+    /// <summary>y[n, c, ...] += bias[c] (accumulates).</summary>
+    void AddChannelBias(Tensor y, Tensor bias);
+    /// <summary>db[c] = sum over n and spatial positions of dy[n, c, ...].</summary>
+    void SumPerChannel(Tensor dy, Tensor db);
+
+    // ---- convolution ----
+
+    /// <summary>y = conv(x, w) (+ bias per output channel when bias is not null), per <paramref name="g"/>.</summary>
+    void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y);
+    /// <summary>dx = d(loss)/dx given dy: the adjoint of <see cref="ConvolutionForward"/> in x.</summary>
+    void ConvolutionBackwardData(ConvGeometry g, Tensor w, Tensor dy, Tensor dx);
+    /// <summary>dw = d(loss)/dw given x and dy.</summary>
+    void ConvolutionBackwardFilter(ConvGeometry g, Tensor x, Tensor dy, Tensor dw);
+    /// <summary>
+    /// cols[n, (c, k...), (y...)] = the input cell that kernel tap k of channel c meets at output position y
+    /// (0 in padding); shape [N, C*prod(K), prod(Y)]. In Convolution mode tap k reads the flipped position,
+    /// so conv(x, w) = w.reshape(O, C*prod(K)) x cols[n] in both modes.
+    /// </summary>
+    void Im2Col(ConvGeometry g, Tensor x, Tensor cols);
+    /// <summary>The adjoint of <see cref="Im2Col"/>: x = sum of each column entry back onto its input cell.</summary>
+    void Col2Im(ConvGeometry g, Tensor cols, Tensor x);
+
+    // ---- pooling ----
+
+    void PoolingForward(PoolGeometry g, Tensor x, Tensor y);
+    /// <summary>dx given x, y = pool(x) and dy. Max routes each dy to the first maximal cell of its window.</summary>
+    void PoolingBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx);
+
+    // ---- normalization ----
+
+    void LrnForward(LrnOptions options, Tensor x, Tensor y);
+    void LrnBackward(LrnOptions options, Tensor x, Tensor y, Tensor dy, Tensor dx);
+
+    /// <summary>
+    /// Training-mode batch norm over dimension 1 of x ([N, C, ...] or [N, F]): batch mean and biased
+    /// variance per channel; y = gamma (x - mean) / sqrt(var + eps) + beta. Updates the running statistics
+    /// in place: running = (1 - momentum) running + momentum * batch (the running variance uses the unbiased
+    /// batch variance). Saves mean and 1/sqrt(var + eps) for the backward pass.
+    /// </summary>
+    void BatchNormForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd);
+    /// <summary>Inference-mode batch norm: y = gamma (x - mean) / sqrt(variance + eps) + beta.</summary>
+    void BatchNormForwardInference(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon, Tensor y);
+    /// <summary>Gradients of training-mode batch norm (batch statistics are functions of x).</summary>
+    void BatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta);
+
+    // ---- dropout, activations, softmax ----
+
+    /// <summary>
+    /// Inverted dropout: mask[i] = 0 with probability p, else 1/(1-p), drawn from a counter-based generator
+    /// keyed by (seed, i) so the mask does not depend on threads; y = x * mask.
+    /// </summary>
+    void DropoutForward(Tensor x, float p, ulong seed, Tensor mask, Tensor y);
+
+    void ActivationForward(ActivationKind kind, float alpha, Tensor x, Tensor y);
+    /// <summary>dx given x, y = f(x) and dy.</summary>
+    void ActivationBackward(ActivationKind kind, float alpha, Tensor x, Tensor y, Tensor dy, Tensor dx);
+
+    /// <summary>Softmax (or log-softmax) along the last dimension of [N, K], stable for large logits.</summary>
+    void SoftmaxForward(Tensor x, Tensor y, bool log);
+    /// <summary>dx given y = (log-)softmax(x) and dy.</summary>
+    void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log);
+    /// <summary>
+    /// loss[n] = -log softmax(logits[n])[labels[n]]; probabilities = softmax(logits). Labels are class indices
+    /// stored as floats, shape [N].
+    /// </summary>
+    void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities);
+    /// <summary>dlogits = scale * (probabilities - onehot(labels)).</summary>
+    void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float scale, Tensor dlogits);
+}

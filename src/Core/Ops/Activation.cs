@@ -1,0 +1,56 @@
+namespace MLNet.ConvNet.Ops;
+
+/// <summary>Element-wise non-linearities.</summary>
+public enum ActivationKind
+{
+    /// <summary>max(0, x).</summary>
+    ReLU,
+    /// <summary>x for x &gt; 0, alpha x otherwise (alpha = 0.01 by default).</summary>
+    LeakyReLU,
+    /// <summary>x for x &gt; 0, alpha (exp(x) - 1) otherwise (alpha = 1 by default).</summary>
+    ELU,
+    /// <summary>1 / (1 + exp(-x)).</summary>
+    Sigmoid,
+    /// <summary>tanh(x).</summary>
+    Tanh,
+}
+
+/// <summary>Element-wise activations and their gradients.</summary>
+public static class Activation
+{
+    /// <summary>The alpha used when none is given: 0.01 for LeakyReLU, 1 for ELU, unused otherwise.</summary>
+    public static float DefaultAlpha(ActivationKind kind) => kind switch
+    {
+        ActivationKind.LeakyReLU => 0.01f,
+        ActivationKind.ELU => 1f,
+        _ => 0f,
+    };
+
+    /// <summary>y = f(x) element-wise; any shape.</summary>
+    public static Tensor Forward(ActivationKind kind, Tensor x, float? alpha = null)
+    {
+        float a = CheckAlpha(kind, alpha);
+        var y = x.Backend.Allocate(x.Shape);
+        x.Backend.ActivationForward(kind, a, x, y);
+        return y;
+    }
+
+    /// <summary>dx = f'(x) * dy, given x, y = f(x) and dy.</summary>
+    public static Tensor Backward(ActivationKind kind, Tensor x, Tensor y, Tensor dy, float? alpha = null)
+    {
+        float a = CheckAlpha(kind, alpha);
+        Convolution.CheckGradient(y, x.Shape, $"Activation.Backward({kind}) (y)");
+        Convolution.CheckGradient(dy, x.Shape, $"Activation.Backward({kind})");
+        var dx = x.Backend.Allocate(x.Shape);
+        x.Backend.ActivationBackward(kind, a, x, y, dy, dx);
+        return dx;
+    }
+
+    private static float CheckAlpha(ActivationKind kind, float? alpha)
+    {
+        if (!Enum.IsDefined(kind)) throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown activation.");
+        float a = alpha ?? DefaultAlpha(kind);
+        if (!float.IsFinite(a)) throw new ArgumentOutOfRangeException(nameof(alpha), a, $"{kind}: alpha must be finite.");
+        return a;
+    }
+}

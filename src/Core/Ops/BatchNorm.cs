@@ -1,0 +1,83 @@
+namespace MLNet.ConvNet.Ops;
+
+/// <summary>What the training-mode forward pass keeps for the backward pass: per-channel batch mean and 1/sqrt(var + eps).</summary>
+public sealed record BatchNormCache(Tensor SavedMean, Tensor SavedInvStd);
+
+/// <summary>
+/// Batch normalization (Ioffe and Szegedy 2015) over dimension 1: per channel for <c>[N, C, X...]</c>
+/// (cuDNN's "spatial" mode) and per feature for <c>[N, F]</c> (cuDNN's "per-activation" mode).
+/// </summary>
+public static class BatchNorm
+{
+    /// <summary>Epsilon = 1e-5 (Knet, PyTorch, cuDNN).</summary>
+    public const float DefaultEpsilon = 1e-5f;
+    /// <summary>Momentum = 0.1: weight of the new batch in the running statistics (Knet, PyTorch).</summary>
+    public const float DefaultMomentum = 0.1f;
+
+    /// <summary>
+    /// Training mode: normalizes with the batch's own statistics and updates the running ones in place.
+    /// <code>
+    /// mean[c] = avg over (n, i) of x[n,c,i];  var[c] = avg of (x - mean[c])^2        (biased, for y)
+    /// y = gamma[c] * (x - mean[c]) / sqrt(var[c] + eps) + beta[c]
+    /// running_mean = (1 - momentum) running_mean + momentum mean
+    /// running_var  = (1 - momentum) running_var  + momentum var * m/(m-1)         (unbiased, m = N * prod(X))
+    /// </code>
+    /// </summary>
+    public static Tensor ForwardTraining(Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVariance,
+        out BatchNormCache cache, float epsilon = DefaultEpsilon, float momentum = DefaultMomentum)
+    {
+        int c = CheckShapes(x, gamma, beta, runningMean, runningVariance, epsilon, "BatchNorm.ForwardTraining");
+        if (!(momentum >= 0 && momentum <= 1))
+            throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "BatchNorm: momentum must be in [0, 1].");
+        if (x.Length / c < 2)
+            throw new ArgumentException($"BatchNorm.ForwardTraining: x {x.Shape} has one value per channel; training-mode statistics need at least 2 (batch size x spatial size).", nameof(x));
+        var b = x.Backend;
+        var y = b.Allocate(x.Shape);
+        cache = new BatchNormCache(b.Allocate(new Shape(c)), b.Allocate(new Shape(c)));
+        b.BatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, cache.SavedMean, cache.SavedInvStd);
+        return y;
+    }
+
+    /// <summary>Inference mode: <c>y = gamma (x - mean) / sqrt(variance + eps) + beta</c> with given statistics.</summary>
+    public static Tensor ForwardInference(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon = DefaultEpsilon)
+    {
+        CheckShapes(x, gamma, beta, mean, variance, epsilon, "BatchNorm.ForwardInference");
+        var y = x.Backend.Allocate(x.Shape);
+        x.Backend.BatchNormForwardInference(x, gamma, beta, mean, variance, epsilon, y);
+        return y;
+    }
+
+    /// <summary>Gradients of <see cref="ForwardTraining"/> with respect to x, gamma and beta.</summary>
+    public static (Tensor Dx, Tensor Dgamma, Tensor Dbeta) Backward(Tensor x, Tensor dy, Tensor gamma, BatchNormCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        Convolution.CheckGradient(dy, x.Shape, "BatchNorm.Backward");
+        int c = x.Rank >= 2 ? x.Shape[1] : 0;
+        CheckVector(gamma, c, "gamma", x.Shape, "BatchNorm.Backward");
+        var b = x.Backend;
+        var dx = b.Allocate(x.Shape);
+        var dgamma = b.Allocate(gamma.Shape);
+        var dbeta = b.Allocate(gamma.Shape);
+        b.BatchNormBackward(x, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
+        return (dx, dgamma, dbeta);
+    }
+
+    private static int CheckShapes(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon, string op)
+    {
+        if (x.Rank < 2 || x.Rank > 5)
+            throw new ArgumentException($"{op}: x has shape {x.Shape}; expected [N, F], [N, C, X], [N, C, H, W] or [N, C, D, H, W].", nameof(x));
+        if (!(epsilon > 0)) throw new ArgumentOutOfRangeException(nameof(epsilon), epsilon, $"{op}: epsilon must be > 0.");
+        int c = x.Shape[1];
+        CheckVector(gamma, c, "gamma", x.Shape, op);
+        CheckVector(beta, c, "beta", x.Shape, op);
+        CheckVector(mean, c, "mean", x.Shape, op);
+        CheckVector(variance, c, "variance", x.Shape, op);
+        return c;
+    }
+
+    private static void CheckVector(Tensor t, int c, string name, Shape x, string op)
+    {
+        if (t.Rank != 1 || t.Shape[0] != c)
+            throw new ArgumentException($"{op}: {name} has shape {t.Shape} but x {x} has {c} channels; expected [{c}].", name);
+    }
+}

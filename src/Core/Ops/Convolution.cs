@@ -1,0 +1,128 @@
+using MLNet.ConvNet.Backends;
+
+namespace MLNet.ConvNet.Ops;
+
+// Convolution family (Knet's conv4 / deconv4):
+//   Convolution.Forward            y = w * x (+ b)            [N,C,X...] * [O,C/g,K...] -> [N,O,Y...]
+//   Convolution.BackwardData       dx from w, dy              (this is TransposedConvolution.Forward)
+//   Convolution.BackwardFilter     dw from x, dy
+//   Convolution.BackwardBias       db from dy
+//   TransposedConvolution.*        the same three kernels with the roles of x and y swapped
+// Shapes and options are checked once by ConvGeometry (Ops/Geometry/ConvGeometry.cs).
+
+/// <summary>N-d convolution (1-D, 2-D, 3-D) with padding, stride, dilation, groups, and kernel flip or not.</summary>
+public static class Convolution
+{
+    /// <summary>
+    /// Convolves <paramref name="x"/> <c>[N, C, X...]</c> with the filter bank <paramref name="w"/>
+    /// <c>[O, C/groups, K...]</c>, adding <paramref name="bias"/> <c>[O]</c> when given. Output <c>[N, O, Y...]</c>:
+    /// <code>
+    /// Y = 1 + floor((X + 2P - ((K-1)D + 1)) / S)
+    /// y[n,o,i] = b[o] + sum_{c in group(o), k} w[o,c,k] * x[n,c, i*S - P + k'*D]   (k' = K-1-k when flipped, else k)
+    /// </code>
+    /// Options (<see cref="ConvolutionOptions"/>): Padding = 0, Stride = 1, Dilation = 1, Groups = 1,
+    /// Mode = Convolution (kernel flipped, the seed's default) or CrossCorrelation.
+    /// </summary>
+    /// <example>
+    /// The seed's 1-D example: w = [1,2,3], x = [1..7] as <c>[1,1,7]</c> and <c>[1,1,3]</c>:
+    /// <c>Forward(x, w)</c> = [10,16,22,28,34]; with Padding = 1: [4,10,16,22,28,34,32];
+    /// with Padding = 1, Stride = 3: [4,22,32]. 2-D: w = [1 3; 2 4] (Knet column-major), x = 3x3 of 1..9
+    /// gives [23 53; 33 63].
+    /// </example>
+    public static Tensor Forward(Tensor x, Tensor w, Tensor? bias = null, ConvolutionOptions? options = null)
+    {
+        var g = ConvGeometry.Create(x.Shape, w.Shape, options);
+        CheckBias(bias, g.OutChannels, "Convolution");
+        var y = x.Backend.Allocate(g.Output);
+        x.Backend.ConvolutionForward(g, x, w, bias, y);
+        return y;
+    }
+
+    /// <summary>Gradient with respect to the input: <c>dx[N, C, X...]</c> from <c>w</c> and <c>dy[N, O, Y...]</c>.</summary>
+    public static Tensor BackwardData(Shape xShape, Tensor w, Tensor dy, ConvolutionOptions? options = null)
+    {
+        var g = ConvGeometry.Create(xShape, w.Shape, options);
+        CheckGradient(dy, g.Output, "Convolution.BackwardData");
+        var dx = w.Backend.Allocate(g.Input);
+        w.Backend.ConvolutionBackwardData(g, w, dy, dx);
+        return dx;
+    }
+
+    /// <summary>Gradient with respect to the filter: <c>dw[O, C/groups, K...]</c> from <c>x</c> and <c>dy</c>.</summary>
+    public static Tensor BackwardFilter(Tensor x, Shape wShape, Tensor dy, ConvolutionOptions? options = null)
+    {
+        var g = ConvGeometry.Create(x.Shape, wShape, options);
+        CheckGradient(dy, g.Output, "Convolution.BackwardFilter");
+        var dw = x.Backend.Allocate(g.Filter);
+        x.Backend.ConvolutionBackwardFilter(g, x, dy, dw);
+        return dw;
+    }
+
+    /// <summary>Gradient with respect to the bias: <c>db[o] = sum over n and positions of dy[n, o, ...]</c>.</summary>
+    public static Tensor BackwardBias(Tensor dy)
+    {
+        if (dy.Rank < 2) throw new ArgumentException($"Convolution.BackwardBias: dy {dy.Shape} must be [N, O, ...].", nameof(dy));
+        var db = dy.Backend.Allocate(new Shape(dy.Shape[1]));
+        dy.Backend.SumPerChannel(dy, db);
+        return db;
+    }
+
+    internal static void CheckBias(Tensor? bias, int channels, string op)
+    {
+        if (bias is not null && (bias.Rank != 1 || bias.Shape[0] != channels))
+            throw new ArgumentException($"{op}: bias has shape {bias.Shape} but the output has {channels} channels; expected [{channels}].", nameof(bias));
+    }
+
+    internal static void CheckGradient(Tensor dy, Shape expected, string op)
+    {
+        if (dy.Shape != expected)
+            throw new ArgumentException($"{op}: dy has shape {dy.Shape} but the forward output has shape {expected}.", nameof(dy));
+    }
+}
+
+/// <summary>
+/// Transposed convolution (Knet's deconv4; "deconvolution"): the input-gradient of a convolution used as a
+/// forward map. It scatters each input cell through the kernel, upsampling by the stride.
+/// </summary>
+public static class TransposedConvolution
+{
+    /// <summary>
+    /// Maps <paramref name="x"/> <c>[N, Cx, X...]</c> with <paramref name="w"/> <c>[Cx, Cy/groups, K...]</c>
+    /// (the filter of the convolution from y back to x) to <c>[N, Cy, Y...]</c>, adding <paramref name="bias"/> <c>[Cy]</c>:
+    /// <code>Y = (X - 1)S + (K - 1)D + 1 - 2P</code>
+    /// so that <c>Convolution.Forward(y, w, options)</c> has x's shape. Same options as <see cref="Convolution.Forward"/>.
+    /// </summary>
+    /// <example>1-D, w = [1,2,3], x = [1,1] as <c>[1,1,2]</c>, Mode = CrossCorrelation: y = [1,3,5,3].</example>
+    public static Tensor Forward(Tensor x, Tensor w, Tensor? bias = null, ConvolutionOptions? options = null)
+    {
+        var g = ConvGeometry.ForTransposed(x.Shape, w.Shape, options);
+        Convolution.CheckBias(bias, g.InChannels, "TransposedConvolution");
+        var y = x.Backend.Allocate(g.Input);
+        x.Backend.ConvolutionBackwardData(g, w, x, y);
+        if (bias is not null) x.Backend.AddChannelBias(y, bias);
+        return y;
+    }
+
+    /// <summary>Gradient with respect to x: the ordinary convolution of dy with w (no bias).</summary>
+    public static Tensor BackwardData(Shape xShape, Tensor w, Tensor dy, ConvolutionOptions? options = null)
+    {
+        var g = ConvGeometry.ForTransposed(xShape, w.Shape, options);
+        Convolution.CheckGradient(dy, g.Input, "TransposedConvolution.BackwardData");
+        var dx = w.Backend.Allocate(g.Output);
+        w.Backend.ConvolutionForward(g, dy, w, null, dx);
+        return dx;
+    }
+
+    /// <summary>Gradient with respect to w: the filter gradient of the underlying convolution with input dy and output-gradient x.</summary>
+    public static Tensor BackwardFilter(Tensor x, Shape wShape, Tensor dy, ConvolutionOptions? options = null)
+    {
+        var g = ConvGeometry.ForTransposed(x.Shape, wShape, options);
+        Convolution.CheckGradient(dy, g.Input, "TransposedConvolution.BackwardFilter");
+        var dw = x.Backend.Allocate(g.Filter);
+        x.Backend.ConvolutionBackwardFilter(g, dy, x, dw);
+        return dw;
+    }
+
+    /// <summary>Gradient with respect to the bias <c>[Cy]</c>.</summary>
+    public static Tensor BackwardBias(Tensor dy) => Convolution.BackwardBias(dy);
+}

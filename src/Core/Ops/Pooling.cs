@@ -1,0 +1,74 @@
+namespace MLNet.ConvNet.Ops;
+
+// Pooling family (Knet's pool / unpool):
+//   Pooling.Forward          y = pool(x)                  [N,C,X...] -> [N,C,Y...]
+//   Pooling.Backward         dx from x, y, dy
+//   Pooling.Unpool           each value spread over its window (the inverse of average pooling)
+//   Pooling.UnpoolBackward   dx from dy: the sum over each window
+// Shapes and options are checked once by PoolGeometry (Ops/Geometry/PoolGeometry.cs).
+
+/// <summary>Max and average pooling over 1-D, 2-D and 3-D windows, channel by channel.</summary>
+public static class Pooling
+{
+    /// <summary>
+    /// Summarises each window of <paramref name="x"/> <c>[N, C, X...]</c>; output <c>[N, C, Y...]</c> with
+    /// <code>Y = 1 + floor((X + 2P - W) / S)</code>
+    /// Options (<see cref="PoolingOptions"/>): Window = 2, Padding = 0 (must be &lt; Window), Stride = Window,
+    /// Mode = Max (padded cells never win: cuDNN's rule), AverageIncludingPadding (divide by the window volume)
+    /// or AverageExcludingPadding (divide by the number of cells inside the input).
+    /// </summary>
+    /// <example>
+    /// The seed's examples on x = [1..6] as <c>[1,1,6]</c>: default [2,4,6]; Window = 3: [3,6];
+    /// Padding = 1: Max [1,3,5,6], AverageIncludingPadding [0.5,2.5,4.5,3], AverageExcludingPadding [1,2.5,4.5,6].
+    /// x = [1..10], Stride = 4: [2,6,10]. 2-D, 4x4 of 1..16 (Knet column-major): [6 14; 8 16].
+    /// </example>
+    public static Tensor Forward(Tensor x, PoolingOptions? options = null)
+    {
+        var g = PoolGeometry.Create(x.Shape, options);
+        var y = x.Backend.Allocate(g.Output);
+        x.Backend.PoolingForward(g, x, y);
+        return y;
+    }
+
+    /// <summary>Gradient with respect to x given x, y = Forward(x) and dy. Max sends each dy to the first maximal cell of its window.</summary>
+    public static Tensor Backward(Tensor x, Tensor y, Tensor dy, PoolingOptions? options = null)
+    {
+        var g = PoolGeometry.Create(x.Shape, options);
+        Convolution.CheckGradient(y, g.Output, "Pooling.Backward (y)");
+        Convolution.CheckGradient(dy, g.Output, "Pooling.Backward");
+        var dx = x.Backend.Allocate(g.Input);
+        x.Backend.PoolingBackward(g, x, y, dy, dx);
+        return dx;
+    }
+
+    /// <summary>
+    /// Unpooling (Knet's unpool): copies each value of <paramref name="x"/> into every cell of its window,
+    /// summing where windows overlap. Output size per dimension <c>(X - 1)S + W - 2P</c>.
+    /// <see cref="PoolingOptions.Mode"/> is not used: unpooling is the inverse of average pooling, so
+    /// <c>Forward(Unpool(x), Mode = AverageIncludingPadding)</c> gives back x when windows do not overlap.
+    /// </summary>
+    public static Tensor Unpool(Tensor x, PoolingOptions? options = null)
+    {
+        var g = Average(PoolGeometry.ForUnpool(x.Shape, options));
+        var y = x.Backend.Allocate(g.Input);
+        // Average pooling's backward spreads dy/W over each window; scaling by W makes it a plain copy.
+        var scaled = x.Backend.Allocate(x.Shape);
+        x.Backend.Scale(x, g.WindowVolume, scaled);
+        // Average pooling's backward reads neither its x nor its y argument, so y stands in for x here.
+        x.Backend.PoolingBackward(g, y, x, scaled, y);
+        return y;
+    }
+
+    /// <summary>Gradient of <see cref="Unpool"/>: the sum of dy over each window.</summary>
+    public static Tensor UnpoolBackward(Tensor dy, PoolingOptions? options = null)
+    {
+        var g0 = PoolGeometry.Create(dy.Shape, (options ?? PoolingOptions.Default) with { Mode = PoolingMode.AverageIncludingPadding }, "Unpool");
+        var dx = dy.Backend.Allocate(g0.Output);
+        dy.Backend.PoolingForward(g0, dy, dx);
+        dy.Backend.Scale(dx, g0.WindowVolume, dx);
+        return dx;
+    }
+
+    private static PoolGeometry Average(PoolGeometry g) =>
+        PoolGeometry.Create(g.Input, new PoolingOptions { Window = g.Window, Padding = g.Padding, Stride = g.Stride, Mode = PoolingMode.AverageIncludingPadding }, "Unpool");
+}

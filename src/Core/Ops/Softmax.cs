@@ -1,0 +1,81 @@
+namespace MLNet.ConvNet.Ops;
+
+/// <summary>Softmax and log-softmax over the last dimension of <c>[N, K]</c> logits.</summary>
+public static class Softmax
+{
+    /// <summary><c>y[n, k] = exp(x[n,k] - m) / sum_j exp(x[n,j] - m)</c> with m = max_j x[n,j] (stable for large logits).</summary>
+    public static Tensor Forward(Tensor x) => Run(x, log: false);
+
+    /// <summary><c>y[n, k] = x[n,k] - m - log sum_j exp(x[n,j] - m)</c>.</summary>
+    public static Tensor LogForward(Tensor x) => Run(x, log: true);
+
+    /// <summary>Gradient of <see cref="Forward"/>: <c>dx = y * (dy - sum_j dy_j y_j)</c>.</summary>
+    public static Tensor Backward(Tensor y, Tensor dy) => RunBackward(y, dy, log: false);
+
+    /// <summary>Gradient of <see cref="LogForward"/>: <c>dx = dy - exp(y) * sum_j dy_j</c>.</summary>
+    public static Tensor LogBackward(Tensor y, Tensor dy) => RunBackward(y, dy, log: true);
+
+    private static Tensor Run(Tensor x, bool log)
+    {
+        CheckLogits(x.Shape, "Softmax");
+        var y = x.Backend.Allocate(x.Shape);
+        x.Backend.SoftmaxForward(x, y, log);
+        return y;
+    }
+
+    private static Tensor RunBackward(Tensor y, Tensor dy, bool log)
+    {
+        CheckLogits(y.Shape, "Softmax.Backward");
+        Convolution.CheckGradient(dy, y.Shape, "Softmax.Backward");
+        var dx = y.Backend.Allocate(y.Shape);
+        y.Backend.SoftmaxBackward(y, dy, dx, log);
+        return dx;
+    }
+
+    internal static void CheckLogits(Shape x, string op)
+    {
+        if (x.Rank != 2) throw new ArgumentException($"{op}: expected logits [N, K]; got {x}.", "x");
+    }
+}
+
+/// <summary>Loss and probabilities from one <see cref="CrossEntropy.Forward"/> call.</summary>
+public sealed record CrossEntropyResult(float MeanLoss, Tensor LossPerSample, Tensor Probabilities, Tensor Labels);
+
+/// <summary>Softmax cross-entropy over a batch, fused for numerical stability.</summary>
+public static class CrossEntropy
+{
+    /// <summary>
+    /// <c>loss[n] = logsumexp(logits[n]) - logits[n, labels[n]]</c>, computed as log-softmax so large logits do not
+    /// overflow; <c>MeanLoss</c> is the average over the batch.
+    /// </summary>
+    public static CrossEntropyResult Forward(Tensor logits, ReadOnlySpan<int> labels)
+    {
+        Softmax.CheckLogits(logits.Shape, "CrossEntropy");
+        int n = logits.Shape[0], k = logits.Shape[1];
+        if (labels.Length != n)
+            throw new ArgumentException($"CrossEntropy: {labels.Length} labels for logits {logits.Shape} ({n} rows).", nameof(labels));
+        var host = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            if ((uint)labels[i] >= (uint)k)
+                throw new ArgumentOutOfRangeException(nameof(labels), labels[i], $"CrossEntropy: label {labels[i]} at row {i} is outside [0, {k}) for logits {logits.Shape}.");
+            host[i] = labels[i];
+        }
+        var b = logits.Backend;
+        var labelTensor = Tensor.FromHost(host, new Shape(n), b);
+        var loss = b.Allocate(new Shape(n));
+        var probs = b.Allocate(logits.Shape);
+        b.SoftmaxCrossEntropyForward(logits, labelTensor, loss, probs);
+        return new CrossEntropyResult((float)(b.Sum(loss) / n), loss, probs, labelTensor);
+    }
+
+    /// <summary>Gradient of the mean loss with respect to the logits: <c>(softmax - onehot(labels)) / N</c>.</summary>
+    public static Tensor Backward(CrossEntropyResult forward)
+    {
+        ArgumentNullException.ThrowIfNull(forward);
+        var p = forward.Probabilities;
+        var d = p.Backend.Allocate(p.Shape);
+        p.Backend.SoftmaxCrossEntropyBackward(p, forward.Labels, 1f / p.Shape[0], d);
+        return d;
+    }
+}
