@@ -327,6 +327,7 @@ public class ConvolutionTests
         ["groups do not divide input channels"] = new(() => Convolution.Forward(Z(1, 3, 5), Z(2, 1, 3), options: new() { Groups = 2 }), typeof(ArgumentException), "groups", "groups = 2", "[1, 3, 5]"),
         ["groups do not divide output channels"] = new(() => Convolution.Forward(Z(1, 2, 5), Z(3, 1, 3), options: new() { Groups = 2 }), typeof(ArgumentException), "groups", "groups = 2", "[3, 1, 3]"),
         ["groups zero"] = new(() => Convolution.Forward(Z(1, 2, 5), Z(2, 2, 3), options: new() { Groups = 0 }), typeof(ArgumentOutOfRangeException), "groups", "groups must be at least 1"),
+        ["undefined mode"] = new(() => Convolution.Forward(Z(1, 1, 5), Z(1, 1, 3), options: new() { Mode = (ConvolutionMode)2 }), typeof(ArgumentOutOfRangeException), "mode", "Convolution or CrossCorrelation"),
         ["input rank 2"] = new(() => Convolution.Forward(Z(3, 5), Z(1, 3, 3)), typeof(ArgumentException), "x", "[3, 5]", "rank 2"),
         ["input rank 6"] = new(() => Convolution.Forward(Z(1, 1, 2, 2, 2, 2), Z(1, 1, 1, 1, 1, 1)), typeof(ArgumentException), "x", "[1, 1, 2, 2, 2, 2]", "rank 6"),
         ["filter rank mismatch"] = new(() => Convolution.Forward(Z(1, 1, 5, 5), Z(1, 1, 3)), typeof(ArgumentException), "w", "[1, 1, 3]", "[1, 1, 5, 5]"),
