@@ -10,6 +10,10 @@ namespace MLNet.ConvNet.Transforms;
 /// <code>y[c,i] = x[c,i] / (K + Alpha/Size * sum of x[c',i]^2 over the Size channels around c)^Beta</code>
 /// It is <see cref="Lrn.Forward"/> applied to mini-batches of rows; the shape does not change.
 /// </summary>
+/// <remarks>
+/// An even <see cref="LrnOptions.Size"/> runs, but cannot be saved: ONNX Runtime's LRN, which runs the saved model,
+/// accepts odd sizes only, so <c>Model.Save</c> throws <see cref="NotSupportedException"/> saying so.
+/// </remarks>
 public sealed class LrnTransformer : TensorTransformer
 {
     private const string Name = "LocalResponseNormalization";
@@ -26,6 +30,12 @@ public sealed class LrnTransformer : TensorTransformer
     private protected override RowRank Rank => RowRank.Spatial;
 
     private protected override Tensor Forward(Tensor x) => Ops.Lrn.Forward(x, Lrn);
+
+    // ONNX's LRN allows an even size (its window is floor/ceil of (size-1)/2 either side, as ours), but ONNX Runtime's
+    // CPU kernel (1.31) refuses one when the session starts, so a saved model with an even size would never load.
+    private protected override string? UnsavableBecause => Lrn.Size % 2 == 0
+        ? $"Size = {Lrn.Size} is even and ONNX Runtime's LRN, which runs the saved model, accepts odd sizes only. Use an odd Size to save the pipeline (the transformer itself runs with any size; ExportOnnx still writes the graph)."
+        : null;
 
     private protected override string AddOnnxNodes(OnnxGraphBuilder builder, string x)
     {

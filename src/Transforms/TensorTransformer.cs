@@ -73,6 +73,9 @@ public abstract class TensorTransformer : ITransformer
     /// <summary>Adds the ONNX nodes of the forward pass on <paramref name="x"/> <c>[1, C, X...]</c>; returns the output value.</summary>
     private protected abstract string AddOnnxNodes(OnnxGraphBuilder builder, string x);
 
+    /// <summary>Why the saved twin could not run (null when it can): checked by Save before it builds the twin.</summary>
+    private protected virtual string? UnsavableBecause => null;
+
     /// <summary>The input columns plus the output column (hiding an input column of the same name).</summary>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {
@@ -103,7 +106,7 @@ public abstract class TensorTransformer : ITransformer
     /// <summary>
     /// Writes the transform as an ONNX model (opset 17): input named <see cref="InputColumnName"/> of shape
     /// <see cref="InputShape"/> (one row), output of shape <see cref="OutputShape"/> named <see cref="OutputColumnName"/>
-    /// (or <c>OutputColumnName + ".output"</c> when that equals the input's name; ONNX names are unique). Weights are initializers.
+    /// (or <c>OutputColumnName + "__ConvNetOutput"</c> when that equals the input's name; ONNX names are unique). Weights are initializers.
     /// </summary>
     public void ExportOnnx(Stream stream)
     {
@@ -113,6 +116,8 @@ public abstract class TensorTransformer : ITransformer
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
+        if (UnsavableBecause is { } reason)
+            throw new NotSupportedException($"{TransformName} (column '{OutputColumnName}') cannot be saved: {reason}");
         var twin = CreateOnnxTwin(new MLContext());
         try { ((ICanSaveModel)twin).Save(ctx); }
         finally { (twin as IDisposable)?.Dispose(); }
@@ -141,7 +146,7 @@ public abstract class TensorTransformer : ITransformer
         x = b.Reshape(x, [1, .. ToLongs(InputShape)]);
         x = AddOnnxNodes(b, x);
         x = b.Reshape(x, ToLongs(OutputShape));
-        outputName = OutputColumnName == InputColumnName ? OutputColumnName + ".output" : OutputColumnName;
+        outputName = OutputColumnName == InputColumnName ? OutputColumnName + "__ConvNetOutput" : OutputColumnName;
         b.Output(x, outputName);
         return b.ToBytes();
     }
