@@ -20,7 +20,9 @@ namespace MLNet.ConvNet.Transforms;
 /// values differ by float rounding (ONNX Runtime sums in another order) and, for NaN inputs, by ONNX Runtime's own
 /// NaN rules.</para>
 /// <para>NaN: the engine propagates NaN (a NaN pixel makes NaN every output whose window holds it; a max-pooling
-/// window holding a NaN gives NaN).</para>
+/// window holding a NaN gives NaN). A loaded model follows ONNX Runtime instead: its Conv propagates NaN the same way,
+/// its MaxPool does not (it keeps a NaN only in some window positions). Replace missing pixels before these transforms
+/// if a saved model must treat them the same way.</para>
 /// </remarks>
 public abstract class TensorTransformer : ITransformer
 {
@@ -106,7 +108,8 @@ public abstract class TensorTransformer : ITransformer
     /// <summary>
     /// Writes the transform as an ONNX model (opset 17): input named <see cref="InputColumnName"/> of shape
     /// <see cref="InputShape"/> (one row), output of shape <see cref="OutputShape"/> named <see cref="OutputColumnName"/>
-    /// (or <c>OutputColumnName + "__ConvNetOutput"</c> when that equals the input's name; ONNX names are unique). Weights are initializers.
+    /// (or <c>OutputColumnName + "__ConvNetOutput"</c> when that equals the input's name, as ONNX names are unique, or ends
+    /// with ".output", which ML.NET's OnnxTransformer strips). Weights are initializers.
     /// </summary>
     public void ExportOnnx(Stream stream)
     {
@@ -146,7 +149,11 @@ public abstract class TensorTransformer : ITransformer
         x = b.Reshape(x, [1, .. ToLongs(InputShape)]);
         x = AddOnnxNodes(b, x);
         x = b.Reshape(x, ToLongs(OutputShape));
-        outputName = OutputColumnName == InputColumnName ? OutputColumnName + "__ConvNetOutput" : OutputColumnName;
+        // ONNX names are unique, so an output replacing its input needs another name; and ML.NET's OnnxTransformer
+        // names the column of an ONNX output "X.output" "X" (its own exporter's convention). Both get a helper name,
+        // which the twin copies to the real column and drops.
+        bool helper = OutputColumnName == InputColumnName || OutputColumnName.EndsWith(".output", StringComparison.Ordinal);
+        outputName = helper ? OutputColumnName + "__ConvNetOutput" : OutputColumnName;
         b.Output(x, outputName);
         return b.ToBytes();
     }
