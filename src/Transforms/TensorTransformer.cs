@@ -27,6 +27,7 @@ namespace MLNet.ConvNet.Transforms;
 public abstract class TensorTransformer : ITransformer
 {
     private readonly int[]? _inputShapeOption;
+    private long _engineCalls;
     private readonly VectorDataViewType _inputType;
 
     private protected TensorTransformer(string transform, TensorTransformOptions options, Shape inputShape, Shape outputShape, VectorDataViewType inputType)
@@ -161,10 +162,14 @@ public abstract class TensorTransformer : ITransformer
     /// <summary>Runs <paramref name="count"/> rows of <paramref name="input"/> through the engine into <paramref name="output"/>.</summary>
     internal void RunBatch(float[] input, int count, float[] output)
     {
+        Interlocked.Increment(ref _engineCalls);
         using var x = Tensor.FromHost(input.AsSpan(0, count * InputShape.Length), new Shape([count, .. InputShape.AsSpan()]));
         using var y = Forward(x);
         y.CopyToHost(output.AsSpan(0, count * OutputShape.Length));
     }
+
+    /// <summary>How many times this transformer has called the engine (tests check rows are batched).</summary>
+    internal long EngineCalls => Interlocked.Read(ref _engineCalls);
 
     /// <summary>Checks the input column against the fitted row shape; returns its index.</summary>
     private int CheckInput(DataViewSchema schema)

@@ -35,9 +35,15 @@ public static class Workout
         Assert.Equal(want[0].Length, type.Size);
         Assert.Equal(type, transformer.GetOutputSchema(data.Schema)[outputColumn].Type);
 
+        long calls = transformer.EngineCalls;
         Rows.AssertSame(want, Rows.Read(output, outputColumn), "Transform vs engine");
+        // Rows go through the engine in mini-batches of BatchSize, the last one partial.
+        Assert.Equal((want.Length + transformer.BatchSize - 1) / transformer.BatchSize, transformer.EngineCalls - calls);
         Assert.Equal(Rows.ReadText(data, "Id"), Rows.ReadText(output, "Id"));
+        AssertCursorSetCoversEveryRow(output, outputColumn, want);
+        calls = transformer.EngineCalls;
         Rows.AssertSame(want, MapRows(transformer, data, outputColumn), "row mapper vs engine");
+        Assert.Equal(want.Length, transformer.EngineCalls - calls);
 
         using var loaded = SavedAndLoaded(ml, transformer, data.Schema);
         var reloaded = loaded.Model.Transform(data);
@@ -45,6 +51,30 @@ public static class Workout
         Rows.AssertClose(want, Rows.Read(reloaded, outputColumn), "loaded model vs engine");
         Assert.Equal(Rows.ReadText(data, "Id"), Rows.ReadText(reloaded, "Id"));
         return transformer;
+    }
+
+    /// <summary>A parallel cursor set (as ML.NET's trainers use) gives every row once, with its own values.</summary>
+    public static void AssertCursorSetCoversEveryRow(IDataView output, string outputColumn, float[][] want)
+    {
+        var ids = Rows.ReadText(output, "Id");
+        var seen = new Dictionary<string, float[]>();
+        var columns = new[] { output.Schema[outputColumn], output.Schema["Id"] };
+        foreach (var cursor in output.GetRowCursorSet(columns, 3))
+            using (cursor)
+            {
+                var values = cursor.GetGetter<VBuffer<float>>(columns[0]);
+                var id = cursor.GetGetter<ReadOnlyMemory<char>>(columns[1]);
+                VBuffer<float> v = default;
+                ReadOnlyMemory<char> text = default;
+                while (cursor.MoveNext())
+                {
+                    values(ref v);
+                    id(ref text);
+                    seen.Add(text.ToString(), v.DenseValues().ToArray());
+                }
+            }
+        Assert.Equal(ids.Length, seen.Count);
+        for (int i = 0; i < ids.Length; i++) Rows.AssertSame([want[i]], [seen[ids[i]]], $"cursor set, row {ids[i]}");
     }
 
     /// <summary>The output column computed one row at a time through <see cref="ITransformer.GetRowToRowMapper"/>.</summary>
