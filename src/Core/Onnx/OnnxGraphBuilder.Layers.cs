@@ -82,7 +82,7 @@ public sealed partial class OnnxGraphBuilder
     /// <see cref="Ops.Lrn.Forward"/> as an ONNX <c>LRN</c> (cross-channel) on <paramref name="x"/> <c>[N, C, ...]</c>:
     /// <c>y = x / (K + Alpha/Size * sum of x^2 over the channel window)^Beta</c>, ONNX's formula with bias = K.
     /// </summary>
-    /// <remarks>ONNX Runtime's CPU kernel takes 4-D input <c>[N, C, H, W]</c> only.</remarks>
+    /// <remarks>ONNX Runtime's CPU kernel (1.31) runs only 4-D input <c>[N, C, H, W]</c> and odd sizes; other models export but fail there.</remarks>
     public string Lrn(string x, LrnOptions? options = null)
     {
         options ??= LrnOptions.Default;

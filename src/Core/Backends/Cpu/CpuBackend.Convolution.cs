@@ -23,10 +23,13 @@ namespace MLNet.ConvNet.Backends.Cpu;
 public sealed partial class CpuBackend
 {
     /// <summary>
-    /// Most floats in one column buffer (4 Mi floats = 16 MiB; at least one output line is always taken).
-    /// Internal so tests can shrink it to exercise the slab loop.
+    /// Most floats in one column buffer (1 Mi floats = 4 MiB; at least one output line is always taken).
+    /// One buffer per busy thread. Internal so tests can shrink it to exercise the slab loop.
     /// </summary>
-    internal int ConvolutionColumnBudget { get; set; } = 1 << 22;
+    internal int ConvolutionColumnBudget { get; set; } = 1 << 20;
+
+    /// <summary>Most doubles held by the per-image filter-gradient buffers of one wave (2 Mi doubles = 16 MiB).</summary>
+    private const int FilterPartialBudget = 1 << 21;
 
     public void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
     {
@@ -103,8 +106,9 @@ public sealed partial class CpuBackend
         float[] xa = Array(x), dya = Array(dy), dwa = Array(dw);
         int size = p.O * p.CgK;
         // Each image's gradient is built from zero in its own double buffer, then the buffers are added
-        // into the total in image order: a wave of images runs at once, one per thread when there are enough.
-        bool perImage = p.N >= MaxThreads;
+        // into the total in image order: a wave of images runs at once, one per thread when there are enough
+        // images and the buffers fit the budget (else one image at a time, parallel inside).
+        bool perImage = p.N >= MaxThreads && (long)MaxThreads * size <= FilterPartialBudget;
         int wave = perImage ? MaxThreads : 1;
         var partials = new double[wave][];
         for (int i = 0; i < wave; i++) partials[i] = new double[size];
