@@ -36,6 +36,10 @@ public static class Activation
     }
 
     /// <summary>dx = f'(x) * dy, given x, y = f(x) and dy.</summary>
+    /// <remarks>
+    /// At the kink x = 0 the ReLU family takes the left slope: 0 for ReLU (as cuDNN and PyTorch), alpha for
+    /// LeakyReLU and ELU. Sigmoid and Tanh use y: f' = y (1 - y) and 1 - y².
+    /// </remarks>
     public static Tensor Backward(ActivationKind kind, Tensor x, Tensor y, Tensor dy, float? alpha = null)
     {
         float a = CheckAlpha(kind, alpha);

@@ -54,6 +54,9 @@ public static class BatchNorm
         Convolution.CheckGradient(dy, x.Shape, "BatchNorm.Backward");
         int c = x.Rank >= 2 ? x.Shape[1] : 0;
         CheckVector(gamma, c, "gamma", x.Shape, "BatchNorm.Backward");
+        // A cache from a forward pass on another shape would be read out of step with x.
+        CheckVector(cache.SavedMean, c, "cache", x.Shape, "BatchNorm.Backward");
+        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, "BatchNorm.Backward");
         var b = x.Backend;
         var dx = b.Allocate(x.Shape);
         var dgamma = b.Allocate(gamma.Shape);

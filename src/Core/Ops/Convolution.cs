@@ -22,12 +22,16 @@ public static class Convolution
     /// </code>
     /// Options (<see cref="ConvolutionOptions"/>): Padding = 0, Stride = 1, Dilation = 1, Groups = 1,
     /// Mode = Convolution (kernel flipped, the seed's default) or CrossCorrelation.
+    /// Padded cells are zeros that take part in the products, so a NaN anywhere reaches every sum it enters.
     /// </summary>
     /// <example>
-    /// The seed's 1-D example: w = [1,2,3], x = [1..7] as <c>[1,1,7]</c> and <c>[1,1,3]</c>:
+    /// The seed's 1-D example: w = [1,2,3], x = [1..7] as <c>[1,1,3]</c> and <c>[1,1,7]</c>:
     /// <c>Forward(x, w)</c> = [10,16,22,28,34]; with Padding = 1: [4,10,16,22,28,34,32];
-    /// with Padding = 1, Stride = 3: [4,22,32]. 2-D: w = [1 3; 2 4] (Knet column-major), x = 3x3 of 1..9
-    /// gives [23 53; 33 63].
+    /// with Padding = 1, Stride = 3: [4,22,32]. 2-D: Knet's w = reshape(1:4, (2,2,1,1)) and
+    /// x = reshape(1:9, (3,3,1,1)) are, in the same memory, our <c>[1,1,2,2]</c> filled 1..4 and <c>[1,1,3,3]</c>
+    /// filled 1..9; the result is Knet's [23 53; 33 63], memory [23,33,53,63].
+    /// A matrix product as a convolution: W = [1 3 5; 2 4 6] as a filter bank <c>[2,1,3]</c> (one filter per
+    /// row), x = [1,2,3] as <c>[1,1,3]</c>, Mode = CrossCorrelation: y = W x = [22,28] as <c>[1,2,1]</c>.
     /// </example>
     public static Tensor Forward(Tensor x, Tensor w, Tensor? bias = null, ConvolutionOptions? options = null)
     {

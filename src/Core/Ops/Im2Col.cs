@@ -11,6 +11,8 @@ namespace MLNet.ConvNet.Ops;
 ///   conv(x, w)[n] = w.Reshape(O, C*prod(K))  x  cols[n]          ([O, C*K] x [C*K, Y] = [O, Y])
 /// </code>
 /// In Convolution mode (kernel flipped) tap k reads the flipped position, so the same product holds in both modes.
+/// With groups, the rows of group g are the contiguous block of its channels and the product is taken per group
+/// (the backends do this inside their convolution kernels; this public op takes one group).
 /// </remarks>
 public static class Im2Col
 {
@@ -18,7 +20,11 @@ public static class Im2Col
     /// Stretches every patch of <paramref name="x"/> <c>[N, C, X...]</c> met by a kernel of spatial size
     /// <paramref name="kernelSize"/> into a column: result <c>[N, C*prod(K), prod(Y)]</c> (0 where the patch is in padding).
     /// </summary>
-    /// <example>The seed's x = [1..7], K = 3, cross-correlation: cols[0] = [1 2 3 4 5; 2 3 4 5 6; 3 4 5 6 7]; then [1 2 3] x cols = [14 20 26 32 38].</example>
+    /// <example>
+    /// The seed's x = [1..7], K = 3, CrossCorrelation: cols[0] = [1 2 3 4 5; 2 3 4 5 6; 3 4 5 6 7], and
+    /// [1 2 3] x cols = [14 20 26 32 38]. In Convolution mode (the default) the rows come flipped,
+    /// [3 4 5 6 7; 2 3 4 5 6; 1 2 3 4 5], and [1 2 3] x cols = [10 16 22 28 34], the seed's convolution.
+    /// </example>
     public static Tensor Forward(Tensor x, int[] kernelSize, ConvolutionOptions? options = null)
     {
         var g = ConvGeometry.ForIm2Col(x.Shape, kernelSize, options);

@@ -16,6 +16,7 @@ public static class Pooling
     /// Options (<see cref="PoolingOptions"/>): Window = 2, Padding = 0 (must be &lt; Window), Stride = Window,
     /// Mode = Max (padded cells never win: cuDNN's rule), AverageIncludingPadding (divide by the window volume)
     /// or AverageExcludingPadding (divide by the number of cells inside the input).
+    /// NaN: a max over a window holding a NaN is NaN (as in PyTorch); an average with a NaN is NaN.
     /// </summary>
     /// <example>
     /// The seed's examples on x = [1..6] as <c>[1,1,6]</c>: default [2,4,6]; Window = 3: [3,6];
@@ -30,11 +31,18 @@ public static class Pooling
         return y;
     }
 
-    /// <summary>Gradient with respect to x given x, y = Forward(x) and dy. Max sends each dy to the first maximal cell of its window.</summary>
+    /// <summary>
+    /// Gradient with respect to x given x, y = Forward(x) and dy (both of the output's shape), with the
+    /// options of the forward call.
+    /// Max sends each dy to the first maximal in-input cell of its window in scan order (row-major within
+    /// the window), summing where windows overlap; a window holding a NaN sends its dy to its first NaN
+    /// (the forward result there is NaN). The averages spread dy / divisor over the window's in-input cells.
+    /// </summary>
     public static Tensor Backward(Tensor x, Tensor y, Tensor dy, PoolingOptions? options = null)
     {
         var g = PoolGeometry.Create(x.Shape, options);
-        Convolution.CheckGradient(y, g.Output, "Pooling.Backward (y)");
+        if (y.Shape != g.Output)
+            throw new ArgumentException($"Pooling.Backward: y has shape {y.Shape} but pooling x {x.Shape} gives {g.Output}.", nameof(y));
         Convolution.CheckGradient(dy, g.Output, "Pooling.Backward");
         var dx = x.Backend.Allocate(g.Input);
         x.Backend.PoolingBackward(g, x, y, dy, dx);
@@ -44,8 +52,11 @@ public static class Pooling
     /// <summary>
     /// Unpooling (Knet's unpool): copies each value of <paramref name="x"/> into every cell of its window,
     /// summing where windows overlap. Output size per dimension <c>(X - 1)S + W - 2P</c>.
-    /// <see cref="PoolingOptions.Mode"/> is not used: unpooling is the inverse of average pooling, so
-    /// <c>Forward(Unpool(x), Mode = AverageIncludingPadding)</c> gives back x when windows do not overlap.
+    /// <see cref="PoolingOptions.Mode"/> is not used. Unpooling inverts pooling when windows do not overlap
+    /// (Stride = Window): <c>Forward(Unpool(x))</c> gives back x in Max and AverageExcludingPadding mode, and in
+    /// AverageIncludingPadding mode too when there is no padding (padded cells are dropped by Unpool but
+    /// counted by that average). Values equal x up to float32 rounding (Unpool scales by the window volume
+    /// and divides again).
     /// </summary>
     public static Tensor Unpool(Tensor x, PoolingOptions? options = null)
     {
@@ -59,10 +70,18 @@ public static class Pooling
         return y;
     }
 
-    /// <summary>Gradient of <see cref="Unpool"/>: the sum of dy over each window.</summary>
+    /// <summary>
+    /// Gradient of <see cref="Unpool"/>: the sum of dy over the in-input cells of each window. dy must have the
+    /// shape that <see cref="Unpool"/> gives with the same options.
+    /// </summary>
     public static Tensor UnpoolBackward(Tensor dy, PoolingOptions? options = null)
     {
-        var g0 = PoolGeometry.Create(dy.Shape, (options ?? PoolingOptions.Default) with { Mode = PoolingMode.AverageIncludingPadding }, "Unpool");
+        ConvGeometry.CheckRank(dy.Shape, nameof(dy), "UnpoolBackward");
+        var g0 = PoolGeometry.Create(dy.Shape, (options ?? PoolingOptions.Default) with { Mode = PoolingMode.AverageIncludingPadding }, "UnpoolBackward");
+        // Pooling floors (X + 2P - W) / S, so several sizes pool to the same Y; only one of them is Unpool's output.
+        var unpooled = PoolGeometry.ForUnpool(g0.Output, options).Input;
+        if (unpooled != dy.Shape)
+            throw new ArgumentException($"UnpoolBackward: dy has shape {dy.Shape} but Unpool's output with these options is {unpooled} (from x {g0.Output}).", nameof(dy));
         var dx = dy.Backend.Allocate(g0.Output);
         dy.Backend.PoolingForward(g0, dy, dx);
         dy.Backend.Scale(dx, g0.WindowVolume, dx);

@@ -25,16 +25,16 @@ public static class Softmax
 
     private static Tensor RunBackward(Tensor y, Tensor dy, bool log)
     {
-        CheckLogits(y.Shape, "Softmax.Backward");
+        CheckLogits(y.Shape, "Softmax.Backward", nameof(y));
         Convolution.CheckGradient(dy, y.Shape, "Softmax.Backward");
         var dx = y.Backend.Allocate(y.Shape);
         y.Backend.SoftmaxBackward(y, dy, dx, log);
         return dx;
     }
 
-    internal static void CheckLogits(Shape x, string op)
+    internal static void CheckLogits(Shape x, string op, string parameter = "x")
     {
-        if (x.Rank != 2) throw new ArgumentException($"{op}: expected logits [N, K]; got {x}.", "x");
+        if (x.Rank != 2) throw new ArgumentException($"{op}: expected logits [N, K]; got {x}.", parameter);
     }
 }
 
@@ -50,7 +50,7 @@ public static class CrossEntropy
     /// </summary>
     public static CrossEntropyResult Forward(Tensor logits, ReadOnlySpan<int> labels)
     {
-        Softmax.CheckLogits(logits.Shape, "CrossEntropy");
+        Softmax.CheckLogits(logits.Shape, "CrossEntropy", nameof(logits));
         int n = logits.Shape[0], k = logits.Shape[1];
         if (labels.Length != n)
             throw new ArgumentException($"CrossEntropy: {labels.Length} labels for logits {logits.Shape} ({n} rows).", nameof(labels));

@@ -1,14 +1,219 @@
+using System.Numerics.Tensors;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Backends.Cpu;
 
+// Dropout, element-wise activations, softmax and softmax cross-entropy.
 public sealed partial class CpuBackend
 {
-    public void DropoutForward(Tensor x, float p, ulong seed, Tensor mask, Tensor y) => throw new NotImplementedException();
-    public void ActivationForward(ActivationKind kind, float alpha, Tensor x, Tensor y) => throw new NotImplementedException();
-    public void ActivationBackward(ActivationKind kind, float alpha, Tensor x, Tensor y, Tensor dy, Tensor dx) => throw new NotImplementedException();
-    public void SoftmaxForward(Tensor x, Tensor y, bool log) => throw new NotImplementedException();
-    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log) => throw new NotImplementedException();
-    public void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities) => throw new NotImplementedException();
-    public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float scale, Tensor dlogits) => throw new NotImplementedException();
+    /// <summary>Elements per parallel work item in element-wise kernels: big enough to amortize scheduling.</summary>
+    private const int ElementwiseBlock = 16384;
+
+    /// <summary>Runs body(start, count) over consecutive blocks of [0, length); each element belongs to one block.</summary>
+    private void ForElementBlocks(int length, Action<int, int> body) =>
+        For((length + ElementwiseBlock - 1) / ElementwiseBlock, block =>
+        {
+            int start = block * ElementwiseBlock;
+            body(start, Math.Min(ElementwiseBlock, length - start));
+        });
+
+    // ---- dropout ----
+
+    public void DropoutForward(Tensor x, float p, ulong seed, Tensor mask, Tensor y)
+    {
+        var xa = Array(x); var ma = Array(mask); var ya = Array(y);
+        float keep = 1f / (1f - p);
+        ForElementBlocks(x.Length, (start, count) =>
+        {
+            for (int i = start; i < start + count; i++)
+            {
+                // Dropped when u < p: probability p up to the 2^-53 spacing of u; p = 0 drops nothing.
+                float m = DropoutUniform(seed, (ulong)i) < p ? 0f : keep;
+                ma[i] = m;
+                ya[i] = xa[i] * m;
+            }
+        });
+    }
+
+    /// <summary>
+    /// A uniform double in [0, 1) that depends only on (seed, index): the SplitMix64 finalizer applied twice,
+    /// once to the seed and once to its key plus index times the golden-ratio increment (a counter-based generator).
+    /// </summary>
+    internal static double DropoutUniform(ulong seed, ulong index)
+    {
+        ulong key = SplitMix64(seed);
+        ulong z = SplitMix64(key + (index + 1) * 0x9E3779B97F4A7C15UL);
+        return (z >> 11) * (1.0 / (1UL << 53));
+    }
+
+    private static ulong SplitMix64(ulong z)
+    {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    // ---- activations ----
+
+    public void ActivationForward(ActivationKind kind, float alpha, Tensor x, Tensor y)
+    {
+        var xa = Array(x); var ya = Array(y);
+        ForElementBlocks(x.Length, (start, count) =>
+        {
+            var xs = xa.AsSpan(start, count); var ys = ya.AsSpan(start, count);
+            switch (kind)
+            {
+                case ActivationKind.ReLU:
+                    TensorPrimitives.Max(xs, 0f, ys); // NaN propagates through Max
+                    break;
+                case ActivationKind.LeakyReLU:
+                    for (int i = 0; i < xs.Length; i++) ys[i] = xs[i] > 0 ? xs[i] : alpha * xs[i];
+                    break;
+                case ActivationKind.ELU:
+                    // exp(x) - 1 in double: no cancellation in float for x near 0.
+                    for (int i = 0; i < xs.Length; i++) ys[i] = xs[i] > 0 ? xs[i] : (float)(alpha * (Math.Exp(xs[i]) - 1.0));
+                    break;
+                case ActivationKind.Sigmoid:
+                    for (int i = 0; i < xs.Length; i++) ys[i] = StableSigmoid(xs[i]);
+                    break;
+                case ActivationKind.Tanh:
+                    TensorPrimitives.Tanh(xs, ys);
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown activation.");
+            }
+        });
+    }
+
+    public void ActivationBackward(ActivationKind kind, float alpha, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    {
+        var xa = Array(x); var ya = Array(y); var dya = Array(dy); var dxa = Array(dx);
+        ForElementBlocks(x.Length, (start, count) =>
+        {
+            var xs = xa.AsSpan(start, count); var ys = ya.AsSpan(start, count);
+            var dys = dya.AsSpan(start, count); var dxs = dxa.AsSpan(start, count);
+            switch (kind)
+            {
+                case ActivationKind.ReLU:
+                    // The derivative at the kink x = 0 is taken as 0 (cuDNN, PyTorch).
+                    for (int i = 0; i < xs.Length; i++) dxs[i] = dys[i] * PiecewiseSlope(xs[i], 0f);
+                    break;
+                case ActivationKind.LeakyReLU:
+                    for (int i = 0; i < xs.Length; i++) dxs[i] = dys[i] * PiecewiseSlope(xs[i], alpha);
+                    break;
+                case ActivationKind.ELU:
+                    // alpha exp(x) from x rather than y + alpha, which cancels for large negative x.
+                    for (int i = 0; i < xs.Length; i++)
+                        dxs[i] = xs[i] > 0 ? dys[i] : (float)(dys[i] * (alpha * Math.Exp(xs[i])));
+                    break;
+                case ActivationKind.Sigmoid:
+                    for (int i = 0; i < xs.Length; i++) dxs[i] = dys[i] * (ys[i] * (1f - ys[i]));
+                    break;
+                case ActivationKind.Tanh:
+                    for (int i = 0; i < xs.Length; i++) dxs[i] = dys[i] * (1f - ys[i] * ys[i]);
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown activation.");
+            }
+        });
+    }
+
+    /// <summary>1 for x &gt; 0, <paramref name="below"/> for x &lt;= 0, NaN for NaN (so a NaN input is not hidden).</summary>
+    private static float PiecewiseSlope(float x, float below) => x > 0 ? 1f : x <= 0 ? below : float.NaN;
+
+    /// <summary>1 / (1 + exp(-x)) through exp(-|x|), which never overflows: exact limits and tiny values for large |x|.</summary>
+    private static float StableSigmoid(float x)
+    {
+        double e = Math.Exp(-Math.Abs((double)x));
+        return (float)(x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e));
+    }
+
+    // ---- softmax over the last dimension of [N, K] ----
+
+    public void SoftmaxForward(Tensor x, Tensor y, bool log)
+    {
+        int n = x.Shape[0], k = x.Shape[1];
+        var xa = Array(x); var ya = Array(y);
+        For(n, row =>
+        {
+            var xs = xa.AsSpan(row * k, k); var ys = ya.AsSpan(row * k, k);
+            double max = TensorPrimitives.Max<float>(xs), logSum = LogSumExpShifted(xs, max);
+            for (int j = 0; j < k; j++)
+            {
+                double shifted = xs[j] - max;
+                ys[j] = (float)(log ? shifted - logSum : Math.Exp(shifted - logSum));
+            }
+        });
+    }
+
+    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log)
+    {
+        int n = y.Shape[0], k = y.Shape[1];
+        var ya = Array(y); var dya = Array(dy); var dxa = Array(dx);
+        For(n, row =>
+        {
+            var ys = ya.AsSpan(row * k, k); var dys = dya.AsSpan(row * k, k); var dxs = dxa.AsSpan(row * k, k);
+            if (log)
+            {
+                // y = log softmax: dx = dy - softmax * sum(dy), softmax = exp(y).
+                double sum = 0;
+                foreach (float v in dys) sum += v;
+                for (int j = 0; j < k; j++) dxs[j] = (float)(dys[j] - Math.Exp(ys[j]) * sum);
+            }
+            else
+            {
+                // y = softmax: dx = y * (dy - sum(dy * y)).
+                double dot = 0;
+                for (int j = 0; j < k; j++) dot += (double)dys[j] * ys[j];
+                for (int j = 0; j < k; j++) dxs[j] = (float)(ys[j] * (dys[j] - dot));
+            }
+        });
+    }
+
+    public void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities)
+    {
+        int n = logits.Shape[0], k = logits.Shape[1];
+        var xa = Array(logits); var la = Array(labels); var lossa = Array(loss); var pa = Array(probabilities);
+        CheckLabels(la, n, k);
+        For(n, row =>
+        {
+            var xs = xa.AsSpan(row * k, k); var ps = pa.AsSpan(row * k, k);
+            double max = TensorPrimitives.Max<float>(xs), logSum = LogSumExpShifted(xs, max);
+            for (int j = 0; j < k; j++) ps[j] = (float)Math.Exp(xs[j] - max - logSum);
+            // -log softmax[label] = logsumexp - x[label], both relative to the row max.
+            lossa[row] = (float)(logSum - (xs[(int)la[row]] - max));
+        });
+    }
+
+    public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float scale, Tensor dlogits)
+    {
+        int n = probabilities.Shape[0], k = probabilities.Shape[1];
+        var pa = Array(probabilities); var la = Array(labels); var da = Array(dlogits);
+        CheckLabels(la, n, k);
+        For(n, row =>
+        {
+            var ps = pa.AsSpan(row * k, k); var ds = da.AsSpan(row * k, k);
+            int label = (int)la[row];
+            for (int j = 0; j < k; j++) ds[j] = scale * (j == label ? ps[j] - 1f : ps[j]);
+        });
+    }
+
+    /// <summary>log sum_j exp(x[j] - max) in double; the sum is at least 1 when max is the row's maximum.</summary>
+    private static double LogSumExpShifted(ReadOnlySpan<float> xs, double max)
+    {
+        double sum = 0;
+        foreach (float v in xs) sum += Math.Exp(v - max);
+        return Math.Log(sum);
+    }
+
+    /// <summary>Labels are read as indices, so an out-of-range or fractional one would read a wrong element: refuse it.</summary>
+    private static void CheckLabels(float[] labels, int n, int k)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            float v = labels[i];
+            if (!(v >= 0 && v < k) || v != MathF.Floor(v))
+                throw new ArgumentOutOfRangeException(nameof(labels), v, $"Label {v} at row {i} is not a class index in [0, {k}).");
+        }
+    }
 }

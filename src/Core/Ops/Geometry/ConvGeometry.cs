@@ -83,6 +83,8 @@ public sealed class ConvGeometry
             throw new ArgumentException($"{op}: filter {filter} has rank {filter.Rank} but input {input} has rank {input.Rank}; a filter is [O, C/groups, K...] with one K per spatial dimension of the input.", "w");
         int rank = input.Rank - 2;
         var (padding, stride, dilation) = ExpandOptions(options, rank, op);
+        if (!Enum.IsDefined(options.Mode))
+            throw new ArgumentOutOfRangeException("mode", options.Mode, $"{op}: mode must be Convolution or CrossCorrelation.");
         int groups = options.Groups;
         if (groups <= 0) throw new ArgumentOutOfRangeException("groups", groups, $"{op}: groups must be at least 1.");
         int c = input[1], o = filter[0];

@@ -54,7 +54,7 @@ public sealed class PoolGeometry
         options ??= PoolingOptions.Default;
         ConvGeometry.CheckRank(input, "x", op);
         int rank = input.Rank - 2;
-        var (window, padding, stride) = Expand(options, rank, op);
+        var (window, padding, stride) = Expand(options, input, op);
         var outDims = input.ToArray();
         for (int i = 0; i < rank; i++)
         {
@@ -78,7 +78,7 @@ public sealed class PoolGeometry
         options ??= PoolingOptions.Default;
         ConvGeometry.CheckRank(input, "x", op);
         int rank = input.Rank - 2;
-        var (window, padding, stride) = Expand(options, rank, op);
+        var (window, padding, stride) = Expand(options, input, op);
         var dims = input.ToArray();
         for (int i = 0; i < rank; i++)
         {
@@ -92,20 +92,21 @@ public sealed class PoolGeometry
         return g;
     }
 
-    private static (int[] window, int[] padding, int[] stride) Expand(PoolingOptions o, int rank, string op)
+    private static (int[] window, int[] padding, int[] stride) Expand(PoolingOptions o, Shape input, string op)
     {
+        int rank = input.Rank - 2;
         var window = o.Window.Expand(rank, "window");
         var padding = o.Padding.Expand(rank, "padding");
         var stride = o.Stride.IsDefault ? (int[])window.Clone() : o.Stride.Expand(rank, "stride");
         for (int i = 0; i < rank; i++)
         {
-            if (window[i] <= 0) throw new ArgumentOutOfRangeException("window", window[i], $"{op}: window must be >= 1 (spatial dimension {i}).");
-            if (stride[i] <= 0) throw new ArgumentOutOfRangeException("stride", stride[i], $"{op}: stride must be >= 1 (spatial dimension {i}).");
-            if (padding[i] < 0) throw new ArgumentOutOfRangeException("padding", padding[i], $"{op}: padding must be >= 0 (spatial dimension {i}).");
+            if (window[i] <= 0) throw new ArgumentOutOfRangeException("window", window[i], $"{op}: window must be >= 1 (spatial dimension {i}, input {input}).");
+            if (stride[i] <= 0) throw new ArgumentOutOfRangeException("stride", stride[i], $"{op}: stride must be >= 1 (spatial dimension {i}, input {input}).");
+            if (padding[i] < 0) throw new ArgumentOutOfRangeException("padding", padding[i], $"{op}: padding must be >= 0 (spatial dimension {i}, input {input}).");
             // With P < W every window overlaps the input, so a max never sees only padding and an
             // average excluding padding never divides by zero.
             if (padding[i] >= window[i])
-                throw new ArgumentOutOfRangeException("padding", padding[i], $"{op}: padding {padding[i]} must be smaller than the window {window[i]} (spatial dimension {i}); otherwise a window could lie wholly in padding.");
+                throw new ArgumentOutOfRangeException("padding", padding[i], $"{op}: padding {padding[i]} must be smaller than the window {window[i]} (spatial dimension {i}, input {input}); otherwise a window could lie wholly in padding.");
         }
         return (window, padding, stride);
     }
