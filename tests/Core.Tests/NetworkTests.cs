@@ -168,6 +168,24 @@ public class NetworkTests
         Assert.Equal(one.Grad, four.Grad);
     }
 
+    [Theory]
+    [InlineData("lenet5")]
+    [InlineData("resnet")]
+    public void BackwardParametersGivesTheSameGradientsAsBackward(string preset)
+    {
+        float[] Grads(bool full)
+        {
+            var net = Presets.ByName(preset).Build(Mnist, seed: 4);
+            var x = Tensor.FromHost(TestData.Uniform(new Random(5), 3 * 784, 1f), 3, 1, 28, 28);
+            var d = CrossEntropy.Backward(CrossEntropy.Forward(net.Forward(x, training: true), [1, 2, 3]));
+            if (full) net.Backward(d); else net.BackwardParameters(d);
+            return net.Parameters.SelectMany(p => p.Gradient.ToHost()).ToArray();
+        }
+        var want = Grads(full: true);
+        Assert.Contains(want, g => g != 0);
+        Assert.Equal(want, Grads(full: false));
+    }
+
     [Fact]
     public void SummaryListsLayersShapesAndTotal()
     {

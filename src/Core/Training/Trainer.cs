@@ -92,7 +92,7 @@ public sealed class Trainer
                 var ce = CrossEntropy.Forward(Network.Forward(x, training: true), labels);
                 if (!float.IsFinite(ce.MeanLoss)) throw new NonFiniteLossException(epoch + 1, b + 1, ce.MeanLoss, saved);
                 Optimizer.ZeroGrad();
-                Network.Backward(CrossEntropy.Backward(ce));
+                Network.BackwardParameters(CrossEntropy.Backward(ce));
                 Optimizer.LearningRate = schedule.Rate(Optimizer.BaseLearningRate, epoch + (double)b / batches);
                 Optimizer.Step();
                 int hits = CountCorrect(ce.Probabilities, labels, null);
