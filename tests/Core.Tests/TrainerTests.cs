@@ -161,6 +161,17 @@ public class TrainerTests
     }
 
     [Fact]
+    public void ALoneLastSampleJoinsThePreviousBatch()
+    {
+        // Batch norm after a dense layer needs two samples per batch in training mode.
+        var net = new Network(new Flatten(), new Dense(8), new BatchNorm(), Activation.Relu(), new Dense(3)).Build(new Shape(1, 8, 8), seed: 1);
+        var sizes = new List<int>();
+        var trainer = new Trainer(net, new Sgd(net.Parameters, 0.1), new TrainerOptions { Epochs = 1, BatchSize = 16, OnBatch = p => sizes.Add(p.BatchSize) });
+        trainer.Fit(Squares(33, 8), cancellation: Ct);
+        Assert.Equal([16, 17], sizes);
+    }
+
+    [Fact]
     public void BadOptionsAndDataThrowNamingThem()
     {
         var net = CheckpointTests.SmallNet(1);
