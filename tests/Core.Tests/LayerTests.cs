@@ -188,6 +188,8 @@ public class LayerTests
         { "flatten", [2, 3, 4, 5], [2, 60] },
         { "dense", [2, 3, 4], [2, 7] },
         { "residual", [2, 3, 9, 8], [2, 6, 5, 4] },
+        { "lrn", [2, 6, 3, 3], [2, 6, 3, 3] },
+        { "batchnorm3d", [2, 3, 2, 3, 4], [2, 3, 2, 3, 4] },
     };
 
     [Theory]
@@ -203,6 +205,8 @@ public class LayerTests
             "global" => Pool.Global(),
             "flatten" => new Flatten(),
             "dense" => new Dense(7),
+            "lrn" => new Lrn(),
+            "batchnorm3d" => new BatchNorm(),
             _ => new Residual(6, stride: 2),
         };
         Assert.Equal(new Shape(output), layer.OutputShape(new Shape(input)));

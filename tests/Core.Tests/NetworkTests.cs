@@ -4,6 +4,7 @@ using MLNet.ConvNet.Tests.TestKit;
 using Xunit;
 using ActivationKind = MLNet.ConvNet.Ops.ActivationKind;
 using CrossEntropy = MLNet.ConvNet.Ops.CrossEntropy;
+using LrnOptions = MLNet.ConvNet.Ops.LrnOptions;
 using PoolingMode = MLNet.ConvNet.Ops.PoolingMode;
 using PoolingOptions = MLNet.ConvNet.Ops.PoolingOptions;
 
@@ -115,8 +116,9 @@ public class NetworkTests
     [Fact]
     public void BackwardMatchesFloat32FiniteDifferencesOfTheLoss()
     {
-        // A smooth network (tanh, average pooling) so finite differences do not straddle kinks.
-        var net = new Network(new Conv(3, 3, Conv.DefaultOptions with { Padding = 1 }), new BatchNorm(), new Activation(ActivationKind.Tanh),
+        // A smooth network (LRN, tanh, average pooling) so finite differences do not straddle kinks.
+        var net = new Network(new Conv(3, 3, Conv.DefaultOptions with { Padding = 1 }), new Lrn(new LrnOptions { Size = 3, Alpha = 0.5f }),
+            new BatchNorm(), new Activation(ActivationKind.Tanh),
             new Pool(new PoolingOptions { Mode = PoolingMode.AverageIncludingPadding }), new Flatten(), new Dense(4)).Build(new Shape(2, 6, 6), seed: 5);
         var rng = new Random(6);
         var x = Tensor.FromHost(TestData.Uniform(rng, 4 * 72, 1f), 4, 2, 6, 6);
