@@ -1,0 +1,37 @@
+using MLNet.ConvNet.Ops;
+
+namespace MLNet.ConvNet.Layers;
+
+/// <summary>An element-wise non-linearity (ReLU, leaky ReLU, ELU, sigmoid, tanh); calls <see cref="Ops.Activation"/>.</summary>
+public sealed class Activation : Layer
+{
+    private Tensor? _x, _y;
+
+    /// <summary>The activation <paramref name="kind"/>; <paramref name="alpha"/> defaults to <see cref="Ops.Activation.DefaultAlpha"/>.</summary>
+    public Activation(ActivationKind kind, float? alpha = null)
+    {
+        if (!Enum.IsDefined(kind)) throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown activation.");
+        Kind = kind;
+        Alpha = alpha ?? Ops.Activation.DefaultAlpha(kind);
+    }
+
+    /// <summary>A ReLU layer.</summary>
+    public static Activation Relu() => new(ActivationKind.ReLU);
+
+    public ActivationKind Kind { get; }
+    public float Alpha { get; }
+
+    internal override bool UsesRelu => Kind is ActivationKind.ReLU or ActivationKind.LeakyReLU or ActivationKind.ELU;
+
+    public override Shape OutputShape(Shape input) => input;
+
+    public override Tensor Forward(Tensor x, bool training)
+    {
+        CheckInput(x);
+        var y = Ops.Activation.Forward(Kind, x, Alpha);
+        (_x, _y) = training ? (x, y) : (null, null);
+        return y;
+    }
+
+    public override Tensor Backward(Tensor dy) => Ops.Activation.Backward(Kind, Cached(_x), Cached(_y), dy, Alpha);
+}

@@ -1,0 +1,81 @@
+using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Ops;
+
+namespace MLNet.ConvNet.Layers;
+
+/// <summary>
+/// Batch normalization over dimension 1: per channel after a convolution (<c>[N, C, X...]</c>), per feature
+/// after a dense layer (<c>[N, F]</c>). Trained scale gamma and shift beta; running mean and variance are
+/// buffers, updated in training mode and used in inference mode. Calls <see cref="Ops.BatchNorm"/>.
+/// </summary>
+public sealed class BatchNorm : Layer
+{
+    private Parameter? _gamma, _beta;
+    private Buffer? _mean, _variance;
+    private Tensor? _x;
+    private BatchNormCache? _cache;
+
+    /// <summary>Batch norm with <paramref name="epsilon"/> = 1e-5 and <paramref name="momentum"/> = 0.1 (weight of each batch in the running statistics).</summary>
+    public BatchNorm(float epsilon = Ops.BatchNorm.DefaultEpsilon, float momentum = Ops.BatchNorm.DefaultMomentum)
+    {
+        if (!(epsilon > 0)) throw new ArgumentOutOfRangeException(nameof(epsilon), epsilon, "BatchNorm: epsilon must be > 0.");
+        if (!(momentum >= 0 && momentum <= 1)) throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "BatchNorm: momentum must be in [0, 1].");
+        Epsilon = epsilon; Momentum = momentum;
+    }
+
+    public float Epsilon { get; }
+    public float Momentum { get; }
+
+    public override IReadOnlyList<Parameter> Parameters => _gamma is null ? [] : [_gamma, _beta!];
+    public override IReadOnlyList<Buffer> Buffers => _mean is null ? [] : [_mean, _variance!];
+
+    /// <summary>Running mean per channel (a buffer); null before build.</summary>
+    public Tensor? RunningMean => _mean?.Value;
+    /// <summary>Running variance per channel (a buffer); null before build.</summary>
+    public Tensor? RunningVariance => _variance?.Value;
+
+    public override Shape OutputShape(Shape input)
+    {
+        if (input.Rank < 2 || input.Rank > 5)
+            throw new ArgumentException($"BatchNorm: input {input} must be [N, F], [N, C, X], [N, C, H, W] or [N, C, D, H, W].", "x");
+        return input;
+    }
+
+    protected override void OnBuild(Shape input, IBackend backend)
+    {
+        var c = new Shape(input[1]);
+        _gamma = NewParameter(backend, "gamma", c, ParameterRole.Scale);
+        _beta = NewParameter(backend, "beta", c, ParameterRole.Shift);
+        _mean = new Buffer("running_mean", backend.Allocate(c));
+        _variance = new Buffer("running_var", backend.Allocate(c));
+        backend.Fill(_variance.Value, 1f);
+    }
+
+    public override void Initialize(Rng rng, WeightInit init)
+    {
+        base.Initialize(rng, init);
+        _mean!.Value.Backend.Fill(_mean.Value, 0f);
+        _variance!.Value.Backend.Fill(_variance.Value, 1f);
+    }
+
+    public override Tensor Forward(Tensor x, bool training)
+    {
+        CheckInput(x);
+        if (!training)
+        {
+            (_x, _cache) = (null, null);
+            return Ops.BatchNorm.ForwardInference(x, _gamma!.Value, _beta!.Value, _mean!.Value, _variance!.Value, Epsilon);
+        }
+        var y = Ops.BatchNorm.ForwardTraining(x, _gamma!.Value, _beta!.Value, _mean!.Value, _variance!.Value, out var cache, Epsilon, Momentum);
+        (_x, _cache) = (x, cache);
+        return y;
+    }
+
+    public override Tensor Backward(Tensor dy)
+    {
+        var (dx, dgamma, dbeta) = Ops.BatchNorm.Backward(Cached(_x), dy, _gamma!.Value, Cached(_cache));
+        Accumulate(_gamma!, dgamma);
+        Accumulate(_beta!, dbeta);
+        return dx;
+    }
+}

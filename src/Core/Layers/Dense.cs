@@ -1,0 +1,61 @@
+using MLNet.ConvNet.Backends;
+
+namespace MLNet.ConvNet.Layers;
+
+/// <summary>
+/// A fully connected layer: <c>y = x Wᵀ + b</c> with W <c>[Out, In]</c>; trailing input dimensions are flattened,
+/// so it can follow a convolution directly. Calls <see cref="Ops.Dense"/>.
+/// </summary>
+public sealed class Dense : Layer
+{
+    private Parameter? _weight, _bias;
+    private Tensor? _x;
+
+    /// <summary>A dense layer with <paramref name="outFeatures"/> outputs; In is inferred at build time.</summary>
+    public Dense(int outFeatures, bool bias = true)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(outFeatures, 1);
+        OutFeatures = outFeatures; HasBias = bias;
+    }
+
+    public int OutFeatures { get; }
+    public bool HasBias { get; }
+
+    /// <summary>W <c>[Out, In]</c>; null before build.</summary>
+    public Parameter? Weight => _weight;
+    /// <summary>b <c>[Out]</c>; null before build or without bias.</summary>
+    public Parameter? Bias => _bias;
+
+    public override IReadOnlyList<Parameter> Parameters =>
+        _weight is null ? [] : _bias is null ? [_weight] : [_weight, _bias];
+
+    public override Shape OutputShape(Shape input)
+    {
+        if (input.Rank < 2) throw new ArgumentException($"Dense: input {input} must be [N, In, ...].", "x");
+        return new Shape(input[0], OutFeatures);
+    }
+
+    protected override void OnBuild(Shape input, IBackend backend)
+    {
+        int inFeatures = input.SizeFrom(1);
+        _weight = NewParameter(backend, "weight", new Shape(OutFeatures, inFeatures), ParameterRole.Weight, fanIn: inFeatures, fanOut: OutFeatures);
+        if (HasBias) _bias = NewParameter(backend, "bias", new Shape(OutFeatures), ParameterRole.Bias);
+    }
+
+    public override Tensor Forward(Tensor x, bool training)
+    {
+        CheckInput(x);
+        _x = training ? x : null;
+        return Ops.Dense.Forward(x, _weight!.Value, _bias?.Value);
+    }
+
+    public override Tensor Backward(Tensor dy) => Backward(dy, inputGradient: true)!;
+
+    public override Tensor? Backward(Tensor dy, bool inputGradient)
+    {
+        var x = Cached(_x);
+        Accumulate(_weight!, Ops.Dense.BackwardWeight(x, dy));
+        if (_bias is not null) Accumulate(_bias, Ops.Dense.BackwardBias(dy));
+        return inputGradient ? Ops.Dense.BackwardData(x.Shape, _weight!.Value, dy) : null;
+    }
+}

@@ -1,0 +1,61 @@
+namespace MLNet.ConvNet.Layers;
+
+/// <summary>
+/// Inverted dropout (<see cref="Ops.Dropout"/>): in training each value is zeroed with probability p and the rest
+/// scaled by 1/(1-p); in inference the input passes through unchanged.
+/// </summary>
+/// <remarks>
+/// Each training forward pass draws a new mask from the seed <c>Mix(Seed, Step)</c> and then advances
+/// <see cref="Step"/>: the masks are a function of the network's seed and the number of training steps
+/// taken, independent of threads, and (Seed, Step) is saved in checkpoints so a resumed run draws the same masks.
+/// </remarks>
+public sealed class Dropout : Layer
+{
+    private Tensor? _mask;
+
+    /// <summary>Dropout with drop probability <paramref name="p"/> in [0, 1).</summary>
+    public Dropout(float p)
+    {
+        if (!(p >= 0f && p < 1f)) throw new ArgumentOutOfRangeException(nameof(p), p, "Dropout: p must be in [0, 1).");
+        P = p;
+    }
+
+    public float P { get; }
+
+    /// <summary>The layer's seed, set by <see cref="Initialize"/> from the network's generator.</summary>
+    public ulong Seed { get; set; }
+
+    /// <summary>Training forward passes so far; the next mask uses seed <c>Rng.Mix(Seed, Step)</c>.</summary>
+    public ulong Step { get; set; }
+
+    public override ulong[] RandomState
+    {
+        get => [Seed, Step];
+        set
+        {
+            if (value.Length != 2) throw new ArgumentException($"{Describe()}: random state has 2 words (seed, step); got {value.Length}.", nameof(value));
+            (Seed, Step) = (value[0], value[1]);
+        }
+    }
+
+    public override void Initialize(Rng rng, WeightInit init)
+    {
+        ArgumentNullException.ThrowIfNull(rng);
+        Seed = rng.NextUInt64();
+        Step = 0;
+    }
+
+    public override Shape OutputShape(Shape input) => input;
+
+    public override Tensor Forward(Tensor x, bool training)
+    {
+        CheckInput(x);
+        if (!training || P == 0f) { _mask = null; return x; }
+        var y = Ops.Dropout.Forward(x, P, Rng.Mix(Seed, Step), out var mask);
+        Step++;
+        _mask = mask;
+        return y;
+    }
+
+    public override Tensor Backward(Tensor dy) => _mask is null ? dy : Ops.Dropout.Backward(dy, _mask);
+}

@@ -1,0 +1,194 @@
+using MLNet.ConvNet.Backends;
+
+namespace MLNet.ConvNet.Layers;
+
+/// <summary>What a parameter is, which decides how it is initialised.</summary>
+public enum ParameterRole
+{
+    /// <summary>A weight of a convolution or dense layer: He or Glorot from its fan-in and fan-out.</summary>
+    Weight,
+    /// <summary>An additive bias: zero.</summary>
+    Bias,
+    /// <summary>A multiplicative scale (batch norm's gamma): one.</summary>
+    Scale,
+    /// <summary>An additive shift (batch norm's beta): zero.</summary>
+    Shift,
+}
+
+/// <summary>A trained tensor: its value, the gradient of the loss with respect to it, and a name.</summary>
+/// <remarks>Backward passes accumulate into <see cref="Gradient"/>; an optimizer's ZeroGrad clears it.</remarks>
+public sealed class Parameter
+{
+    internal Parameter(string name, Tensor value, ParameterRole role, int fanIn, int fanOut)
+    {
+        Name = LocalName = name; Value = value; Role = role; FanIn = fanIn; FanOut = fanOut;
+        Gradient = value.Backend.Allocate(value.Shape);
+    }
+
+    /// <summary>The full name, "conv1.weight", once a network has named its layers; the <see cref="LocalName"/> before.</summary>
+    public string Name { get; internal set; }
+    /// <summary>The name within its layer: "weight", "bias", "gamma", "beta".</summary>
+    public string LocalName { get; }
+    /// <summary>The current value.</summary>
+    public Tensor Value { get; }
+    /// <summary>d(loss)/d(value), accumulated by backward passes.</summary>
+    public Tensor Gradient { get; }
+    /// <summary>How the parameter is initialised.</summary>
+    public ParameterRole Role { get; }
+    /// <summary>Inputs feeding one output unit (C/groups x kernel volume for a convolution, In for a dense layer).</summary>
+    public int FanIn { get; }
+    /// <summary>Outputs fed by one input unit (O/groups x kernel volume for a convolution, Out for a dense layer).</summary>
+    public int FanOut { get; }
+
+    public override string ToString() => $"{Name} {Value.Shape}";
+}
+
+/// <summary>A non-trained tensor that is part of a layer's state (batch norm's running statistics).</summary>
+public sealed class Buffer(string localName, Tensor value)
+{
+    /// <summary>The full name ("bn1.running_mean") once a network has named its layers; the <see cref="LocalName"/> before.</summary>
+    public string Name { get; internal set; } = localName;
+    /// <summary>The name within its layer.</summary>
+    public string LocalName { get; } = localName;
+    /// <summary>The state tensor.</summary>
+    public Tensor Value { get; } = value;
+}
+
+/// <summary>How weights are drawn at initialisation.</summary>
+public enum WeightInit
+{
+    /// <summary>He when the network has a ReLU-family activation (or a residual block), Glorot otherwise.</summary>
+    Auto,
+    /// <summary>He (Kaiming) normal: N(0, 2 / fanIn), suited to ReLU (He et al. 2015).</summary>
+    He,
+    /// <summary>Glorot (Xavier) uniform: U(-a, a) with a = sqrt(6 / (fanIn + fanOut)) (Glorot and Bengio 2010).</summary>
+    Glorot,
+}
+
+/// <summary>
+/// A layer: holds its parameters, calls one op family (src/Core/Ops) forward and backward, and caches in
+/// <see cref="Forward"/> what <see cref="Backward(Tensor)"/> needs.
+/// </summary>
+/// <remarks>
+/// Life cycle: construct with the layer's own options (output channels, kernel size); <see cref="Build"/>
+/// with the input shape allocates the parameters (input channels are inferred); initialise; then
+/// Forward and Backward alternately. Layers never touch tensor memory: data moves through ops and the
+/// backend's explicit copies.
+/// </remarks>
+public abstract class Layer
+{
+    /// <summary>The layer's name ("conv1"); the network assigns one when none is given.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>The input shape given to <see cref="Build"/> (with a batch dimension of 1); null before.</summary>
+    public Shape? BuiltInput { get; private set; }
+
+    /// <summary>The backend the parameters live on; null before <see cref="Build"/>.</summary>
+    public IBackend? Backend { get; private set; }
+
+    /// <summary>The trained tensors (empty for layers without weights).</summary>
+    public virtual IReadOnlyList<Parameter> Parameters => [];
+
+    /// <summary>The non-trained state tensors (batch norm's running statistics).</summary>
+    public virtual IReadOnlyList<Buffer> Buffers => [];
+
+    /// <summary>Layers inside this one (a residual block's convolutions); empty for simple layers.</summary>
+    public virtual IReadOnlyList<Layer> Children => [];
+
+    /// <summary>
+    /// The random-number state that must survive a checkpoint for training to resume bit for bit
+    /// (dropout's seed and step counter); empty for deterministic layers.
+    /// </summary>
+    public virtual ulong[] RandomState { get => []; set { if (value.Length != 0) throw new ArgumentException($"{Describe()} has no random state.", nameof(value)); } }
+
+    /// <summary>True for layers whose weights feed a ReLU-family activation (chooses He initialisation under <see cref="WeightInit.Auto"/>).</summary>
+    internal virtual bool UsesRelu => false;
+
+    /// <summary>The output shape for an input of shape <paramref name="input"/> (<c>[N, ...]</c>); throws <see cref="ArgumentException"/> when the input does not fit.</summary>
+    public abstract Shape OutputShape(Shape input);
+
+    /// <summary>Checks the input shape and allocates the parameters on <paramref name="backend"/>; returns the output shape.</summary>
+    public Shape Build(Shape input, IBackend backend)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        var output = OutputShape(input);
+        if (BuiltInput is { } done)
+        {
+            if (!done.AsSpan()[1..].SequenceEqual(input.AsSpan()[1..]) || !ReferenceEquals(Backend, backend))
+                throw new InvalidOperationException($"{Describe()} was built for input {done} on '{Backend!.Name}'; it cannot be rebuilt for {input} on '{backend.Name}'.");
+            return output;
+        }
+        OnBuild(input, backend);
+        BuiltInput = input;
+        Backend = backend;
+        return output;
+    }
+
+    /// <summary>Allocates parameters and buffers for <paramref name="input"/> (already checked by <see cref="OutputShape"/>).</summary>
+    protected virtual void OnBuild(Shape input, IBackend backend) { }
+
+    /// <summary>Draws the parameters' initial values from <paramref name="rng"/> (weights by <paramref name="init"/>, biases 0, scales 1) and resets buffers.</summary>
+    public virtual void Initialize(Rng rng, WeightInit init)
+    {
+        ArgumentNullException.ThrowIfNull(rng);
+        // A composite layer's Parameters are its children's: initialise each exactly once, through the child.
+        if (Children.Count > 0) foreach (var c in Children) c.Initialize(rng, init);
+        else foreach (var p in Parameters) InitializeParameter(p, rng, init);
+    }
+
+    /// <summary>y = layer(x). In training mode batch norm uses batch statistics and dropout draws a new mask.</summary>
+    public abstract Tensor Forward(Tensor x, bool training);
+
+    /// <summary>dx from dy, using what the last <see cref="Forward"/> cached; accumulates parameter gradients.</summary>
+    public abstract Tensor Backward(Tensor dy);
+
+    /// <summary>
+    /// Like <see cref="Backward(Tensor)"/>, but may skip dx (returning null) when <paramref name="inputGradient"/> is false:
+    /// the first weighted layer of a network needs only its parameter gradients. Layers whose dx is costly override it.
+    /// </summary>
+    public virtual Tensor? Backward(Tensor dy, bool inputGradient) => Backward(dy);
+
+    /// <summary>"layer 'conv1' (Conv)" for messages.</summary>
+    public string Describe() => $"layer '{Name ?? "?"}' ({GetType().Name})";
+
+    /// <summary>Creates a parameter on the build backend.</summary>
+    protected static Parameter NewParameter(IBackend backend, string name, Shape shape, ParameterRole role, int fanIn = 0, int fanOut = 0) =>
+        new(name, backend.Allocate(shape), role, fanIn, fanOut);
+
+    /// <summary>Throws unless <see cref="Build"/> ran and <paramref name="x"/> matches the built input (any batch size).</summary>
+    protected void CheckInput(Tensor x)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        if (BuiltInput is not { } built)
+            throw new InvalidOperationException($"{Describe()} is not built; call Network.Build (or Layer.Build) with the input shape first.");
+        if (x.Rank != built.Rank || !x.Shape.AsSpan()[1..].SequenceEqual(built.AsSpan()[1..]))
+            throw new ArgumentException($"{Describe()} was built for inputs [N, {string.Join(", ", built.AsSpan()[1..].ToArray())}] but got {x.Shape}.", nameof(x));
+    }
+
+    /// <summary>Throws when <see cref="Backward(Tensor)"/> runs without a cached forward pass.</summary>
+    protected T Cached<T>(T? value) where T : class =>
+        value ?? throw new InvalidOperationException($"{Describe()}: Backward needs a training-mode Forward first.");
+
+    /// <summary>Accumulates <paramref name="gradient"/> into the parameter's gradient.</summary>
+    protected static void Accumulate(Parameter p, Tensor gradient) => p.Gradient.Backend.AddScaled(gradient, 1f, p.Gradient);
+
+    internal static void InitializeParameter(Parameter p, Rng rng, WeightInit init)
+    {
+        var values = new float[p.Value.Length];
+        switch (p.Role)
+        {
+            case ParameterRole.Weight when init == WeightInit.Glorot:
+                double a = Math.Sqrt(6.0 / (p.FanIn + p.FanOut));
+                for (int i = 0; i < values.Length; i++) values[i] = (float)((2 * rng.NextDouble() - 1) * a);
+                break;
+            case ParameterRole.Weight:
+                double std = Math.Sqrt(2.0 / p.FanIn);
+                for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextNormal() * std);
+                break;
+            case ParameterRole.Scale:
+                Array.Fill(values, 1f);
+                break;
+        }
+        p.Value.CopyFromHost(values);
+    }
+}

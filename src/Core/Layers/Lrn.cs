@@ -1,0 +1,34 @@
+using MLNet.ConvNet.Ops;
+
+namespace MLNet.ConvNet.Layers;
+
+/// <summary>Cross-channel local response normalization (AlexNet); calls <see cref="Ops.Lrn"/>. No parameters.</summary>
+public sealed class Lrn : Layer
+{
+    private Tensor? _x, _y;
+
+    /// <summary>LRN with <paramref name="options"/> (<see cref="LrnOptions.Default"/>: size 5, alpha 1e-4, beta 0.75, k 2).</summary>
+    public Lrn(LrnOptions? options = null)
+    {
+        Options = options ?? LrnOptions.Default;
+        Options.Validate();
+    }
+
+    public LrnOptions Options { get; }
+
+    public override Shape OutputShape(Shape input)
+    {
+        if (input.Rank < 2) throw new ArgumentException($"Lrn: input {input} must be [N, C, ...].", "x");
+        return input;
+    }
+
+    public override Tensor Forward(Tensor x, bool training)
+    {
+        CheckInput(x);
+        var y = Ops.Lrn.Forward(x, Options);
+        (_x, _y) = training ? (x, y) : (null, null);
+        return y;
+    }
+
+    public override Tensor Backward(Tensor dy) => Ops.Lrn.Backward(Cached(_x), Cached(_y), dy, Options);
+}

@@ -1,0 +1,223 @@
+using System.Security.Cryptography;
+using System.Text;
+using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Backends.Cpu;
+
+namespace MLNet.ConvNet.Layers;
+
+/// <summary>
+/// A sequential network: layers applied in order. <see cref="Build"/> takes the shape of one sample
+/// (<c>[C, H, W]</c>, no batch dimension), checks every layer's shape, allocates and initialises the parameters.
+/// </summary>
+/// <example>
+/// <code>
+/// var net = new Network(new Conv(6, 5, Conv.DefaultOptions with { Padding = 2 }), Activation.Relu(), new Pool(),
+///                       new Flatten(), new Dense(10)).Build(new Shape(1, 28, 28), seed: 42);
+/// var logits = net.Forward(x, training: true);     // x: [N, 1, 28, 28] -> [N, 10]
+/// var dx = net.Backward(dlogits);                  // fills every Parameter.Gradient
+/// </code>
+/// </example>
+public sealed class Network
+{
+    private readonly Layer[] _layers;
+    private Parameter[] _parameters = [];
+    private Buffer[] _buffers = [];
+
+    /// <summary>A network of <paramref name="layers"/> whose tensors live on <paramref name="backend"/> (the default CPU backend when null).</summary>
+    public Network(IEnumerable<Layer> layers, IBackend? backend = null)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        _layers = layers.ToArray();
+        if (_layers.Length == 0) throw new ArgumentException("A network needs at least one layer.", nameof(layers));
+        for (int i = 0; i < _layers.Length; i++)
+            if (_layers[i] is null) throw new ArgumentNullException(nameof(layers), $"Layer {i} is null.");
+        if (_layers.Distinct().Count() != _layers.Length)
+            throw new ArgumentException("The same layer object appears twice; each layer holds its own weights and cache, so create one per position.", nameof(layers));
+        Backend = backend ?? CpuBackend.Default;
+        NameLayers();
+    }
+
+    /// <summary>A network of <paramref name="layers"/> on the default CPU backend.</summary>
+    public Network(params Layer[] layers) : this((IEnumerable<Layer>)layers) { }
+
+    /// <summary>The layers, in order.</summary>
+    public IReadOnlyList<Layer> Layers => _layers;
+
+    /// <summary>The backend every tensor of the network lives on.</summary>
+    public IBackend Backend { get; }
+
+    /// <summary>The shape of one input sample (no batch dimension); null before <see cref="Build"/>.</summary>
+    public Shape? InputShape { get; private set; }
+
+    /// <summary>The shape of one output sample (<c>[classes]</c> for a classifier); null before <see cref="Build"/>.</summary>
+    public Shape? OutputShape { get; private set; }
+
+    /// <summary>Every trained parameter, named "layer.name" ("conv1.weight", "res2.conv1.weight"), in layer order.</summary>
+    public IReadOnlyList<Parameter> Parameters => _parameters;
+
+    /// <summary>Every non-trained state tensor (batch norm's running statistics), named like the parameters.</summary>
+    public IReadOnlyList<Buffer> Buffers => _buffers;
+
+    /// <summary>The number of trained values (61,706 for <see cref="Presets.LeNet5"/>).</summary>
+    public long ParameterCount => _parameters.Sum(p => (long)p.Value.Length);
+
+    /// <summary>Every layer including those inside composite layers, depth first.</summary>
+    public IEnumerable<Layer> AllLayers() => _layers.SelectMany(Descendants);
+
+    private static IEnumerable<Layer> Descendants(Layer l) => l.Children.Count == 0 ? [l] : [l, .. l.Children.SelectMany(Descendants)];
+
+    /// <summary>
+    /// Checks every layer's shape for samples of <paramref name="sampleShape"/> (e.g. <c>[1, 28, 28]</c>), allocates the
+    /// parameters and initialises them from <paramref name="seed"/>. A layer that does not fit (a spatial size shrinking
+    /// below 1, a channel mismatch) throws <see cref="ArgumentException"/> naming the layer's index, name and input shape.
+    /// </summary>
+    public Network Build(Shape sampleShape, ulong seed = 0, WeightInit init = WeightInit.Auto)
+    {
+        if (InputShape is not null) throw new InvalidOperationException($"The network is already built for samples {InputShape}.");
+        var shape = new Shape([1, .. sampleShape.AsSpan()]);
+        // Check every shape first, so a failure leaves no layer half built.
+        var shapes = new Shape[_layers.Length + 1];
+        shapes[0] = shape;
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            try { shapes[i + 1] = _layers[i].OutputShape(shapes[i]); }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"Network: layer {i} '{_layers[i].Name}' ({_layers[i].GetType().Name}) cannot take input {Format(shapes[i])} (sample {sampleShape}): {e.Message}", nameof(sampleShape), e);
+            }
+        }
+        for (int i = 0; i < _layers.Length; i++) _layers[i].Build(shapes[i], Backend);
+        InputShape = sampleShape;
+        OutputShape = new Shape(shapes[^1].AsSpan()[1..].ToArray());
+        CollectState();
+        Initialize(seed, init);
+        return this;
+    }
+
+    /// <summary>
+    /// Redraws every parameter from <paramref name="seed"/> (weights He or Glorot, biases 0, batch-norm scales 1),
+    /// resets running statistics and dropout steps. <see cref="WeightInit.Auto"/> picks He when any layer is a
+    /// ReLU-family activation or a residual block, Glorot otherwise.
+    /// </summary>
+    public void Initialize(ulong seed, WeightInit init = WeightInit.Auto)
+    {
+        RequireBuilt();
+        if (init == WeightInit.Auto) init = AllLayers().Any(l => l.UsesRelu) ? WeightInit.He : WeightInit.Glorot;
+        var rng = new Rng(seed);
+        foreach (var l in _layers) l.Initialize(rng, init);
+    }
+
+    /// <summary>Runs the layers in order on <paramref name="x"/> <c>[N, sample...]</c>.</summary>
+    public Tensor Forward(Tensor x, bool training)
+    {
+        RequireBuilt();
+        ArgumentNullException.ThrowIfNull(x);
+        if (x.Rank != InputShape!.Value.Rank + 1 || !x.Shape.AsSpan()[1..].SequenceEqual(InputShape.Value.AsSpan()))
+            throw new ArgumentException($"Network: input {x.Shape} does not match the built sample shape {InputShape} (expected [N, {string.Join(", ", InputShape.Value.ToArray())}]).", nameof(x));
+        if (!ReferenceEquals(x.Backend, Backend))
+            throw new ArgumentException($"Network: input lives on '{x.Backend.Name}' but the network on '{Backend.Name}'; copy it explicitly.", nameof(x));
+        foreach (var l in _layers) x = l.Forward(x, training);
+        return x;
+    }
+
+    /// <summary>Back-propagates <paramref name="dy"/> (the gradient of the loss with respect to the last output); accumulates every parameter's gradient and returns dx.</summary>
+    public Tensor Backward(Tensor dy)
+    {
+        RequireBuilt();
+        ArgumentNullException.ThrowIfNull(dy);
+        for (int i = _layers.Length - 1; i >= 0; i--) dy = _layers[i].Backward(dy);
+        return dy;
+    }
+
+    /// <summary>
+    /// Back-propagates <paramref name="dy"/> for the parameter gradients only: layers before the first one with
+    /// parameters are skipped and that layer does not compute its input gradient (what a training step needs).
+    /// </summary>
+    public void BackwardParameters(Tensor dy)
+    {
+        RequireBuilt();
+        ArgumentNullException.ThrowIfNull(dy);
+        int first = Array.FindIndex(_layers, l => l.Parameters.Count > 0);
+        if (first < 0) return;
+        for (int i = _layers.Length - 1; i >= first; i--)
+            dy = _layers[i].Backward(dy, inputGradient: i > first)!;
+    }
+
+    /// <summary>SHA-256 (hex) over every parameter and buffer (names, shapes, float bits): equal hashes mean bit-identical models.</summary>
+    public string ComputeHash()
+    {
+        RequireBuilt();
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var (name, t) in StateTensors())
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes(name + t.Shape));
+            sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.ToHost().AsSpan()));
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    /// <summary>Parameters then buffers, with their full names: everything a checkpoint stores as tensors.</summary>
+    public IEnumerable<(string Name, Tensor Value)> StateTensors() =>
+        _parameters.Select(p => (p.Name, p.Value)).Concat(_buffers.Select(b => (b.Name, b.Value)));
+
+    /// <summary>One line per layer: name, type, output shape, parameter count; then the total.</summary>
+    public string Summary()
+    {
+        RequireBuilt();
+        var sb = new StringBuilder();
+        var shape = new Shape([1, .. InputShape!.Value.AsSpan()]);
+        sb.AppendLine($"input {InputShape}");
+        foreach (var l in _layers)
+        {
+            shape = l.OutputShape(shape);
+            long n = l.Parameters.Sum(p => (long)p.Value.Length);
+            sb.AppendLine($"{l.Name,-10} {l.GetType().Name,-10} -> {Format(shape),-16} {n,10:N0}");
+        }
+        sb.Append($"parameters {ParameterCount:N0}");
+        return sb.ToString();
+    }
+
+    private void RequireBuilt()
+    {
+        if (InputShape is null) throw new InvalidOperationException("The network is not built; call Build(sampleShape) first.");
+    }
+
+    private static string Format(Shape batchShape) => "[N, " + string.Join(", ", batchShape.AsSpan()[1..].ToArray()) + "]";
+
+    private void NameLayers()
+    {
+        var counts = new Dictionary<string, int>();
+        foreach (var l in _layers)
+        {
+            if (l.Name is not null) continue;
+            string stem = l switch
+            {
+                Conv => "conv", Pool => "pool", BatchNorm => "bn", Lrn => "lrn", Dropout => "dropout", Dense => "dense",
+                MLNet.ConvNet.Layers.Flatten => "flatten", Residual => "res", Activation a => a.Kind.ToString().ToLowerInvariant(),
+                _ => l.GetType().Name.ToLowerInvariant(),
+            };
+            int k = counts.GetValueOrDefault(stem) + 1;
+            while (_layers.Any(o => o.Name == stem + k)) k++;
+            counts[stem] = k;
+            l.Name = stem + k;
+        }
+        var dup = _layers.GroupBy(l => l.Name).FirstOrDefault(g => g.Count() > 1);
+        if (dup is not null) throw new ArgumentException($"Two layers are named '{dup.Key}'; layer names must be unique (they name the weights in checkpoints).", "layers");
+    }
+
+    private void CollectState()
+    {
+        var ps = new List<Parameter>();
+        var bs = new List<Buffer>();
+        void Walk(Layer l, string prefix)
+        {
+            string path = prefix + l.Name;
+            if (l.Children.Count > 0) { foreach (var c in l.Children) Walk(c, path + "."); return; }
+            foreach (var p in l.Parameters) { p.Name = path + "." + p.LocalName; ps.Add(p); }
+            foreach (var b in l.Buffers) { b.Name = path + "." + b.LocalName; bs.Add(b); }
+        }
+        foreach (var l in _layers) Walk(l, "");
+        _parameters = ps.ToArray();
+        _buffers = bs.ToArray();
+    }
+}

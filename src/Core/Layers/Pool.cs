@@ -1,0 +1,50 @@
+using MLNet.ConvNet.Ops;
+
+namespace MLNet.ConvNet.Layers;
+
+/// <summary>Max or average pooling (1-D, 2-D, 3-D); calls <see cref="Pooling"/>. No parameters.</summary>
+public sealed class Pool : Layer
+{
+    private readonly bool _global;
+    private PoolingOptions? _resolved;
+    private Tensor? _x, _y;
+
+    /// <summary>Pooling with <paramref name="options"/> (<see cref="PoolingOptions.Default"/>: max over 2 x 2, stride 2).</summary>
+    public Pool(PoolingOptions? options = null) => Options = options ?? PoolingOptions.Default;
+
+    private Pool(PoolingMode mode)
+    {
+        _global = true;
+        Options = new PoolingOptions { Mode = mode };
+    }
+
+    /// <summary>Global pooling: one window covering the whole spatial extent, whatever the input size (average by default, as ResNet's head).</summary>
+    public static Pool Global(PoolingMode mode = PoolingMode.AverageIncludingPadding) => new(mode);
+
+    /// <summary>The options; for a global pool the window is set from the input at build time.</summary>
+    public PoolingOptions Options { get; }
+
+    /// <summary>True for <see cref="Global"/>.</summary>
+    public bool IsGlobal => _global;
+
+    public override Shape OutputShape(Shape input) => PoolGeometry.Create(input, Resolve(input), "Pool").Output;
+
+    private PoolingOptions Resolve(Shape input)
+    {
+        if (!_global) return Options;
+        ConvGeometry.CheckRank(input, "x", "Pool");
+        return Options with { Window = input.Spatial, Stride = input.Spatial, Padding = 0 };
+    }
+
+    protected override void OnBuild(Shape input, Backends.IBackend backend) => _resolved = Resolve(input);
+
+    public override Tensor Forward(Tensor x, bool training)
+    {
+        CheckInput(x);
+        var y = Pooling.Forward(x, _resolved);
+        (_x, _y) = training ? (x, y) : (null, null);
+        return y;
+    }
+
+    public override Tensor Backward(Tensor dy) => Pooling.Backward(Cached(_x), Cached(_y), dy, _resolved);
+}

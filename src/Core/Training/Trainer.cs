@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using MLNet.ConvNet.Data;
+using MLNet.ConvNet.Layers;
+using MLNet.ConvNet.Ops;
+using MLNet.ConvNet.Optimizers;
+
+namespace MLNet.ConvNet.Training;
+
+/// <summary>Options of a <see cref="Trainer"/>; each property states its default.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Epochs = 10: the total number of passes over the training data (including those a resumed checkpoint completed).</summary>
+    public int Epochs { get; init; } = 10;
+    /// <summary>BatchSize = 64: samples per step. The last batch of an epoch holds the rest; a single sample left over joins the batch before it (batch norm needs two).</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Seed = 0: seeds the per-epoch shuffling (the network's initialisation has its own seed in Network.Build).</summary>
+    public ulong Seed { get; init; }
+    /// <summary>Schedule = null (constant): scales the optimizer's base learning rate before every step.</summary>
+    public LearningRateSchedule? Schedule { get; init; }
+    /// <summary>CheckpointPath = null: when set, a checkpoint is written there after every epoch.</summary>
+    public string? CheckpointPath { get; init; }
+    /// <summary>ResumeFrom = null: a checkpoint to restore before training; training continues after its epoch.</summary>
+    public string? ResumeFrom { get; init; }
+    /// <summary>OnBatch = null: called after every step.</summary>
+    public Action<BatchProgress>? OnBatch { get; init; }
+    /// <summary>OnEpoch = null: called after every epoch (after the checkpoint is written).</summary>
+    public Action<EpochMetrics>? OnEpoch { get; init; }
+    /// <summary>EvaluationBatchSize = 500: samples per forward pass when evaluating.</summary>
+    public int EvaluationBatchSize { get; init; } = 500;
+}
+
+/// <summary>
+/// Trains a <see cref="Network"/> for classification: per epoch a seeded shuffle, then for each mini-batch forward,
+/// softmax cross-entropy, backward and one optimizer step; metrics per epoch, optional checkpoints and resume.
+/// </summary>
+/// <remarks>
+/// Reproducibility: with the same network seed, trainer seed, data and options, two runs give bit-identical weights
+/// on the CPU backend whatever its thread count (kernels never split a reduction by thread), and a run resumed
+/// from an epoch's checkpoint gives the same weights as the uninterrupted run.
+/// </remarks>
+public sealed class Trainer
+{
+    private readonly Rng _rng;
+
+    /// <summary>A trainer for <paramref name="network"/> (built) updated by <paramref name="optimizer"/> (over the network's parameters).</summary>
+    public Trainer(Network network, Optimizer optimizer, TrainerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        if (network.InputShape is null) throw new ArgumentException("Build the network before creating the trainer.", nameof(network));
+        Options = options ?? new TrainerOptions();
+        if (Options.Epochs < 0) throw new ArgumentOutOfRangeException("Epochs", Options.Epochs, "Epochs must be >= 0.");
+        if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException("BatchSize", Options.BatchSize, "BatchSize must be >= 1.");
+        if (Options.EvaluationBatchSize < 1) throw new ArgumentOutOfRangeException("EvaluationBatchSize", Options.EvaluationBatchSize, "EvaluationBatchSize must be >= 1.");
+        Network = network; Optimizer = optimizer;
+        _rng = new Rng(Rng.Mix(Options.Seed, 0x5348_5546)); // a stream apart from the one that initialised the weights
+    }
+
+    public Network Network { get; }
+    public Optimizer Optimizer { get; }
+    public TrainerOptions Options { get; }
+
+    /// <summary>Trains for the remaining epochs and returns the metrics of every epoch (including resumed ones).</summary>
+    /// <exception cref="NonFiniteLossException">The loss became NaN or infinite.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> was signalled (checked before every batch).</exception>
+    public IReadOnlyList<EpochMetrics> Fit(IDataset train, IDataset? validation = null, CancellationToken cancellation = default)
+    {
+        CheckData(train, "train");
+        if (validation is not null) CheckData(validation, "validation");
+        var history = new List<EpochMetrics>();
+        int first = 0;
+        if (Options.ResumeFrom is { } resume)
+        {
+            var c = Checkpoint.Load(resume);
+            c.Restore(Network, Optimizer, _rng);
+            history.AddRange(c.History);
+            first = c.Epoch;
+        }
+        var schedule = Options.Schedule ?? new ConstantSchedule();
+        int n = train.Count, size = Options.BatchSize, batches = (n + size - 1) / size;
+        if (batches > 1 && n % size == 1) batches--; // a lone last sample joins the previous batch: batch norm needs two
+        var batch = new Batch(train, size + 1);
+        string? saved = Options.ResumeFrom;
+        for (int epoch = first; epoch < Options.Epochs; epoch++)
+        {
+            var order = _rng.Permutation(n);
+            var clock = Stopwatch.StartNew();
+            double lossSum = 0; long correct = 0;
+            for (int b = 0; b < batches; b++)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                var (x, labels) = batch.Load(order.AsSpan(b * size, b < batches - 1 ? size : n - b * size), Network.Backend);
+                var ce = CrossEntropy.Forward(Network.Forward(x, training: true), labels);
+                if (!float.IsFinite(ce.MeanLoss)) throw new NonFiniteLossException(epoch + 1, b + 1, ce.MeanLoss, saved);
+                Optimizer.ZeroGrad();
+                Network.BackwardParameters(CrossEntropy.Backward(ce));
+                Optimizer.LearningRate = schedule.Rate(Optimizer.BaseLearningRate, epoch + (double)b / batches);
+                Optimizer.Step();
+                int hits = CountCorrect(ce.Probabilities, labels, null);
+                lossSum += (double)ce.MeanLoss * labels.Length; correct += hits;
+                Options.OnBatch?.Invoke(new BatchProgress(epoch + 1, b + 1, batches, labels.Length, ce.MeanLoss, (double)hits / labels.Length,
+                    Optimizer.LearningRate, b * size + labels.Length, n, clock.Elapsed));
+            }
+            var val = validation is null ? null : Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation);
+            history.Add(new EpochMetrics(epoch + 1, lossSum / n, (double)correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
+                Optimizer.LearningRate, clock.Elapsed.TotalSeconds));
+            if (Options.CheckpointPath is { } path) { Checkpoint.Capture(Network, Optimizer, epoch + 1, _rng, history).Save(path); saved = path; }
+            Options.OnEpoch?.Invoke(history[^1]);
+        }
+        return history;
+    }
+
+    /// <summary>Mean cross-entropy, accuracy and confusion matrix of <paramref name="network"/> in inference mode on <paramref name="data"/>.</summary>
+    public static Evaluation Evaluate(Network network, IDataset data, int batchSize = 500, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        int classes = CheckData(network, data, "data");
+        var confusion = Enumerable.Range(0, classes).Select(_ => new int[classes]).ToArray();
+        var batch = new Batch(data, batchSize);
+        var all = Enumerable.Range(0, data.Count).ToArray();
+        double lossSum = 0; long correct = 0;
+        for (int start = 0; start < data.Count; start += batchSize)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var (x, labels) = batch.Load(all.AsSpan(start, Math.Min(batchSize, data.Count - start)), network.Backend);
+            var ce = CrossEntropy.Forward(network.Forward(x, training: false), labels);
+            lossSum += (double)ce.MeanLoss * labels.Length;
+            correct += CountCorrect(ce.Probabilities, labels, confusion);
+        }
+        return new Evaluation(lossSum / data.Count, (double)correct / data.Count, data.Count, confusion);
+    }
+
+    private void CheckData(IDataset data, string name) => CheckData(Network, data, name);
+
+    private static int CheckData(Network network, IDataset data, string name)
+    {
+        ArgumentNullException.ThrowIfNull(data, name);
+        if (data.Count < 1) throw new ArgumentException($"The {name} data is empty.", name);
+        if (data.SampleShape != network.InputShape)
+            throw new ArgumentException($"The {name} samples have shape {data.SampleShape} but the network was built for {network.InputShape}.", name);
+        int classes = network.OutputShape!.Value.Length;
+        if (network.OutputShape.Value.Rank != 1 || data.ClassCount > classes)
+            throw new ArgumentException($"The {name} data has {data.ClassCount} classes but the network outputs {network.OutputShape}.", name);
+        return classes;
+    }
+
+    /// <summary>Counts rows whose largest probability is at the label (first maximum on ties); adds to <paramref name="confusion"/>.</summary>
+    private static int CountCorrect(Tensor probabilities, int[] labels, int[][]? confusion)
+    {
+        var p = probabilities.ToHost();
+        int k = probabilities.Shape[1], hits = 0;
+        for (int i = 0; i < labels.Length; i++)
+        {
+            int best = 0;
+            for (int j = 1; j < k; j++) if (p[i * k + j] > p[i * k + best]) best = j;
+            if (best == labels[i]) hits++;
+            if (confusion is not null) confusion[labels[i]][best]++;
+        }
+        return hits;
+    }
+
+    /// <summary>Host buffers for one mini-batch, reused across batches; each load copies explicitly to the backend.</summary>
+    private sealed class Batch(IDataset data, int size)
+    {
+        private readonly float[] _features = new float[size * data.SampleShape.Length];
+        private readonly int[] _labels = new int[size];
+
+        public (Tensor X, int[] Labels) Load(ReadOnlySpan<int> indices, Backends.IBackend backend)
+        {
+            int n = indices.Length, len = data.SampleShape.Length;
+            data.CopyBatch(indices, _features.AsSpan(0, n * len), _labels.AsSpan(0, n));
+            var x = Tensor.FromHost(_features.AsSpan(0, n * len), new Shape([n, .. data.SampleShape.AsSpan()]), backend);
+            return (x, _labels[..n]);
+        }
+    }
+}
