@@ -1,25 +1,15 @@
-using System.Buffers.Binary;
-using System.IO.Compression;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
 /// <summary>Fashion-MNIST test images in, PNG files out, and an ML.NET view of image files.</summary>
 static class Images
 {
-    /// <summary>The first <paramref name="count"/> Fashion-MNIST test images (28 x 28 grey bytes), from gzip'd IDX.</summary>
+    /// <summary>The first <paramref name="count"/> Fashion-MNIST test images (28 x 28 grey bytes), read with the engine's IDX reader.</summary>
     public static byte[][] FashionMnist(int count)
     {
-        string dir = Environment.GetEnvironmentVariable("FASHION_MNIST_DIR") is { Length: > 0 } d ? d : "/usr/share/datasets/fashion-mnist";
-        string path = Path.Combine(dir, "t10k-images-idx3-ubyte.gz");
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"{path} is missing: apt-get install dataset-fashion-mnist, or set FASHION_MNIST_DIR.");
-        using var gz = new GZipStream(File.OpenRead(path), CompressionMode.Decompress);
-        Span<byte> header = stackalloc byte[16];
-        gz.ReadExactly(header);
-        // IDX: big-endian magic 0x803 (unsigned bytes, 3 dimensions), count, rows, columns, then pixels row-major.
-        if (BinaryPrimitives.ReadInt32BigEndian(header) != 0x803 || BinaryPrimitives.ReadInt32BigEndian(header[8..]) != 28)
-            throw new InvalidDataException($"{path} is not an IDX file of 28 x 28 images.");
-        return Enumerable.Range(0, count).Select(_ => { var image = new byte[784]; gz.ReadExactly(image); return image; }).ToArray();
+        string path = Path.Combine(MLNet.ConvNet.Data.FashionMnist.FindDirectory(), "t10k-images-idx3-ubyte.gz");
+        var (pixels, _) = MLNet.ConvNet.Data.FashionMnist.ReadIdx(path, count);
+        return pixels.Chunk(28 * 28).ToArray();
     }
 
     /// <summary>Writes a grey PNG: value v becomes byte clamp(v * scale + offset).</summary>
