@@ -37,6 +37,9 @@ public readonly struct Shape : IEquatable<Shape>
     /// <summary>Size of dimension <paramref name="i"/>; negative indices count from the end.</summary>
     public int this[int i] => Dims[i < 0 ? Dims.Length + i : i];
 
+    /// <summary>Size of dimension <paramref name="i"/>; <c>shape[^1]</c> is the last dimension (not the last element).</summary>
+    public int this[Index i] => Dims[i];
+
     /// <summary>Total number of elements.</summary>
     public int Length
     {

@@ -53,3 +53,15 @@ public class ShapeTests
         }
     }
 }
+
+public class ShapeIndexTests
+{
+    [Fact]
+    public void IndexFromEndCountsDimensionsNotElements()
+    {
+        var s = new Shape(2, 3, 5);
+        Assert.Equal(5, s[^1]);
+        Assert.Equal(3, s[^2]);
+        Assert.Equal(5, s[-1]);
+    }
+}
