@@ -227,13 +227,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             catch (ArgumentException e)
             {
                 throw new ArgumentException($"The {where}, which {name} cannot take" +
-                    (sampleShape.Rank == 1 ? " (a flat vector: set option InputShape, e.g. [1, 28, 28])" : "") + $": {e.Message}", "FeatureColumnName", e);
+                    (sampleShape.Rank == 1 ? " (a flat vector: set option InputShape, e.g. [1, 28, 28])" : "") + $": {WithoutParameterNames(e.Message)}", "FeatureColumnName", e);
             }
         }
         if (network.OutputShape != new Shape(classes))
             throw new ArgumentException($"The label has {classes} classes but {name} outputs {network.OutputShape} per sample; its last layer must be Dense({classes}).", o.NetworkFactory is null ? "Network" : "NetworkFactory");
         return network;
     }
+
+    /// <summary>An ArgumentException's message without the " (Parameter 'x')" suffixes that nesting piles up.</summary>
+    private static string WithoutParameterNames(string message) =>
+        System.Text.RegularExpressions.Regex.Replace(message, @" \(Parameter '[^']*'\)", "");
 
     private Optimizer CreateOptimizer(Network network)
     {

@@ -8,7 +8,7 @@ namespace MLNet.ConvNet.Trainers;
 /// <summary>
 /// A trained convolutional network as an ML.NET transformer: adds <c>Score</c> (<c>Vector&lt;Single, K&gt;</c>, the class
 /// probabilities, with SlotNames) and <c>PredictedLabel</c> (<c>Key&lt;UInt32, K&gt;</c> whose KeyValues are the label's
-/// values), so <c>MulticlassClassification.Evaluate</c>, <c>Model.Save</c>/<c>Load</c> and PredictionEngine work as with
+/// values as text), so <c>MulticlassClassification.Evaluate</c>, <c>Model.Save</c>/<c>Load</c> and PredictionEngine work as with
 /// ML.NET's own trainers. Made by <see cref="ConvNetTrainer.Fit"/>.
 /// </summary>
 /// <remarks>

@@ -22,7 +22,7 @@ internal static class DataViewReader
     public static DataViewSchema.Column FeatureColumn(DataViewSchema schema, string name, string role = "Feature")
     {
         var column = schema.GetColumnOrNull(name)
-            ?? throw new ArgumentOutOfRangeException("FeatureColumnName", name, $"{role} column '{name}' is not in the data; its columns are: {string.Join(", ", schema.Select(c => c.Name))}.");
+            ?? throw new ArgumentOutOfRangeException("FeatureColumnName", name, $"{role} column '{name}' is not in the data; its columns are: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => c.Name))}.");
         if (column.Type is not VectorDataViewType { ItemType: var item, IsKnownSize: true } || item != NumberDataViewType.Single)
             throw new ArgumentOutOfRangeException("FeatureColumnName", column.Type.ToString(),
                 $"{role} column '{name}' has type {column.Type}; expected a known-size vector of Single (Vector<Single, n> or Vector<Single, C, H, W> from ExtractPixels).");
@@ -33,7 +33,7 @@ internal static class DataViewReader
     public static DataViewSchema.Column LabelColumn(DataViewSchema schema, string name)
     {
         var column = schema.GetColumnOrNull(name)
-            ?? throw new ArgumentOutOfRangeException("LabelColumnName", name, $"Label column '{name}' is not in the data; its columns are: {string.Join(", ", schema.Select(c => c.Name))}.");
+            ?? throw new ArgumentOutOfRangeException("LabelColumnName", name, $"Label column '{name}' is not in the data; its columns are: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => c.Name))}.");
         LabelClasses.CheckLabelType(column);
         return column;
     }

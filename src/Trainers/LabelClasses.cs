@@ -4,8 +4,8 @@ using Microsoft.ML.Data;
 namespace MLNet.ConvNet.Trainers;
 
 /// <summary>
-/// The classes a network predicts, as read from the training label column: how many, their values (what
-/// PredictedLabel's KeyValues hold) and their names (Score's SlotNames).
+/// The classes a network predicts, as read from the training label column: how many, their values and their
+/// names (the values as text: Score's SlotNames and PredictedLabel's KeyValues).
 /// </summary>
 /// <remarks>
 /// A key label of K values gives K classes, class i being key i + 1; the values are the key's KeyValues annotation

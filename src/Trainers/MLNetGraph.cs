@@ -16,8 +16,9 @@ namespace MLNet.ConvNet.Trainers;
 /// SlotNames) and the argmax index; then PredictedLabel is made a key with KeyValues. An ONNX output reaches ML.NET as
 /// a vector (<c>Vector&lt;Int64, 1&gt;</c> for the argmax), and MapValue over a vector gives a vector, which
 /// PredictionEngine rejects; <c>Hash(combine: true)</c> turns the 1-slot vector into a scalar, and MapValue from
-/// those K hash values (a seed where they do not collide is searched) to the class values, with
-/// <c>treatValuesAsKeyType</c>, gives <c>Key&lt;UInt32, K&gt;</c> whose KeyValues are the classes in class order.
+/// those K hash values (a seed where they do not collide is searched) to the class names, with
+/// <c>treatValuesAsKeyType</c>, gives <c>Key&lt;UInt32, K&gt;</c> whose KeyValues are the classes in class order
+/// (as text: MapValue writes a key's values as text whatever their type).
 /// The helper columns are dropped. Loading the saved model needs only Microsoft.ML, Microsoft.ML.OnnxTransformer and
 /// Microsoft.ML.OnnxRuntime.
 /// </remarks>
@@ -69,11 +70,9 @@ internal static class MLNetGraph
     {
         var ml = new MLContext(seed: 0);
         var (seed, hashes) = DistinctHashes(ml, classes.Count);
-        var mapValue = (IEstimator<ITransformer>)typeof(MLNetGraph).GetMethod(nameof(MapValue), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
-            .MakeGenericMethod(classes.Values.GetType().GetElementType()!).Invoke(null, [ml, hashes, classes.Values])!;
         var pipeline = ml.Transforms.ApplyOnnxModel([ScoreColumn, IndexColumn], [featureColumn], new MemoryStream(graph))
             .Append(ml.Transforms.Conversion.Hash(Hash(seed)))
-            .Append(mapValue)
+            .Append(ml.Transforms.Conversion.MapValue(PredictedLabelColumn, hashes.Select((h, i) => new KeyValuePair<uint, string>(h, classes.Names[i])), HashColumn, treatValuesAsKeyType: true))
             .Append(ml.Transforms.DropColumns(IndexColumn, HashColumn));
         var twin = pipeline.Fit(schemaSource);
         var predicted = twin.GetOutputSchema(schemaSource.Schema)[PredictedLabelColumn];
@@ -84,9 +83,6 @@ internal static class MLNetGraph
 
     private static HashingEstimator.ColumnOptions Hash(uint seed) =>
         new(HashColumn, IndexColumn, numberOfBits: 31, seed: seed, useOrderedHashing: false, maximumNumberOfInverts: 0, combine: true);
-
-    private static IEstimator<ITransformer> MapValue<T>(MLContext ml, uint[] hashes, T[] values) =>
-        ml.Transforms.Conversion.MapValue(PredictedLabelColumn, hashes.Select((h, i) => new KeyValuePair<uint, T>(h, values[i])), HashColumn, treatValuesAsKeyType: true);
 
     /// <summary>The first seed for which ML.NET's hashes of the indices 0..K-1 (as 1-slot int64 vectors) are distinct, and those hashes.</summary>
     private static (uint Seed, uint[] Hashes) DistinctHashes(MLContext ml, int k)
