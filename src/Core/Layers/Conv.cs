@@ -67,12 +67,14 @@ public sealed class Conv : Layer
         return Convolution.Forward(x, _weight!.Value, _bias?.Value, Options);
     }
 
-    public override Tensor Backward(Tensor dy)
+    public override Tensor Backward(Tensor dy) => Backward(dy, inputGradient: true)!;
+
+    public override Tensor? Backward(Tensor dy, bool inputGradient)
     {
         var x = Cached(_x);
         var w = _weight!;
         Accumulate(w, Convolution.BackwardFilter(x, w.Value.Shape, dy, Options));
         if (_bias is not null) Accumulate(_bias, Convolution.BackwardBias(dy));
-        return Convolution.BackwardData(x.Shape, w.Value, dy, Options);
+        return inputGradient ? Convolution.BackwardData(x.Shape, w.Value, dy, Options) : null;
     }
 }

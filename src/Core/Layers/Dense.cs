@@ -49,11 +49,13 @@ public sealed class Dense : Layer
         return Ops.Dense.Forward(x, _weight!.Value, _bias?.Value);
     }
 
-    public override Tensor Backward(Tensor dy)
+    public override Tensor Backward(Tensor dy) => Backward(dy, inputGradient: true)!;
+
+    public override Tensor? Backward(Tensor dy, bool inputGradient)
     {
         var x = Cached(_x);
         Accumulate(_weight!, Ops.Dense.BackwardWeight(x, dy));
         if (_bias is not null) Accumulate(_bias, Ops.Dense.BackwardBias(dy));
-        return Ops.Dense.BackwardData(x.Shape, _weight!.Value, dy);
+        return inputGradient ? Ops.Dense.BackwardData(x.Shape, _weight!.Value, dy) : null;
     }
 }

@@ -67,7 +67,7 @@ public enum WeightInit
 
 /// <summary>
 /// A layer: holds its parameters, calls one op family (src/Core/Ops) forward and backward, and caches in
-/// <see cref="Forward"/> what <see cref="Backward"/> needs.
+/// <see cref="Forward"/> what <see cref="Backward(Tensor)"/> needs.
 /// </summary>
 /// <remarks>
 /// Life cycle: construct with the layer's own options (output channels, kernel size); <see cref="Build"/>
@@ -142,6 +142,12 @@ public abstract class Layer
     /// <summary>dx from dy, using what the last <see cref="Forward"/> cached; accumulates parameter gradients.</summary>
     public abstract Tensor Backward(Tensor dy);
 
+    /// <summary>
+    /// Like <see cref="Backward(Tensor)"/>, but may skip dx (returning null) when <paramref name="inputGradient"/> is false:
+    /// the first weighted layer of a network needs only its parameter gradients. Layers whose dx is costly override it.
+    /// </summary>
+    public virtual Tensor? Backward(Tensor dy, bool inputGradient) => Backward(dy);
+
     /// <summary>"layer 'conv1' (Conv)" for messages.</summary>
     public string Describe() => $"layer '{Name ?? "?"}' ({GetType().Name})";
 
@@ -159,7 +165,7 @@ public abstract class Layer
             throw new ArgumentException($"{Describe()} was built for inputs [N, {string.Join(", ", built.AsSpan()[1..].ToArray())}] but got {x.Shape}.", nameof(x));
     }
 
-    /// <summary>Throws when <see cref="Backward"/> runs without a cached forward pass.</summary>
+    /// <summary>Throws when <see cref="Backward(Tensor)"/> runs without a cached forward pass.</summary>
     protected T Cached<T>(T? value) where T : class =>
         value ?? throw new InvalidOperationException($"{Describe()}: Backward needs a training-mode Forward first.");
 

@@ -129,6 +129,20 @@ public sealed class Network
         return dy;
     }
 
+    /// <summary>
+    /// Back-propagates <paramref name="dy"/> for the parameter gradients only: layers before the first one with
+    /// parameters are skipped and that layer does not compute its input gradient (what a training step needs).
+    /// </summary>
+    public void BackwardParameters(Tensor dy)
+    {
+        RequireBuilt();
+        ArgumentNullException.ThrowIfNull(dy);
+        int first = Array.FindIndex(_layers, l => l.Parameters.Count > 0);
+        if (first < 0) return;
+        for (int i = _layers.Length - 1; i >= first; i--)
+            dy = _layers[i].Backward(dy, inputGradient: i > first)!;
+    }
+
     /// <summary>SHA-256 (hex) over every parameter and buffer (names, shapes, float bits): equal hashes mean bit-identical models.</summary>
     public string ComputeHash()
     {

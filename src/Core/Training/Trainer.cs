@@ -11,7 +11,7 @@ public sealed record TrainerOptions
 {
     /// <summary>Epochs = 10: the total number of passes over the training data (including those a resumed checkpoint completed).</summary>
     public int Epochs { get; init; } = 10;
-    /// <summary>BatchSize = 64: samples per step (the last batch of an epoch may be smaller).</summary>
+    /// <summary>BatchSize = 64: samples per step. The last batch of an epoch holds the rest; a single sample left over joins the batch before it (batch norm needs two).</summary>
     public int BatchSize { get; init; } = 64;
     /// <summary>Seed = 0: seeds the per-epoch shuffling (the network's initialisation has its own seed in Network.Build).</summary>
     public ulong Seed { get; init; }
@@ -78,7 +78,8 @@ public sealed class Trainer
         }
         var schedule = Options.Schedule ?? new ConstantSchedule();
         int n = train.Count, size = Options.BatchSize, batches = (n + size - 1) / size;
-        var batch = new Batch(train, size);
+        if (batches > 1 && n % size == 1) batches--; // a lone last sample joins the previous batch: batch norm needs two
+        var batch = new Batch(train, size + 1);
         string? saved = Options.ResumeFrom;
         for (int epoch = first; epoch < Options.Epochs; epoch++)
         {
@@ -88,17 +89,17 @@ public sealed class Trainer
             for (int b = 0; b < batches; b++)
             {
                 cancellation.ThrowIfCancellationRequested();
-                var (x, labels) = batch.Load(order.AsSpan(b * size, Math.Min(size, n - b * size)), Network.Backend);
+                var (x, labels) = batch.Load(order.AsSpan(b * size, b < batches - 1 ? size : n - b * size), Network.Backend);
                 var ce = CrossEntropy.Forward(Network.Forward(x, training: true), labels);
                 if (!float.IsFinite(ce.MeanLoss)) throw new NonFiniteLossException(epoch + 1, b + 1, ce.MeanLoss, saved);
                 Optimizer.ZeroGrad();
-                Network.Backward(CrossEntropy.Backward(ce));
+                Network.BackwardParameters(CrossEntropy.Backward(ce));
                 Optimizer.LearningRate = schedule.Rate(Optimizer.BaseLearningRate, epoch + (double)b / batches);
                 Optimizer.Step();
                 int hits = CountCorrect(ce.Probabilities, labels, null);
                 lossSum += (double)ce.MeanLoss * labels.Length; correct += hits;
                 Options.OnBatch?.Invoke(new BatchProgress(epoch + 1, b + 1, batches, labels.Length, ce.MeanLoss, (double)hits / labels.Length,
-                    Optimizer.LearningRate, Math.Min(n, (b + 1) * size), n, clock.Elapsed));
+                    Optimizer.LearningRate, b * size + labels.Length, n, clock.Elapsed));
             }
             var val = validation is null ? null : Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation);
             history.Add(new EpochMetrics(epoch + 1, lossSum / n, (double)correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
