@@ -46,14 +46,14 @@ public static class TrainingCurve
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.YLabel("loss (cross-entropy)");
         plot.Axes.Right.Label.Text = "accuracy";
-        plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
+        plot.ShowLegend(ScottPlot.Edge.Bottom); // outside the data area, so it hides no point
         plot.SavePng(path, width, height);
     }
 
     /// <summary>Writes <paramref name="model"/>'s <see cref="ConvNetTransformer.History"/> as a PNG (see <see cref="SavePng"/>).</summary>
-    public static void SaveTrainingCurve(this ConvNetTransformer model, string path, int width = 800, int height = 500)
+    public static void SaveTrainingCurve(this ConvNetTransformer model, string path, int width = 800, int height = 500, string title = "Training curve")
     {
         ArgumentNullException.ThrowIfNull(model);
-        SavePng(model.History, path, width, height, $"{model.Network.Layers.Count}-layer network, {model.History.Count} epochs");
+        SavePng(model.History, path, width, height, title);
     }
 }
