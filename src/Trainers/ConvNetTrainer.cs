@@ -45,9 +45,6 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         _options = options;
     }
 
-    /// <summary>The options (do not change them after construction).</summary>
-    public Options TrainerOptions => _options;
-
     /// <summary>
     /// The output schema: the input's columns plus Score (vector of Single) and PredictedLabel (key). Throws
     /// <see cref="ArgumentOutOfRangeException"/> naming the label or feature column when it is missing or of the wrong type.
@@ -152,6 +149,8 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         });
         try
         {
+            // A resumed run whose patience had already run out has nothing left to train.
+            if (early.ShouldStop(history.Count == 0 ? 0 : history[^1].Epoch)) stop.Cancel();
             IDataset data = (IDataset?)augmentation ?? train;
             if (resumeFrom is null) trainer.Fit(data, validation, stop.Token);
             else ResumeError(() => trainer.Fit(data, validation, stop.Token)); // restoring checks names and shapes

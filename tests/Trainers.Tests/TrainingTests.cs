@@ -111,6 +111,7 @@ public sealed class TrainingTests
             o.ValidationSet = FashionData.Keyed(_ml, rows);
             o.EarlyStoppingPatience = 2;
             o.CheckpointDirectory = dir;
+            o.Resume = true; // nothing to resume the first time
             var model = Fit(Tiny.Data(_ml, 500), o);
             Assert.True(model.StoppedEarly);
             int best = model.BestEpoch!.Value;
@@ -121,6 +122,13 @@ public sealed class TrainingTests
             var saved = Checkpoint.Load(Path.Combine(dir, ConvNetTrainer.Defaults.BestCheckpointFileName));
             Assert.Equal(best, saved.Epoch);
             Assert.Equal(saved.NetworkTensors.Select(t => t.Data), model.Network.Parameters.Select(p => p.Value.ToHost()));
+
+            // Resuming a run that stopped early trains no further and gives the same best weights.
+            var again = Fit(Tiny.Data(_ml, 500), o);
+            Assert.True(again.StoppedEarly);
+            Assert.Equal(best, again.BestEpoch);
+            Assert.Equal(model.History, again.History);
+            Assert.Equal(model.Network.ComputeHash(), again.Network.ComputeHash());
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
