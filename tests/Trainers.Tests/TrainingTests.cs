@@ -91,9 +91,13 @@ public sealed class TrainingTests
         var o = Tiny.Options();
         o.ValidationFraction = 0.25;
         o.OnBatch = batches.Add;
+        o.Optimizer = ConvNetOptimizer.AdamW;
+        o.WeightDecay = 0.05;
+        o.Schedule = new StepSchedule(1, gamma: 0.5);
         var model = Fit(Tiny.Data(_ml, 400), o);
         Assert.Equal(300, batches[^1].SampleCount);
         Assert.True(model.History[0].HasValidation);
+        Assert.True(model.History[0].ValidationAccuracy > 0.2, $"validation accuracy {model.History[0].ValidationAccuracy}");
     }
 
     [Fact]
