@@ -1,0 +1,218 @@
+using MLNet.ConvNet.Layers;
+using MLNet.ConvNet.Optimizers;
+using MLNet.ConvNet.Training;
+using Microsoft.ML;
+
+namespace MLNet.ConvNet.Trainers;
+
+/// <summary>The optimizers <see cref="ConvNetTrainer"/> can use.</summary>
+public enum ConvNetOptimizer
+{
+    /// <summary>Stochastic gradient descent with momentum (<see cref="ConvNetTrainer.Options.Momentum"/>, optionally Nesterov) and L2 weight decay.</summary>
+    Sgd,
+    /// <summary>Adam (Kingma and Ba 2015); weight decay is an L2 penalty in the gradient.</summary>
+    Adam,
+    /// <summary>AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay.</summary>
+    AdamW,
+}
+
+/// <summary>Where the network's tensors live and its kernels run.</summary>
+public enum ConvNetBackend
+{
+    /// <summary>The best available backend: today the CPU (the CUDA backend arrives with its own issue).</summary>
+    Auto,
+    /// <summary>The managed CPU backend.</summary>
+    Cpu,
+    /// <summary>NVIDIA GPUs through cuDNN: not available yet; choosing it is an error naming this option.</summary>
+    Cuda,
+}
+
+/// <summary>The validation figure early stopping watches.</summary>
+public enum EarlyStoppingMetric
+{
+    /// <summary>Mean cross-entropy on the validation data (lower is better).</summary>
+    ValidationLoss,
+    /// <summary>Accuracy on the validation data (higher is better).</summary>
+    ValidationAccuracy,
+}
+
+public sealed partial class ConvNetTrainer
+{
+    /// <summary>The defaults, written once: the options and the catalog's convenience overload read them.</summary>
+    public static class Defaults
+    {
+        /// <summary>"Label".</summary>
+        public const string LabelColumnName = "Label";
+        /// <summary>"Features".</summary>
+        public const string FeatureColumnName = "Features";
+        /// <summary>"lenet5".</summary>
+        public const string Network = "lenet5";
+        /// <summary>10.</summary>
+        public const int Epochs = 10;
+        /// <summary>64.</summary>
+        public const int BatchSize = 64;
+        /// <summary>Adam.</summary>
+        public const ConvNetOptimizer Optimizer = ConvNetOptimizer.Adam;
+        /// <summary>1e-3.</summary>
+        public const double LearningRate = 1e-3;
+        /// <summary>0.9.</summary>
+        public const double Momentum = 0.9;
+        /// <summary>0.</summary>
+        public const int Seed = 0;
+        /// <summary>"convnet.ckpt": the file, inside <see cref="Options.CheckpointDirectory"/>, holding the last epoch's checkpoint.</summary>
+        public const string CheckpointFileName = "convnet.ckpt";
+        /// <summary>"convnet.best.ckpt": the file, inside <see cref="Options.CheckpointDirectory"/>, holding the best epoch's weights under early stopping.</summary>
+        public const string BestCheckpointFileName = "convnet.best.ckpt";
+    }
+
+    /// <summary>
+    /// Options of <see cref="ConvNetTrainer"/>; each summary states the default. <see cref="Validate"/> (run by the
+    /// trainer's constructor) throws an <see cref="ArgumentException"/> naming the option that is out of range.
+    /// </summary>
+    public sealed class Options
+    {
+        /// <summary>LabelColumnName = "Label": a key (as from MapValueToKey) or a number holding class indices 0, 1, 2, ...</summary>
+        public string LabelColumnName { get; set; } = Defaults.LabelColumnName;
+
+        /// <summary>
+        /// FeatureColumnName = "Features": a known-size vector of Single. Its dimensions (<c>[C, H, W]</c> from ExtractPixels;
+        /// <c>[H, W]</c> is read as <c>[1, H, W]</c>) give the network's input shape unless <see cref="InputShape"/> is set.
+        /// </summary>
+        public string FeatureColumnName { get; set; } = Defaults.FeatureColumnName;
+
+        /// <summary>Network = "lenet5": a preset of <see cref="Presets.Names"/> (lenet5, cnn2bn, vgg, resnet); ignored when <see cref="NetworkFactory"/> is set.</summary>
+        public string Network { get; set; } = Defaults.Network;
+
+        /// <summary>
+        /// NetworkFactory = null: builds a custom network for the given number of classes; return it unbuilt (the trainer
+        /// builds it for the feature shape with <see cref="Seed"/>) and ending in <c>[classes]</c> logits (no softmax).
+        /// </summary>
+        public Func<int, Network>? NetworkFactory { get; set; }
+
+        /// <summary>
+        /// InputShape = null: the shape of one sample, e.g. <c>[1, 28, 28]</c>, for a feature column that is a flat vector;
+        /// its product must equal the column's size. Null takes the column's own dimensions (a flat vector is <c>[D]</c>).
+        /// </summary>
+        public int[]? InputShape { get; set; }
+
+        /// <summary>Epochs = 10: passes over the training data (counting those a resumed checkpoint completed).</summary>
+        public int Epochs { get; set; } = Defaults.Epochs;
+
+        /// <summary>BatchSize = 64: images per optimizer step (the last batch of an epoch may be smaller).</summary>
+        public int BatchSize { get; set; } = Defaults.BatchSize;
+
+        /// <summary>Optimizer = Adam.</summary>
+        public ConvNetOptimizer Optimizer { get; set; } = Defaults.Optimizer;
+
+        /// <summary>LearningRate = 1e-3: the base rate, scaled by <see cref="Schedule"/>.</summary>
+        public double LearningRate { get; set; } = Defaults.LearningRate;
+
+        /// <summary>Momentum = 0.9: SGD's momentum in [0, 1) (ignored by Adam and AdamW).</summary>
+        public double Momentum { get; set; } = Defaults.Momentum;
+
+        /// <summary>Nesterov = false: Nesterov momentum for SGD (needs <see cref="Momentum"/> &gt; 0).</summary>
+        public bool Nesterov { get; set; }
+
+        /// <summary>
+        /// WeightDecay = null: the optimizer's default, 0 for SGD and Adam (an L2 penalty in the gradient) and 0.01 for
+        /// AdamW (decoupled). Must be &gt;= 0.
+        /// </summary>
+        public double? WeightDecay { get; set; }
+
+        /// <summary>
+        /// Schedule = null (constant rate): scales the learning rate before every step, e.g. <c>new StepSchedule(5)</c>,
+        /// <c>new CosineSchedule(Epochs)</c>, <c>new WarmupSchedule(1, new CosineSchedule(Epochs))</c>.
+        /// </summary>
+        public LearningRateSchedule? Schedule { get; set; }
+
+        /// <summary>RandomHorizontalFlip = false: mirror each training image left-right with probability 1/2 (the last dimension is the width).</summary>
+        public bool RandomHorizontalFlip { get; set; }
+
+        /// <summary>
+        /// RandomCropPadding = 0: when P &gt; 0, each training image is padded with P zeros on every side of its spatial
+        /// dimensions and a window of the original size is cropped at a random offset (a random shift of up to P pixels).
+        /// </summary>
+        public int RandomCropPadding { get; set; }
+
+        /// <summary>ValidationSet = null: data evaluated after every epoch (same columns as the training data); overrides <see cref="ValidationFraction"/>.</summary>
+        public IDataView? ValidationSet { get; set; }
+
+        /// <summary>ValidationFraction = 0: the fraction in [0, 1) of the training rows held out (seeded random choice) for validation.</summary>
+        public double ValidationFraction { get; set; }
+
+        /// <summary>
+        /// EarlyStoppingPatience = 0 (off): stop after this many epochs without improvement of <see cref="EarlyStoppingMetric"/>
+        /// and restore the best epoch's weights. Needs validation data.
+        /// </summary>
+        public int EarlyStoppingPatience { get; set; }
+
+        /// <summary>EarlyStoppingMetric = ValidationLoss.</summary>
+        public EarlyStoppingMetric EarlyStoppingMetric { get; set; }
+
+        /// <summary>
+        /// CheckpointDirectory = null: when set, a checkpoint (weights, optimizer state, generator state, epoch, history) is
+        /// written there as <see cref="Defaults.CheckpointFileName"/> after every epoch, replacing the previous one.
+        /// </summary>
+        public string? CheckpointDirectory { get; set; }
+
+        /// <summary>Resume = false: when true and <see cref="CheckpointDirectory"/> holds a checkpoint, training continues after its epoch (same options and data give the same weights as an uninterrupted run).</summary>
+        public bool Resume { get; set; }
+
+        /// <summary>CancellationToken = none: checked before every batch; cancelling makes Fit throw <see cref="OperationCanceledException"/>.</summary>
+        public CancellationToken CancellationToken { get; set; }
+
+        /// <summary>OnBatch = null: called after every optimizer step with the batch's loss, accuracy and progress.</summary>
+        public Action<BatchProgress>? OnBatch { get; set; }
+
+        /// <summary>OnEpoch = null: called after every epoch with its metrics (after the checkpoint is written).</summary>
+        public Action<EpochMetrics>? OnEpoch { get; set; }
+
+        /// <summary>Seed = 0: seeds the weights, the per-epoch shuffling, augmentation and the validation split. Same seed, data and options give bit-identical weights.</summary>
+        public int Seed { get; set; } = Defaults.Seed;
+
+        /// <summary>Backend = Auto (the CPU today). Cuda is not available yet and is an error.</summary>
+        public ConvNetBackend Backend { get; set; }
+
+        /// <summary>MaxThreads = null (all cores): threads of the CPU backend. Results do not depend on it.</summary>
+        public int? MaxThreads { get; set; }
+
+        /// <summary>
+        /// AllowMissingClasses = false: a class of the label (a key value, or an index below the largest label) with no
+        /// training row is an error; set true to train anyway (the network keeps an output for it that training never raises).
+        /// </summary>
+        public bool AllowMissingClasses { get; set; }
+
+        /// <summary>Throws an <see cref="ArgumentException"/> (or subclass) naming the first option out of range.</summary>
+        public void Validate()
+        {
+            static void Require(bool ok, string option, object? value, string rule)
+            {
+                if (!ok) throw new ArgumentOutOfRangeException($"options.{option}", value, $"ConvNetTrainer option {option} = {value ?? "null"}: {rule}");
+            }
+            Require(!string.IsNullOrEmpty(LabelColumnName), nameof(LabelColumnName), LabelColumnName, "give the label column's name.");
+            Require(!string.IsNullOrEmpty(FeatureColumnName), nameof(FeatureColumnName), FeatureColumnName, "give the feature column's name.");
+            Require(NetworkFactory is not null || Presets.Names.Contains((Network ?? "").ToLowerInvariant()) || string.Equals(Network, "lenet", StringComparison.OrdinalIgnoreCase),
+                nameof(Network), Network, $"choose one of {string.Join(", ", Presets.Names)} or set NetworkFactory.");
+            Require(InputShape is null || (InputShape.Length > 0 && InputShape.All(d => d > 0)), nameof(InputShape),
+                InputShape is null ? null : "[" + string.Join(", ", InputShape) + "]", "every dimension must be > 0.");
+            Require(Epochs >= 1, nameof(Epochs), Epochs, "must be >= 1.");
+            Require(BatchSize >= 1, nameof(BatchSize), BatchSize, "must be >= 1.");
+            Require(Enum.IsDefined(Optimizer), nameof(Optimizer), Optimizer, "unknown optimizer.");
+            Require(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "must be finite and > 0.");
+            Require(Momentum >= 0 && Momentum < 1, nameof(Momentum), Momentum, "must be in [0, 1).");
+            Require(!Nesterov || Optimizer != ConvNetOptimizer.Sgd || Momentum > 0, nameof(Nesterov), Nesterov, "Nesterov momentum needs Momentum > 0.");
+            Require(WeightDecay is null || (WeightDecay >= 0 && double.IsFinite(WeightDecay.Value)), nameof(WeightDecay), WeightDecay, "must be finite and >= 0.");
+            Require(RandomCropPadding >= 0, nameof(RandomCropPadding), RandomCropPadding, "must be >= 0.");
+            Require(ValidationFraction >= 0 && ValidationFraction < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1).");
+            Require(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must be >= 0 (0 turns early stopping off).");
+            Require(EarlyStoppingPatience == 0 || ValidationSet is not null || ValidationFraction > 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience,
+                "early stopping needs validation data: set ValidationSet or ValidationFraction.");
+            Require(Enum.IsDefined(EarlyStoppingMetric), nameof(EarlyStoppingMetric), EarlyStoppingMetric, "unknown metric.");
+            Require(!Resume || CheckpointDirectory is not null, nameof(Resume), Resume, "resuming needs CheckpointDirectory.");
+            Require(Enum.IsDefined(Backend), nameof(Backend), Backend, "unknown backend.");
+            if (Backend == ConvNetBackend.Cuda)
+                throw new NotSupportedException("ConvNetTrainer option Backend = Cuda: the CUDA (cuDNN) backend is not available yet; use Backend = Auto or Cpu.");
+            Require(MaxThreads is null || MaxThreads >= 1, nameof(MaxThreads), MaxThreads, "must be >= 1.");
+        }
+    }
+}

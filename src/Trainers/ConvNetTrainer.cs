@@ -1,0 +1,274 @@
+using MLNet.ConvNet.Backends.Cpu;
+using MLNet.ConvNet.Data;
+using MLNet.ConvNet.Layers;
+using MLNet.ConvNet.Optimizers;
+using MLNet.ConvNet.Training;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MLNet.ConvNet.Trainers;
+
+/// <summary>
+/// Trains a convolutional network from scratch as a multiclass-classification step of an ML.NET pipeline; made by
+/// <c>mlContext.MulticlassClassification.Trainers.ConvNet(...)</c>. <see cref="Fit"/> gives a <see cref="ConvNetTransformer"/>.
+/// </summary>
+/// <remarks>
+/// <para>Estimator characteristics:</para>
+/// <list type="table">
+/// <item><term>Does this estimator need to look at the data to train its parameters?</term><description>Yes</description></item>
+/// <item><term>Input label column data type</term><description>Key (any count &gt;= 2), or a number holding class indices 0, 1, 2, ...</description></item>
+/// <item><term>Input features column data type</term><description>Known-size vector of Single: <c>Vector&lt;Single, C, H, W&gt;</c> (ExtractPixels) or flat with <see cref="Options.InputShape"/></description></item>
+/// <item><term>Output columns</term><description>Score: <c>Vector&lt;Single, K&gt;</c> (probabilities, SlotNames); PredictedLabel: <c>Key&lt;UInt32, K&gt;</c> with KeyValues</description></item>
+/// <item><term>Required NuGet in addition to Microsoft.ML</term><description>MLNet.ConvNet.Trainers (loading a saved model needs only Microsoft.ML.OnnxTransformer and Microsoft.ML.OnnxRuntime)</description></item>
+/// <item><term>Exportable to ONNX</term><description>Yes: <see cref="ConvNetTransformer.ExportOnnx(Stream)"/>; the saved model holds the ONNX graph</description></item>
+/// <item><term>Backends</term><description>CPU (managed; bit-identical results for any thread count). CUDA: not yet.</description></item>
+/// </list>
+/// <para>Training reads the IDataView once into memory (see <see cref="Options"/> and the remarks of the data reader):
+/// every epoch visits the rows in a new seeded order, which a forward-only cursor cannot give. Memory is
+/// <c>rows x features x 4</c> bytes. Then, per epoch: seeded shuffle, mini-batches (augmented when asked), softmax
+/// cross-entropy, one optimizer step per batch; validation metrics, checkpoint, early stopping after each epoch.</para>
+/// <para>Errors name the column, option or epoch: a missing label or feature column, a label that is neither a key nor
+/// a number, a missing/NaN label or a NaN/infinite feature (with the row), a class with no training row (unless
+/// <see cref="Options.AllowMissingClasses"/>), features that do not fit the network (with the layer), empty data,
+/// out-of-range options, a loss turning NaN (<see cref="NonFiniteLossException"/> with epoch, batch and the last good
+/// checkpoint), a corrupted or truncated checkpoint (<see cref="InvalidDataException"/> naming the file).</para>
+/// </remarks>
+public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
+{
+    private readonly Options _options;
+
+    /// <summary>A trainer with <paramref name="options"/> (validated here; see <see cref="Options.Validate"/>).</summary>
+    public ConvNetTrainer(Options options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+    }
+
+    /// <summary>
+    /// The output schema: the input's columns plus Score (vector of Single) and PredictedLabel (key). Throws
+    /// <see cref="ArgumentOutOfRangeException"/> naming the label or feature column when it is missing or of the wrong type.
+    /// </summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        var label = Find(inputSchema, _options.LabelColumnName, "Label", "LabelColumnName");
+        var feature = Find(inputSchema, _options.FeatureColumnName, "Feature", "FeatureColumnName");
+        if (!(label.IsKey || (label.Kind == SchemaShape.Column.VectorKind.Scalar && label.ItemType is NumberDataViewType)))
+            throw new ArgumentOutOfRangeException("LabelColumnName", label.ItemType.ToString(),
+                $"Label column '{label.Name}' has type {Describe(label)}; expected a key (use mlContext.Transforms.Conversion.MapValueToKey) or a number holding class indices 0, 1, 2, ...");
+        if (feature.Kind != SchemaShape.Column.VectorKind.Vector || feature.ItemType != NumberDataViewType.Single || feature.IsKey)
+            throw new ArgumentOutOfRangeException("FeatureColumnName", feature.ItemType.ToString(),
+                $"Feature column '{feature.Name}' has type {Describe(feature)}; expected a known-size vector of Single (Vector<Single, n> or Vector<Single, C, H, W> from ExtractPixels).");
+        // SchemaShape.Column's constructor is internal: borrow the two new columns' shapes from public estimators over
+        // the label (a key or numeric label both give a Score vector of Single and a PredictedLabel key with KeyValues).
+        var ml = new MLContext(seed: 0);
+        IEstimator<ITransformer> shapes = label.IsKey
+            ? ml.Transforms.Conversion.MapKeyToVector(MLNetGraph.ScoreColumn, label.Name).Append(ml.Transforms.CopyColumns(MLNetGraph.PredictedLabelColumn, label.Name))
+            : ml.Transforms.Concatenate(MLNetGraph.ScoreColumn, feature.Name).Append(ml.Transforms.Conversion.MapValueToKey(MLNetGraph.PredictedLabelColumn, label.Name));
+        return shapes.GetOutputSchema(inputSchema);
+    }
+
+    private static SchemaShape.Column Find(SchemaShape schema, string name, string role, string option)
+    {
+        var found = schema.Where(c => c.Name == name).ToArray();
+        if (found.Length == 0)
+            throw new ArgumentOutOfRangeException(option, name, $"{role} column '{name}' is not in the data; its columns are: {string.Join(", ", schema.Select(c => c.Name))}.");
+        return found[^1];
+    }
+
+    private static string Describe(SchemaShape.Column c) =>
+        (c.IsKey ? "Key<" + c.ItemType + ">" : c.ItemType.ToString()) + (c.Kind == SchemaShape.Column.VectorKind.Scalar ? "" : $" ({c.Kind})");
+
+    /// <summary>Reads <paramref name="input"/> into memory, trains the network and returns the fitted transformer (see the class remarks).</summary>
+    public ConvNetTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var o = _options;
+        var token = o.CancellationToken;
+        ulong seed = unchecked((ulong)o.Seed);
+
+        var label = DataViewReader.LabelColumn(input.Schema, o.LabelColumnName);
+        var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
+        var sampleShape = SampleShape(feature);
+        var (all, classes) = DataViewReader.Read(input, label.Name, feature.Name, sampleShape, null, "training", token);
+        InMemoryDataset train = all;
+        InMemoryDataset? validation = null;
+        if (o.ValidationSet is { } validationSet)
+            validation = DataViewReader.Read(validationSet, label.Name, feature.Name, sampleShape, classes, "validation", token).Data;
+        else if (o.ValidationFraction > 0)
+            (train, validation) = DataViewReader.Split(all, o.ValidationFraction, Rng.Mix(seed, 0x56414C));
+        CheckEveryClassPresent(train, classes);
+
+        var network = CreateNetwork(classes.Count, sampleShape, feature, seed);
+        var optimizer = CreateOptimizer(network);
+        var augmentation = o.RandomHorizontalFlip || o.RandomCropPadding > 0
+            ? new Augmentation(train, o.RandomHorizontalFlip, o.RandomCropPadding, Rng.Mix(seed, 0x415547)) : null;
+
+        string? checkpointPath = null, bestPath = null, resumeFrom = null;
+        var history = new List<EpochMetrics>();
+        if (o.CheckpointDirectory is { } dir)
+        {
+            Directory.CreateDirectory(dir);
+            checkpointPath = Path.Combine(dir, Defaults.CheckpointFileName);
+            bestPath = Path.Combine(dir, Defaults.BestCheckpointFileName);
+        }
+        var early = new EarlyStopping(o.EarlyStoppingPatience, o.EarlyStoppingMetric);
+        if (o.Resume && File.Exists(checkpointPath))
+        {
+            // Read it here first: a damaged file fails before any work, and the epoch sets augmentation and early stopping.
+            resumeFrom = checkpointPath;
+            var resumed = ResumeError(() => Checkpoint.Load(checkpointPath));
+            history.AddRange(resumed.History);
+            if (augmentation is not null) augmentation.Epoch = resumed.Epoch;
+            foreach (var m in resumed.History) early.Observe(m);
+            if (early.Enabled && File.Exists(bestPath)) early.Best = ResumeError(() => Checkpoint.Load(bestPath));
+        }
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(token);
+        var trainer = new Trainer(network, optimizer, new TrainerOptions
+        {
+            Epochs = o.Epochs,
+            BatchSize = o.BatchSize,
+            Seed = seed,
+            Schedule = o.Schedule,
+            CheckpointPath = checkpointPath,
+            ResumeFrom = resumeFrom,
+            OnBatch = o.OnBatch,
+            OnEpoch = m =>
+            {
+                history.Add(m);
+                if (augmentation is not null) augmentation.Epoch = m.Epoch;
+                if (early.Observe(m))
+                {
+                    early.Best = Checkpoint.Capture(network, epoch: m.Epoch);
+                    if (bestPath is not null) early.Best.Save(bestPath);
+                }
+                o.OnEpoch?.Invoke(m);
+                if (early.ShouldStop(m.Epoch)) stop.Cancel(); // the trainer checks the token before the next batch
+            },
+        });
+        try
+        {
+            // A resumed run whose patience had already run out has nothing left to train.
+            if (early.ShouldStop(history.Count == 0 ? 0 : history[^1].Epoch)) stop.Cancel();
+            IDataset data = (IDataset?)augmentation ?? train;
+            if (resumeFrom is null) trainer.Fit(data, validation, stop.Token);
+            else ResumeError(() => trainer.Fit(data, validation, stop.Token)); // restoring checks names and shapes
+        }
+        catch (OperationCanceledException) when (!token.IsCancellationRequested && early.ShouldStop(history.Count == 0 ? 0 : history[^1].Epoch)) { }
+        bool stoppedEarly = early.Enabled && history.Count > 0 && history[^1].Epoch < o.Epochs;
+        if (early.Best is { } best) best.Restore(network);
+        return new ConvNetTransformer(network, classes, feature.Name, label.Name, history.ToArray(),
+            early.Enabled ? early.BestEpoch : null, stoppedEarly, input);
+    }
+
+    /// <summary>Runs <paramref name="action"/>; a damaged or mismatched checkpoint's error gains the options that led to it.</summary>
+    private T ResumeError<T>(Func<T> action)
+    {
+        try { return action(); }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"ConvNetTrainer cannot resume from the checkpoint in option CheckpointDirectory = '{_options.CheckpointDirectory}' (option Resume = true): {e.Message}", e);
+        }
+    }
+
+    /// <summary>The sample shape from <see cref="Options.InputShape"/> or the feature column's dimensions.</summary>
+    private Shape SampleShape(DataViewSchema.Column feature)
+    {
+        var type = (VectorDataViewType)feature.Type;
+        if (_options.InputShape is { } given)
+        {
+            var shape = new Shape(given);
+            if (shape.Length != type.Size)
+                throw new ArgumentException($"ConvNetTrainer option InputShape = {shape} holds {shape.Length} values but feature column '{feature.Name}' ({type}) holds {type.Size}.", "InputShape");
+            return shape;
+        }
+        var dims = type.Dimensions.ToArray();
+        return dims.Length switch
+        {
+            >= 3 => new Shape(dims),
+            2 => new Shape(1, dims[0], dims[1]), // [H, W]: one channel
+            _ => new Shape(type.Size),
+        };
+    }
+
+    private void CheckEveryClassPresent(InMemoryDataset train, LabelClasses classes)
+    {
+        if (_options.AllowMissingClasses) return;
+        var seen = new bool[classes.Count];
+        foreach (int l in train.Labels) seen[l] = true;
+        var missing = Enumerable.Range(0, classes.Count).Where(i => !seen[i]).ToArray();
+        if (missing.Length > 0)
+            throw new ArgumentException(
+                $"Label column '{_options.LabelColumnName}' ({classes.LabelType}) has {classes.Count} classes but no training row of class " +
+                string.Join(", ", missing.Take(10).Select(i => $"'{classes.Names[i]}' (index {i})")) + (missing.Length > 10 ? $" and {missing.Length - 10} more" : "") +
+                (_options.ValidationFraction > 0 && _options.ValidationSet is null ? " after the validation split" : "") +
+                ". The network could never predict it; add rows of that class or set option AllowMissingClasses = true.", "trainData");
+    }
+
+    private Network CreateNetwork(int classes, Shape sampleShape, DataViewSchema.Column feature, ulong seed)
+    {
+        var o = _options;
+        var backend = new CpuBackend(o.MaxThreads);
+        string name = o.NetworkFactory is null ? $"network '{o.Network}'" : "the network from NetworkFactory";
+        var network = o.NetworkFactory is { } factory
+            ? factory(classes) ?? throw new InvalidOperationException("ConvNetTrainer option NetworkFactory returned null.")
+            : Presets.ByName(o.Network, classes, backend);
+        string where = $"feature column '{feature.Name}' ({feature.Type}) gives samples {sampleShape}" + (o.InputShape is null ? "" : " (option InputShape)");
+        if (network.InputShape is { } built)
+        {
+            if (built != sampleShape)
+                throw new ArgumentException($"The {where}, but {name} was already built for samples {built}; return it unbuilt.", "FeatureColumnName");
+        }
+        else
+        {
+            try { network.Build(sampleShape, seed); }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"The {where}, which {name} cannot take" +
+                    (sampleShape.Rank == 1 ? " (a flat vector: set option InputShape, e.g. [1, 28, 28])" : "") + $": {WithoutParameterNames(e.Message)}", "FeatureColumnName", e);
+            }
+        }
+        if (network.OutputShape != new Shape(classes))
+            throw new ArgumentException($"The label has {classes} classes but {name} outputs {network.OutputShape} per sample; its last layer must be Dense({classes}).", o.NetworkFactory is null ? "Network" : "NetworkFactory");
+        return network;
+    }
+
+    /// <summary>An ArgumentException's message without the " (Parameter 'x')" suffixes that nesting piles up.</summary>
+    private static string WithoutParameterNames(string message) =>
+        System.Text.RegularExpressions.Regex.Replace(message, @" \(Parameter '[^']*'\)", "");
+
+    private Optimizer CreateOptimizer(Network network)
+    {
+        var o = _options;
+        return o.Optimizer switch
+        {
+            ConvNetOptimizer.Sgd => new Sgd(network.Parameters, o.LearningRate, o.Momentum, o.Nesterov, o.WeightDecay ?? 0),
+            ConvNetOptimizer.Adam => new Adam(network.Parameters, o.LearningRate, weightDecay: o.WeightDecay ?? 0),
+            _ => new AdamW(network.Parameters, o.LearningRate, weightDecay: o.WeightDecay ?? 0.01),
+        };
+    }
+
+    /// <summary>Tracks the best validation figure and when patience runs out.</summary>
+    private sealed class EarlyStopping(int patience, EarlyStoppingMetric metric)
+    {
+        private double _best = double.NaN;
+
+        public bool Enabled => patience > 0;
+        public int BestEpoch { get; private set; }
+        public Checkpoint? Best { get; set; }
+
+        /// <summary>Records an epoch; true when it is a new best (only when enabled).</summary>
+        public bool Observe(EpochMetrics m)
+        {
+            if (!Enabled) return false;
+            double v = metric == EarlyStoppingMetric.ValidationLoss ? m.ValidationLoss : -m.ValidationAccuracy;
+            if (double.IsNaN(v) || (!double.IsNaN(_best) && v >= _best)) return false;
+            _best = v;
+            BestEpoch = m.Epoch;
+            return true;
+        }
+
+        public bool ShouldStop(int epoch) => Enabled && BestEpoch > 0 && epoch - BestEpoch >= patience;
+    }
+}
