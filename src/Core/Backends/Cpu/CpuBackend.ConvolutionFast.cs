@@ -107,6 +107,14 @@ public sealed partial class CpuBackend
 
     private void FastConvolutionBackwardFilter(ConvGeometry g, float[] xa, float[] dya, float[] dwa)
     {
+        // The shifted path multiplies the dropped grid columns (dy = 0 there) by real inputs: exact for finite x,
+        // but 0 * Inf would be NaN, so inputs holding Inf or NaN take the im2col path, which matches the reference.
+        if (ShiftedConvPlan.ForForward(g, ConvolutionColumnBudget) is { } sp
+            && float.IsFinite(TensorPrimitives.MaxMagnitude(xa.AsSpan(0, g.Input.Length))))
+        {
+            ShiftedFilterGradient(sp, g, xa, dya, dwa);
+            return;
+        }
         var p = new ConvPlan(g, ConvolutionColumnBudget);
         var isa = GemmIsa;
         int groups = g.Groups, size = p.O * p.CgK;
@@ -140,17 +148,74 @@ public sealed partial class CpuBackend
                 }
                 finally { ArrayPool<float>.Shared.Return(cols); }
             });
-            // Chunk partials added in chunk order, in double.
-            For((size + ElementwiseBlock - 1) / ElementwiseBlock, block =>
+            SumChunks(partials, chunks, size, dwa);
+        }
+        finally { ReturnAll(partials); }
+    }
+
+    /// <summary>dw[i] = sum over chunks j, in order and in double, of partials[j][i].</summary>
+    private void SumChunks(float[][] partials, int chunks, int size, float[] dwa) =>
+        For((size + ElementwiseBlock - 1) / ElementwiseBlock, block =>
+        {
+            int start = block * ElementwiseBlock, end = Math.Min(size, start + ElementwiseBlock);
+            for (int i = start; i < end; i++)
             {
-                int start = block * ElementwiseBlock, end = Math.Min(size, start + ElementwiseBlock);
-                for (int i = start; i < end; i++)
+                double s = 0;
+                for (int j = 0; j < chunks; j++) s += partials[j][i];
+                dwa[i] = (float)s;
+            }
+        });
+
+    /// <summary>
+    /// dW_g[o, (c, t)] = sum over images and grid positions q of dyGrid[n, o, q] * padded(x)[n, c, q + shift(t)]:
+    /// dot products of contiguous rows (<see cref="DotGemm"/>), dy placed on the padded grid with zeros in the
+    /// dropped columns. Images are summed in fixed chunks as in the im2col path.
+    /// </summary>
+    private void ShiftedFilterGradient(ShiftedConvPlan sp, ConvGeometry g, float[] xa, float[] dya, float[] dwa)
+    {
+        int groups = g.Groups, og = sp.OutG, cgk = sp.InG * sp.Taps, size = sp.OutChannels * cgk;
+        int outVolume = sp.Out[0] * sp.Out[1] * sp.Out[2];
+        int chunks = Math.Min(sp.N, FilterChunks);
+        bool perChunk = chunks >= MaxThreads, vector = GemmIsa != GemmIsa.Scalar;
+        CpuBackend? inner = perChunk ? null : this;
+        var partials = new float[chunks][];
+        for (int j = 0; j < chunks; j++) partials[j] = ArrayPool<float>.Shared.Rent(size);
+        try
+        {
+            Each(chunks, perChunk, j =>
+            {
+                float[] part = partials[j];
+                float[] padded = ArrayPool<float>.Shared.Rent(sp.InChannels * sp.PlaneVolume);
+                float[] grid = ArrayPool<float>.Shared.Rent(sp.OutChannels * sp.GridLength);
+                try
                 {
-                    double s = 0;
-                    for (int j = 0; j < chunks; j++) s += partials[j][i];
-                    dwa[i] = (float)s;
+                    bool first = true;
+                    for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
+                    {
+                        sp.PadImage(xa, n, padded);
+                        var gridSpan = grid.AsSpan(0, sp.OutChannels * sp.GridLength);
+                        gridSpan.Clear();
+                        for (int o = 0; o < sp.OutChannels; o++)
+                        {
+                            int src = (n * sp.OutChannels + o) * outVolume;
+                            for (int y0 = 0; y0 < sp.Out[0]; y0++)
+                                for (int y1 = 0; y1 < sp.Out[1]; y1++, src += sp.Out[2])
+                                    dya.AsSpan(src, sp.Out[2]).CopyTo(gridSpan.Slice(o * sp.GridLength + (y0 * sp.Hp + y1) * sp.Wp));
+                        }
+                        for (int gi = 0; gi < groups; gi++)
+                            DotGemm.Multiply(og, cgk, sp.GridLength, grid, gi * og * sp.GridLength, sp.GridLength,
+                                padded, gi * sp.InG * sp.PlaneVolume, sp.RowOffsets, first ? 0f : 1f,
+                                part, gi * og * cgk, cgk, inner, vector);
+                        first = false;
+                    }
+                }
+                finally
+                {
+                    ArrayPool<float>.Shared.Return(padded);
+                    ArrayPool<float>.Shared.Return(grid);
                 }
             });
+            SumChunks(partials, chunks, size, dwa);
         }
         finally { ReturnAll(partials); }
     }
