@@ -25,6 +25,12 @@ public sealed partial class CpuBackend
         return Vector256.ConditionalSelect(take, v, m);
     }
 
+    private static (Vector256<float>, Vector256<float>) StepIndex(Vector256<float> m, Vector256<float> best, Vector256<float> v, float index)
+    {
+        var take = Vector256.GreaterThan(v, m) | (Vector256.IsNaN(v) & ~Vector256.IsNaN(m));
+        return (Vector256.ConditionalSelect(take, v, m), Vector256.ConditionalSelect(take, Vector256.Create(index), best));
+    }
+
     private void MaxPool2x2Forward(PoolGeometry g, float[] xa, float[] ya)
     {
         int planes = g.Input[0] * g.Input[1], h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
@@ -59,6 +65,13 @@ public sealed partial class CpuBackend
     private void MaxPool2x2Backward(PoolGeometry g, float[] xa, float[] dya, float[] dxa)
     {
         int planes = g.Input[0] * g.Input[1], h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
+        int vectorColumns = Vector256.IsHardwareAccelerated && w >= 9 ? (w - 9) / 2 / 4 * 4 + 4 : 0;
+        // Lane l of a step covers input column 2j + l, in window l / 2: spread each window's winner (kept in its
+        // even lane) and its dy to both of its lanes, then keep dy where the lane is the winner.
+        var pairs = Vector256.Create(0, 0, 2, 2, 4, 4, 6, 6);
+        var spread = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3);
+        var top = Vector256.Create(0f, 1, 0, 1, 0, 1, 0, 1);
+        var bottom = top + Vector256.Create(2f);
         ForRows(planes * oh, row =>
         {
             int plane = row / oh, r = row % oh;
@@ -66,7 +79,21 @@ public sealed partial class CpuBackend
             var x0 = xa.AsSpan(start0, w); var x1 = xa.AsSpan(start1, w);
             var d0 = dxa.AsSpan(start0, w); var d1 = dxa.AsSpan(start1, w);
             var dys = dya.AsSpan(row * ow, ow);
-            for (int j = 0; j < ow; j++)
+            int j = 0;
+            for (; j < vectorColumns; j += 4)
+            {
+                var a = Vector256.Create(x0.Slice(2 * j, 8)); var b = Vector256.Create(x0.Slice(2 * j + 1, 8));
+                var c = Vector256.Create(x1.Slice(2 * j, 8)); var d = Vector256.Create(x1.Slice(2 * j + 1, 8));
+                var m = a; var best = Vector256<float>.Zero;
+                (m, best) = StepIndex(m, best, b, 1f);
+                (m, best) = StepIndex(m, best, c, 2f);
+                (_, best) = StepIndex(m, best, d, 3f);
+                best = Vector256.Shuffle(best, pairs);
+                var v = Vector256.Shuffle(Vector128.Create(dys.Slice(j, 4)).ToVector256Unsafe(), spread);
+                Vector256.ConditionalSelect(Vector256.Equals(best, top), v, Vector256<float>.Zero).CopyTo(d0.Slice(2 * j, 8));
+                Vector256.ConditionalSelect(Vector256.Equals(best, bottom), v, Vector256<float>.Zero).CopyTo(d1.Slice(2 * j, 8));
+            }
+            for (; j < ow; j++)
             {
                 int c = 2 * j, best = 0;
                 float m = x0[c];
