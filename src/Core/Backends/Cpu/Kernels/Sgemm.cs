@@ -371,7 +371,15 @@ internal static class Sgemm
         c40.StoreUnsafe(ref t, 128); c41.StoreUnsafe(ref t, 144); c50.StoreUnsafe(ref t, 160); c51.StoreUnsafe(ref t, 176);
         c60.StoreUnsafe(ref t, 192); c61.StoreUnsafe(ref t, 208); c70.StoreUnsafe(ref t, 224); c71.StoreUnsafe(ref t, 240);
         for (int r = 0; r < rows; r++)
-            StoreScalar(tile.Slice(r * 32, cols), c.AsSpan(cStart + r * ldc, cols), alpha, beta, first);
+        {
+            if (cols == 32)
+            {
+                // A full-width row of a short tile (M not a multiple of 8): vector stores as in the full tile.
+                ref float tr = ref Unsafe.Add(ref t, r * 32);
+                StoreRow(ref c[cStart + r * ldc], Vector512.LoadUnsafe(ref tr), Vector512.LoadUnsafe(ref tr, 16), al, beta, first);
+            }
+            else StoreScalar(tile.Slice(r * 32, cols), c.AsSpan(cStart + r * ldc, cols), alpha, beta, first);
+        }
     }
 
     /// <summary>6 x 16 tile: 12 Vector256 accumulators, 2 B loads and 6 broadcasts per k.</summary>
@@ -416,7 +424,14 @@ internal static class Sgemm
         c20.StoreUnsafe(ref t, 32); c21.StoreUnsafe(ref t, 40); c30.StoreUnsafe(ref t, 48); c31.StoreUnsafe(ref t, 56);
         c40.StoreUnsafe(ref t, 64); c41.StoreUnsafe(ref t, 72); c50.StoreUnsafe(ref t, 80); c51.StoreUnsafe(ref t, 88);
         for (int r = 0; r < rows; r++)
-            StoreScalar(tile.Slice(r * 16, cols), c.AsSpan(cStart + r * ldc, cols), alpha, beta, first);
+        {
+            if (cols == 16)
+            {
+                ref float tr = ref Unsafe.Add(ref t, r * 16);
+                StoreRow(ref c[cStart + r * ldc], Vector256.LoadUnsafe(ref tr), Vector256.LoadUnsafe(ref tr, 8), al, beta, first);
+            }
+            else StoreScalar(tile.Slice(r * 16, cols), c.AsSpan(cStart + r * ldc, cols), alpha, beta, first);
+        }
     }
 
     /// <summary>Portable 4 x 4 tile in scalars with fused multiply-adds (same per-element operations as the vector kernels).</summary>
