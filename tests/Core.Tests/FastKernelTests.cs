@@ -273,4 +273,42 @@ public class FastKernelTests
             Assert.Equal(results[1].Select(BitConverter.SingleToInt32Bits), results[3].Select(BitConverter.SingleToInt32Bits));
         }
     }
+
+    // ---------------- batch norm ----------------
+
+    [Theory]
+    [InlineData(new[] { 2, 5 })]
+    [InlineData(new[] { 3, 4, 7 })]
+    [InlineData(new[] { 5, 3, 9, 11 })]
+    [InlineData(new[] { 64, 2, 3, 3 })]
+    public void BatchNormMatchesReference(int[] dims)
+    {
+        var shape = new Shape(dims);
+        int c = dims[1];
+        var rng = new Random(shape.Length);
+        // An offset mean: the centring of the fast path is what keeps this accurate.
+        float[] x = TestData.Uniform(rng, shape.Length).Select(v => v + 3f).ToArray(), dy = TestData.Uniform(rng, shape.Length),
+            gamma = TestData.Uniform(rng, c), beta = TestData.Uniform(rng, c);
+        var results = new List<float[]>();
+        foreach (var be in new[] { Reference, new CpuBackend(1), new CpuBackend(3) })
+        {
+            Tensor V(float[] v) => On(be, (float[])v.Clone(), new Shape(v.Length));
+            var rm = V(new float[c]); var rv = V(Enumerable.Repeat(1f, c).ToArray());
+            var y = be.Allocate(shape); var mean = be.Allocate(new Shape(c)); var inv = be.Allocate(new Shape(c));
+            var X = On(be, x, shape);
+            be.BatchNormForwardTraining(X, V(gamma), V(beta), 1e-5f, 0.1f, rm, rv, y, mean, inv);
+            var dx = be.Allocate(shape); var dg = be.Allocate(new Shape(c)); var db = be.Allocate(new Shape(c));
+            be.BatchNormBackward(X, On(be, dy, shape), V(gamma), mean, inv, dx, dg, db);
+            results.AddRange([y.ToHost(), rm.ToHost(), rv.ToHost(), mean.ToHost(), inv.ToHost(), dx.ToHost(), dg.ToHost(), db.ToHost()]);
+        }
+        string[] names = ["y", "running mean", "running variance", "saved mean", "saved inverse std", "dx", "dgamma", "dbeta"];
+        for (int i = 0; i < names.Length; i++)
+        {
+            // Float row sums (accumulated in double) against the reference's double sums, and float element-wise
+            // passes: 1e-5 of the scale is a few float ulps of the largest value (variance of values of size 3
+            // cancels one digit).
+            GradCheck.AssertClose(results[8 + i], TestData.ToDouble(results[i]), $"batch norm {names[i]} {shape}", relTol: 1e-5);
+            Assert.Equal(results[8 + i], results[16 + i]);
+        }
+    }
 }
