@@ -139,7 +139,7 @@ public class FastKernelTests
                         for (int p = 0; p < k; p++) s += (double)a[i * k + p] * b[3 + j * k + p];
                         want[i * n + j] = s;
                     }
-                DotGemm.Multiply(m, n, k, a, 0, k, b, 3, rows, 1f, c, 0, n, null, vector);
+                DotGemm.Multiply(m, n, k, a, 0, k, b, 3, rows, 0, 1f, c, 0, n, null, vector);
                 // At most 40 products in [-1, 1] plus C: 1e-5 of the scale as for the GEMM.
                 GradCheck.AssertClose(c, want, $"dot gemm {m}x{n}x{k} vector={vector}", relTol: 1e-5);
             }

@@ -204,7 +204,7 @@ public sealed partial class CpuBackend
                         }
                         for (int gi = 0; gi < groups; gi++)
                             DotGemm.Multiply(og, cgk, sp.GridLength, grid, gi * og * sp.GridLength, sp.GridLength,
-                                padded, gi * sp.InG * sp.PlaneVolume, sp.RowOffsets, first ? 0f : 1f,
+                                padded, gi * sp.InG * sp.PlaneVolume, sp.RowOffsets, 0, first ? 0f : 1f,
                                 part, gi * og * cgk, cgk, inner, vector);
                         first = false;
                     }

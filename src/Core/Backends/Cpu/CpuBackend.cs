@@ -119,11 +119,17 @@ public sealed partial class CpuBackend : IBackend
         int n = dy.Shape[0], c = dy.Shape[1], inner = dy.Shape.SizeFrom(2);
         CheckLength(db, c, "db");
         var d = Array(dy); var o = Array(db);
+        bool reference = UseReferenceKernels;
         For(c, ch =>
         {
             double s = 0;
             for (int i = 0; i < n; i++)
-                foreach (float v in d.AsSpan((i * c + ch) * inner, inner)) s += v;
+            {
+                var row = d.AsSpan((i * c + ch) * inner, inner);
+                // Fast path: each row summed in float SIMD, the rows in double (a scalar double chain is latency-bound).
+                if (!reference) s += TensorPrimitives.Sum<float>(row);
+                else foreach (float v in row) s += v;
+            }
             o[ch] = (float)s;
         });
     }
@@ -141,6 +147,12 @@ public sealed partial class CpuBackend : IBackend
         if (c.Shape[0] != m || c.Length != m * n)
             throw new ArgumentException($"MatMul: c {c.Shape} should be {m}x{n}.", nameof(c));
         if (UseReferenceKernels) { Gemm.Multiply(this, m, n, k, Array(a), transA, Array(b), transB, Array(c), alpha, beta); return; }
+        if (!transA && transB && alpha == 1f && (beta == 0f || beta == 1f))
+        {
+            // A Bᵀ with both row-major (a dense layer's x Wᵀ): every C element is a dot of two contiguous rows.
+            DotGemm.Multiply(m, n, k, Array(a), 0, k, Array(b), 0, null, k, beta, Array(c), 0, n, this, GemmIsa != GemmIsa.Scalar);
+            return;
+        }
         // A is [M, K] (or [K, M] read transposed), B is [K, N] (or [N, K] read transposed); packing absorbs the transposes.
         var av = transA ? MatrixView.Transposed(Array(a), 0, m) : MatrixView.RowMajor(Array(a), 0, k);
         var bv = transB ? MatrixView.Transposed(Array(b), 0, k) : MatrixView.RowMajor(Array(b), 0, n);

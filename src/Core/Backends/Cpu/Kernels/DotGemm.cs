@@ -20,10 +20,10 @@ internal static class DotGemm
 {
     /// <summary>
     /// C[i, j] = dot(A row i, B row j) + beta * C[i, j] (beta 0 or 1), A row i at <c>aOffset + i * lda</c>,
-    /// B row j at <c>bOffset + bRows[j]</c>, C row-major at <paramref name="cOffset"/> with <paramref name="ldc"/>.
+    /// B row j at <c>bOffset + bRows[j]</c> (or <c>bOffset + j * ldb</c> when bRows is null), C row-major at <paramref name="cOffset"/> with <paramref name="ldc"/>.
     /// Blocks of 4 rows of C are spread over <paramref name="parallel"/>'s threads when given.
     /// </summary>
-    public static void Multiply(int m, int n, int k, float[] a, int aOffset, int lda, float[] b, int bOffset, int[] bRows,
+    public static void Multiply(int m, int n, int k, float[] a, int aOffset, int lda, float[] b, int bOffset, int[]? bRows, int ldb,
         float beta, float[] c, int cOffset, int ldc, CpuBackend? parallel, bool vector)
     {
         int blocks = (m + 3) / 4;
@@ -34,7 +34,7 @@ internal static class DotGemm
             for (int j0 = 0; j0 < n; j0 += 4)
             {
                 int cols = Math.Min(4, n - j0);
-                Dot4x4(k, a, aOffset + i0 * lda, lda, rows, b, bOffset, bRows, j0, cols, tile, vector);
+                Dot4x4(k, a, aOffset + i0 * lda, lda, rows, b, bOffset, bRows, ldb, j0, cols, tile, vector);
                 for (int r = 0; r < rows; r++)
                 {
                     var cRow = c.AsSpan(cOffset + (i0 + r) * ldc + j0, cols);
@@ -48,13 +48,14 @@ internal static class DotGemm
     }
 
     /// <summary>tile[r * 4 + j] = dot(A row r, B row j0 + j) for the valid rows and columns (missing ones repeat row 0).</summary>
-    private static void Dot4x4(int k, float[] a, int aStart, int lda, int rows, float[] b, int bOffset, int[] bRows, int j0, int cols,
+    private static void Dot4x4(int k, float[] a, int aStart, int lda, int rows, float[] b, int bOffset, int[]? bRows, int ldb, int j0, int cols,
         Span<float> tile, bool vector)
     {
         // Missing rows/columns read row 0 again so the loop has no branches; their results are dropped.
         int a0 = aStart, a1 = aStart + (rows > 1 ? lda : 0), a2 = aStart + (rows > 2 ? 2 * lda : 0), a3 = aStart + (rows > 3 ? 3 * lda : 0);
-        int b0 = bOffset + bRows[j0], b1 = bOffset + bRows[j0 + (cols > 1 ? 1 : 0)],
-            b2 = bOffset + bRows[j0 + (cols > 2 ? 2 : 0)], b3 = bOffset + bRows[j0 + (cols > 3 ? 3 : 0)];
+        int j1 = j0 + (cols > 1 ? 1 : 0), j2 = j0 + (cols > 2 ? 2 : 0), j3 = j0 + (cols > 3 ? 3 : 0);
+        int b0 = bOffset + (bRows is null ? j0 * ldb : bRows[j0]), b1 = bOffset + (bRows is null ? j1 * ldb : bRows[j1]),
+            b2 = bOffset + (bRows is null ? j2 * ldb : bRows[j2]), b3 = bOffset + (bRows is null ? j3 * ldb : bRows[j3]);
         if (vector && Vector256.IsHardwareAccelerated && k >= 8)
         {
             // Bounds checked once: every row read covers [start, start + k).
