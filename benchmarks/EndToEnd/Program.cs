@@ -63,10 +63,14 @@ public static partial class Program
         return 0;
     }
 
-    /// <summary>Median wall time in milliseconds of <paramref name="reps"/> runs after <paramref name="warmup"/>.</summary>
+    /// <summary>
+    /// Median wall time in milliseconds of <paramref name="reps"/> runs after at least <paramref name="warmup"/> runs
+    /// and half a second of warm-up (so the JIT's tiered compilation has reached the optimized code).
+    /// </summary>
     private static double MedianMs(int warmup, int reps, Action body)
     {
-        for (int i = 0; i < warmup; i++) body();
+        var warm = Stopwatch.StartNew();
+        for (int i = 0; i < warmup || warm.ElapsedMilliseconds < 500; i++) body();
         var t = new double[reps];
         for (int i = 0; i < reps; i++)
         {

@@ -26,11 +26,12 @@ public static partial class Program
         var perm = Enumerable.Range(0, n).ToArray();
         var xb = new float[batch * 784];
         var yb = new int[batch];
+        var fullBatch = backend.Allocate(new Shape(batch, 1, 28, 28));
         for (int epoch = 1; epoch <= s.Epochs; epoch++)
         {
             for (int i = n - 1; i > 0; i--) { int j = rng.Next(i + 1); (perm[i], perm[j]) = (perm[j], perm[i]); }
             double lossSum = 0; int batches = 0;
-            long gen0 = GC.CollectionCount(0);
+            long gen0 = GC.CollectionCount(0), allocated0 = GC.GetTotalAllocatedBytes(precise: true);
             var sw = Stopwatch.StartNew();
             for (int start = 0; start < n; start += batch)
             {
@@ -40,7 +41,9 @@ public static partial class Program
                     trainX.AsSpan(perm[start + i] * 784, 784).CopyTo(xb.AsSpan(i * 784));
                     yb[i] = trainY[perm[start + i]];
                 }
-                var x = Tensor.FromHost(xb.AsSpan(0, len * 784), new Shape(len, 1, 28, 28), backend);
+                // The full-batch input tensor is reused; only the last, shorter batch gets its own.
+                var x = len == batch ? fullBatch : Tensor.FromHost(xb.AsSpan(0, len * 784), new Shape(len, 1, 28, 28), backend);
+                if (len == batch) x.CopyFromHost(xb);
                 var logits = net.Forward(x, training: true, seed: (ulong)(epoch * 100000 + batches));
                 var ce = CrossEntropy.Forward(logits, yb.AsSpan(0, len));
                 net.Backward(CrossEntropy.Backward(ce));
@@ -52,14 +55,17 @@ public static partial class Program
             if (s.Profile) { Console.WriteLine($"{name} epoch {epoch} per-batch profile:"); net.PrintProfile(batches); }
             double sec = sw.Elapsed.TotalSeconds;
             long gcs = GC.CollectionCount(0) - gen0;
+            double bytesPerStep = (double)(GC.GetTotalAllocatedBytes(precise: true) - allocated0) / batches;
             var (acc, inferSec) = Evaluate(net, backend, testX, testY);
             Console.WriteLine($"{name} epoch {epoch}: train {sec:F2}s ({n / sec:F0} img/s), mean loss {lossSum / batches:F4}, " +
-                              $"test acc {acc * 100:F2}%, inference {inferSec:F3}s, gen0 GCs {gcs}");
+                              $"test acc {acc * 100:F2}%, inference {inferSec:F3}s, gen0 GCs {gcs}, managed allocation {bytesPerStep / 1024:F1} KiB/step");
             Report($"{name}.epoch{epoch}.train_s", $"{sec:F2}");
             Report($"{name}.epoch{epoch}.train_img_per_s", $"{n / sec:F0}");
             Report($"{name}.epoch{epoch}.test_acc_pct", $"{acc * 100:F2}");
             Report($"{name}.epoch{epoch}.infer10k_s", $"{inferSec:F3} ({testY.Length / inferSec:F0} img/s)");
+            Report($"{name}.epoch{epoch}.alloc_bytes_per_step", $"{bytesPerStep:F0}");
         }
+        Report($"{name}.peak_working_set_mib", $"{Environment.WorkingSet / 1048576.0:F0} now, {System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} peak (process)");
     }
 
     private static (double Accuracy, double Seconds) Evaluate(Net net, CpuBackend backend, float[] testX, int[] testY)

@@ -112,7 +112,9 @@ public sealed partial class CpuBackend
         if (ShiftedConvPlan.ForForward(g, ConvolutionColumnBudget) is { } sp
             && float.IsFinite(TensorPrimitives.MaxMagnitude(xa.AsSpan(0, g.Input.Length))))
         {
-            ShiftedFilterGradient(sp, g, xa, dya, dwa);
+            // With few input channels per group a tap's GEMM would be a sliver of one or two columns: dot products do better.
+            if (sp.InG >= 8) ShiftedFilterGradientByTap(sp, g, xa, dya, dwa);
+            else ShiftedFilterGradient(sp, g, xa, dya, dwa);
             return;
         }
         var p = new ConvPlan(g, ConvolutionColumnBudget);
@@ -216,6 +218,88 @@ public sealed partial class CpuBackend
                 }
             });
             SumChunks(partials, chunks, size, dwa);
+        }
+        finally { ReturnAll(partials); }
+    }
+
+    /// <summary>
+    /// The filter gradient as one GEMM per tap: dW_t[o, c] = sum over q of dyGrid[o, q] * P[q + shift(t), c], where
+    /// P is the padded image with channels last (position-major), so B is a plain row-major view and dyGrid is
+    /// packed once per image for all taps. Per chunk the partial is kept tap-major ([t][o][c]) and put back into
+    /// the filter layout [o][c][t] when the chunks are added (in chunk order, in double).
+    /// </summary>
+    private void ShiftedFilterGradientByTap(ShiftedConvPlan sp, ConvGeometry g, float[] xa, float[] dya, float[] dwa)
+    {
+        var isa = GemmIsa;
+        int groups = g.Groups, og = sp.OutG, cg = sp.InG, taps = sp.Taps, c = sp.InChannels, o = sp.OutChannels;
+        int size = o * cg * taps, outVolume = sp.Out[0] * sp.Out[1] * sp.Out[2], lq = sp.GridLength;
+        int chunks = Math.Min(sp.N, FilterChunks);
+        bool perChunk = chunks >= MaxThreads;
+        CpuBackend? inner = perChunk ? null : this;
+        var partials = new float[chunks][];
+        for (int j = 0; j < chunks; j++) partials[j] = ArrayPool<float>.Shared.Rent(size);
+        try
+        {
+            Each(chunks, perChunk, j =>
+            {
+                float[] part = partials[j];
+                float[] padded = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
+                float[] positionMajor = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
+                float[] grid = ArrayPool<float>.Shared.Rent(o * lq);
+                float[] packedA = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(og, lq, isa));
+                try
+                {
+                    bool first = true;
+                    for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
+                    {
+                        sp.PadImage(xa, n, padded);
+                        // P[pos, ch] = padded[ch, pos]
+                        for (int ch = 0; ch < c; ch++)
+                        {
+                            var plane = padded.AsSpan(ch * sp.PlaneVolume, sp.PlaneVolume);
+                            for (int pos = 0; pos < plane.Length; pos++) positionMajor[pos * c + ch] = plane[pos];
+                        }
+                        var gridSpan = grid.AsSpan(0, o * lq);
+                        gridSpan.Clear();
+                        for (int oc = 0; oc < o; oc++)
+                        {
+                            int src = (n * o + oc) * outVolume;
+                            for (int y0 = 0; y0 < sp.Out[0]; y0++)
+                                for (int y1 = 0; y1 < sp.Out[1]; y1++, src += sp.Out[2])
+                                    dya.AsSpan(src, sp.Out[2]).CopyTo(gridSpan.Slice(oc * lq + (y0 * sp.Hp + y1) * sp.Wp));
+                        }
+                        for (int gi = 0; gi < groups; gi++)
+                        {
+                            Sgemm.PackA(og, lq, MatrixView.RowMajor(grid, gi * og * lq, lq), packedA, isa, inner);
+                            for (int t = 0; t < taps; t++)
+                                // RowOffsets[t] is channel 0's offset for tap t: the tap's shift on the padded grid.
+                                Sgemm.MultiplyPacked(og, cg, lq, 1f, packedA,
+                                    MatrixView.RowMajor(positionMajor, sp.RowOffsets[t] * c + gi * cg, c), first ? 0f : 1f,
+                                    part, (t * o + gi * og) * cg, cg, inner, isa);
+                        }
+                        first = false;
+                    }
+                }
+                finally
+                {
+                    ArrayPool<float>.Shared.Return(padded);
+                    ArrayPool<float>.Shared.Return(positionMajor);
+                    ArrayPool<float>.Shared.Return(grid);
+                    ArrayPool<float>.Shared.Return(packedA);
+                }
+            });
+            // dw[oc, ch, t] = sum over chunks of part[t, oc, ch], chunks in order, in double.
+            For(o, oc =>
+            {
+                for (int ch = 0; ch < cg; ch++)
+                    for (int t = 0; t < taps; t++)
+                    {
+                        double sum = 0;
+                        int index = (t * o + oc) * cg + ch;
+                        for (int j = 0; j < chunks; j++) sum += partials[j][index];
+                        dwa[(oc * cg + ch) * taps + t] = (float)sum;
+                    }
+            });
         }
         finally { ReturnAll(partials); }
     }
