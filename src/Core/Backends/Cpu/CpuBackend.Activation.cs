@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Backends.Cpu;
@@ -96,7 +97,7 @@ public sealed partial class CpuBackend
             {
                 case ActivationKind.ReLU:
                     // The derivative at the kink x = 0 is taken as 0 (cuDNN, PyTorch).
-                    for (int i = 0; i < xs.Length; i++) dxs[i] = dys[i] * PiecewiseSlope(xs[i], 0f);
+                    ReluBackward(xs, dys, dxs);
                     break;
                 case ActivationKind.LeakyReLU:
                     for (int i = 0; i < xs.Length; i++) dxs[i] = dys[i] * PiecewiseSlope(xs[i], alpha);
@@ -116,6 +117,24 @@ public sealed partial class CpuBackend
                     throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown activation.");
             }
         });
+    }
+
+    /// <summary>dx = dy * PiecewiseSlope(x, 0), eight lanes at a time (the same product per element as the scalar form).</summary>
+    private static void ReluBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var one = Vector256<float>.One; var nan = Vector256.Create(float.NaN);
+            for (; i <= x.Length - 8; i += 8)
+            {
+                var v = Vector256.Create(x.Slice(i, 8));
+                var slope = Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256<float>.Zero), one,
+                    Vector256.ConditionalSelect(Vector256.LessThanOrEqual(v, Vector256<float>.Zero), Vector256<float>.Zero, nan));
+                (Vector256.Create(dy.Slice(i, 8)) * slope).CopyTo(dx.Slice(i, 8));
+            }
+        }
+        for (; i < x.Length; i++) dx[i] = dy[i] * PiecewiseSlope(x[i], 0f);
     }
 
     /// <summary>1 for x &gt; 0, <paramref name="below"/> for x &lt;= 0, NaN for NaN (so a NaN input is not hidden).</summary>

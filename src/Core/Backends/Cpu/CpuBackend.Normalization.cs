@@ -82,6 +82,11 @@ public sealed partial class CpuBackend
     public void BatchNormForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
         Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd)
     {
+        if (!UseReferenceKernels)
+        {
+            FastBatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd);
+            return;
+        }
         int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
         long m = (long)n * inner;
         var xa = Array(x); var ya = Array(y); var g = Array(gamma); var b = Array(beta);
@@ -131,6 +136,11 @@ public sealed partial class CpuBackend
     public void BatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
         Tensor dx, Tensor dgamma, Tensor dbeta)
     {
+        if (!UseReferenceKernels)
+        {
+            FastBatchNormBackward(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta);
+            return;
+        }
         // With xhat = (x - mean) invstd and m values per channel:
         //   dbeta = sum dy,  dgamma = sum dy xhat,  dx = gamma invstd / m * (m dy - dbeta - xhat dgamma).
         int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);

@@ -16,6 +16,7 @@ public sealed partial class CpuBackend
     /// </summary>
     public void PoolingForward(PoolGeometry g, Tensor x, Tensor y)
     {
+        if (!UseReferenceKernels && IsMaxPool2x2(g)) { MaxPool2x2Forward(g, Array(x), Array(y)); return; }
         var plan = new PoolPlan(g);
         var xa = Array(x); var ya = Array(y);
         For(plan.Planes, plane =>
@@ -44,6 +45,7 @@ public sealed partial class CpuBackend
     /// </summary>
     public void PoolingBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
     {
+        if (!UseReferenceKernels && IsMaxPool2x2(g)) { MaxPool2x2Backward(g, Array(x), Array(dy), Array(dx)); return; }
         var plan = new PoolPlan(g);
         var dya = Array(dy); var dxa = Array(dx);
         // Only max pooling looks at x; fetching its array costs nothing but would mislead a reader.

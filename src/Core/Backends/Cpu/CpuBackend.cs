@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using MLNet.ConvNet.Backends.Cpu.Kernels;
 
 namespace MLNet.ConvNet.Backends.Cpu;
 
@@ -33,6 +34,15 @@ public sealed partial class CpuBackend : IBackend
 
     /// <summary>The most threads a kernel uses.</summary>
     public int MaxThreads { get; }
+
+    /// <summary>
+    /// When true, MatMul, convolution and pooling run the plain readable loops (the reference path the fast
+    /// kernels are tested against) instead of the blocked SIMD kernels in Kernels/.
+    /// </summary>
+    internal bool UseReferenceKernels { get; init; }
+
+    /// <summary>The GEMM micro-kernel the fast path uses; tests pin each one in turn.</summary>
+    internal GemmIsa GemmIsa { get; init; } = Sgemm.Best;
 
     public string Name => "cpu";
 
@@ -109,11 +119,17 @@ public sealed partial class CpuBackend : IBackend
         int n = dy.Shape[0], c = dy.Shape[1], inner = dy.Shape.SizeFrom(2);
         CheckLength(db, c, "db");
         var d = Array(dy); var o = Array(db);
+        bool reference = UseReferenceKernels;
         For(c, ch =>
         {
             double s = 0;
             for (int i = 0; i < n; i++)
-                foreach (float v in d.AsSpan((i * c + ch) * inner, inner)) s += v;
+            {
+                var row = d.AsSpan((i * c + ch) * inner, inner);
+                // Fast path: each row summed in float SIMD, the rows in double (a scalar double chain is latency-bound).
+                if (!reference) s += TensorPrimitives.Sum<float>(row);
+                else foreach (float v in row) s += v;
+            }
             o[ch] = (float)s;
         });
     }
@@ -130,7 +146,17 @@ public sealed partial class CpuBackend : IBackend
             throw new ArgumentException($"MatMul: inner dimensions differ: a {a.Shape}{(transA ? "ᵀ" : "")} is {m}x{k}, b {b.Shape}{(transB ? "ᵀ" : "")} is {kb}x{n}.", nameof(b));
         if (c.Shape[0] != m || c.Length != m * n)
             throw new ArgumentException($"MatMul: c {c.Shape} should be {m}x{n}.", nameof(c));
-        Gemm.Multiply(this, m, n, k, Array(a), transA, Array(b), transB, Array(c), alpha, beta);
+        if (UseReferenceKernels) { Gemm.Multiply(this, m, n, k, Array(a), transA, Array(b), transB, Array(c), alpha, beta); return; }
+        if (!transA && transB && alpha == 1f && (beta == 0f || beta == 1f))
+        {
+            // A Bᵀ with both row-major (a dense layer's x Wᵀ): every C element is a dot of two contiguous rows.
+            DotGemm.Multiply(m, n, k, Array(a), 0, k, Array(b), 0, null, k, beta, Array(c), 0, n, this, GemmIsa != GemmIsa.Scalar);
+            return;
+        }
+        // A is [M, K] (or [K, M] read transposed), B is [K, N] (or [N, K] read transposed); packing absorbs the transposes.
+        var av = transA ? MatrixView.Transposed(Array(a), 0, m) : MatrixView.RowMajor(Array(a), 0, k);
+        var bv = transB ? MatrixView.Transposed(Array(b), 0, k) : MatrixView.RowMajor(Array(b), 0, n);
+        Sgemm.Multiply(m, n, k, alpha, av, bv, beta, Array(c), 0, n, this, GemmIsa);
     }
 
     private static void SameLength(Tensor a, Tensor b)

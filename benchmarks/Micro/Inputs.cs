@@ -1,0 +1,18 @@
+using MLNet.ConvNet.Backends.Cpu;
+
+namespace MLNet.ConvNet.Benchmarks;
+
+/// <summary>Seeded random tensors and the two backends (fast, reference) the benchmarks compare.</summary>
+internal static class Inputs
+{
+    public static CpuBackend Backend(bool reference) => new() { UseReferenceKernels = reference };
+
+    public static Tensor Random(CpuBackend backend, int seed, float scale, params int[] dims)
+    {
+        var rng = new Random(seed);
+        var shape = new Shape(dims);
+        var data = new float[shape.Length];
+        for (int i = 0; i < data.Length; i++) data[i] = (float)(rng.NextDouble() * 2 - 1) * scale;
+        return Tensor.FromHost(data, shape, backend);
+    }
+}

@@ -1,0 +1,500 @@
+using System.Buffers;
+using System.Numerics.Tensors;
+using MLNet.ConvNet.Backends.Cpu.Kernels;
+using MLNet.ConvNet.Ops;
+
+namespace MLNet.ConvNet.Backends.Cpu;
+
+// The fast convolution path: the same im2col slabs as the reference (CpuBackend.Convolution.cs), but each
+// slab is one blocked GEMM per group (Kernels/Sgemm.cs) instead of one axpy / dot product per row:
+//
+//   forward          y[n]_g (Og x L)     = W_g (Og x CgK)    * cols_g (CgK x L)       W_g packed once per call
+//   backward data    cols_g (CgK x L)    = W_gᵀ (CgK x Og)   * dy[n]_g (Og x L)       W_gᵀ packed once, then col2im
+//   backward filter  dW_g (Og x CgK)    += dy[n]_g (Og x L)  * cols_gᵀ (L x CgK)
+//
+// Threads: with at least as many images as threads, one image per thread with a serial GEMM; otherwise
+// images in order with the GEMM (and im2col) split across threads. The filter gradient is summed over fixed
+// chunks of images (their number depends only on N): inside a chunk image after image, then the chunk partials
+// in chunk order. The GEMM computes each element with the same operations whatever the split, so every result
+// is independent of the thread count.
+public sealed partial class CpuBackend
+{
+    /// <summary>Most image chunks the filter gradient is split into (each holds one partial gradient).</summary>
+    private const int FilterChunks = 8;
+
+    private void FastConvolutionForward(ConvGeometry g, float[] xa, float[] wa, float[]? ba, float[] ya)
+    {
+        if (ShiftedConvPlan.ForForward(g, ConvolutionColumnBudget) is { } sp)
+        {
+            float[][] packed = PackFilterRows(g, wa, transposedTaps: false);
+            try { ShiftedConvolution(sp, packed, xa, ba, ya); }
+            finally { ReturnAll(packed); }
+            return;
+        }
+        var p = new ConvPlan(g, ConvolutionColumnBudget);
+        var isa = GemmIsa;
+        int groups = g.Groups;
+        float[][] packedW = PackFilters(p, groups, wa, transposed: false);
+        try
+        {
+            bool perImage = p.N >= MaxThreads;
+            CpuBackend? inner = perImage ? null : this;
+            Each(p.N, perImage, n =>
+            {
+                float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
+                try
+                {
+                    for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
+                    {
+                        int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
+                        Each(p.C, !perImage, c => p.Im2ColChannelFast(xa, n, c, l0, l1, cols));
+                        for (int gi = 0; gi < groups; gi++)
+                            Sgemm.MultiplyPacked(p.Og, len, p.CgK, 1f, packedW[gi],
+                                MatrixView.RowMajor(cols, gi * p.CgK * len, len), 0f,
+                                ya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV, inner, isa);
+                    }
+                    if (ba is not null)
+                        for (int o = 0; o < p.O; o++)
+                        {
+                            var row = ya.AsSpan((n * p.O + o) * p.YV, p.YV);
+                            TensorPrimitives.Add(row, ba[o], row);
+                        }
+                }
+                finally { ArrayPool<float>.Shared.Return(cols); }
+            });
+        }
+        finally { ReturnAll(packedW); }
+    }
+
+    private void FastConvolutionBackwardData(ConvGeometry g, float[] wa, float[] dya, float[] dxa)
+    {
+        if (ShiftedConvPlan.ForBackwardData(g, ConvolutionColumnBudget) is { } sp)
+        {
+            float[][] packed = PackFilterRows(g, wa, transposedTaps: true);
+            try { ShiftedConvolution(sp, packed, dya, null, dxa); }
+            finally { ReturnAll(packed); }
+            return;
+        }
+        var p = new ConvPlan(g, ConvolutionColumnBudget);
+        var isa = GemmIsa;
+        int groups = g.Groups;
+        float[][] packedWT = PackFilters(p, groups, wa, transposed: true);
+        try
+        {
+            bool perImage = p.N >= MaxThreads;
+            CpuBackend? inner = perImage ? null : this;
+            Each(p.N, perImage, n =>
+            {
+                float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
+                try
+                {
+                    dxa.AsSpan(n * p.C * p.XV, p.C * p.XV).Clear();
+                    for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
+                    {
+                        int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
+                        for (int gi = 0; gi < groups; gi++)
+                            Sgemm.MultiplyPacked(p.CgK, len, p.Og, 1f, packedWT[gi],
+                                MatrixView.RowMajor(dya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV), 0f,
+                                cols, gi * p.CgK * len, len, inner, isa);
+                        Each(p.C, !perImage, c => p.Col2ImChannel(cols, c, l0, l1, dxa, n));
+                    }
+                }
+                finally { ArrayPool<float>.Shared.Return(cols); }
+            });
+        }
+        finally { ReturnAll(packedWT); }
+    }
+
+    private void FastConvolutionBackwardFilter(ConvGeometry g, float[] xa, float[] dya, float[] dwa)
+    {
+        // The shifted path multiplies the dropped grid columns (dy = 0 there) by real inputs: exact for finite x,
+        // but 0 * Inf would be NaN, so inputs holding Inf or NaN take the im2col path, which matches the reference.
+        if (ShiftedConvPlan.ForForward(g, ConvolutionColumnBudget) is { } sp
+            && float.IsFinite(TensorPrimitives.MaxMagnitude(xa.AsSpan(0, g.Input.Length))))
+        {
+            // With few input channels per group a tap's GEMM would be a sliver of one or two columns: dot products do better.
+            if (sp.InG >= 8) ShiftedFilterGradientByTap(sp, g, xa, dya, dwa);
+            else ShiftedFilterGradient(sp, g, xa, dya, dwa);
+            return;
+        }
+        var p = new ConvPlan(g, ConvolutionColumnBudget);
+        var isa = GemmIsa;
+        int groups = g.Groups, size = p.O * p.CgK;
+        int chunks = Math.Min(p.N, FilterChunks);
+        bool perChunk = chunks >= MaxThreads;
+        CpuBackend? inner = perChunk ? null : this;
+        var partials = new float[chunks][];
+        for (int j = 0; j < chunks; j++) partials[j] = ArrayPool<float>.Shared.Rent(size);
+        try
+        {
+            Each(chunks, perChunk, j =>
+            {
+                float[] part = partials[j];
+                float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
+                try
+                {
+                    bool first = true;
+                    for (int n = p.N * j / chunks; n < p.N * (j + 1) / chunks; n++)
+                        for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
+                        {
+                            int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
+                            Each(p.C, !perChunk, c => p.Im2ColChannelFast(xa, n, c, l0, l1, cols));
+                            // part_g (+)= dy[n]_g (Og x len) * cols_gᵀ (len x CgK); cols_gᵀ is cols_g read with swapped strides.
+                            for (int gi = 0; gi < groups; gi++)
+                                Sgemm.Multiply(p.Og, p.CgK, len, 1f,
+                                    MatrixView.RowMajor(dya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV),
+                                    MatrixView.Transposed(cols, gi * p.CgK * len, len), first ? 0f : 1f,
+                                    part, gi * p.Og * p.CgK, p.CgK, inner, isa);
+                            first = false;
+                        }
+                }
+                finally { ArrayPool<float>.Shared.Return(cols); }
+            });
+            SumChunks(partials, chunks, size, dwa);
+        }
+        finally { ReturnAll(partials); }
+    }
+
+    /// <summary>dw[i] = sum over chunks j, in order and in double, of partials[j][i].</summary>
+    private void SumChunks(float[][] partials, int chunks, int size, float[] dwa) =>
+        For((size + ElementwiseBlock - 1) / ElementwiseBlock, block =>
+        {
+            int start = block * ElementwiseBlock, end = Math.Min(size, start + ElementwiseBlock);
+            for (int i = start; i < end; i++)
+            {
+                double s = 0;
+                for (int j = 0; j < chunks; j++) s += partials[j][i];
+                dwa[i] = (float)s;
+            }
+        });
+
+    /// <summary>
+    /// dW_g[o, (c, t)] = sum over images and grid positions q of dyGrid[n, o, q] * padded(x)[n, c, q + shift(t)]:
+    /// dot products of contiguous rows (<see cref="DotGemm"/>), dy placed on the padded grid with zeros in the
+    /// dropped columns. Images are summed in fixed chunks as in the im2col path.
+    /// </summary>
+    private void ShiftedFilterGradient(ShiftedConvPlan sp, ConvGeometry g, float[] xa, float[] dya, float[] dwa)
+    {
+        int groups = g.Groups, og = sp.OutG, cgk = sp.InG * sp.Taps, size = sp.OutChannels * cgk;
+        int outVolume = sp.Out[0] * sp.Out[1] * sp.Out[2];
+        int chunks = Math.Min(sp.N, FilterChunks);
+        bool perChunk = chunks >= MaxThreads, vector = GemmIsa != GemmIsa.Scalar;
+        CpuBackend? inner = perChunk ? null : this;
+        var partials = new float[chunks][];
+        for (int j = 0; j < chunks; j++) partials[j] = ArrayPool<float>.Shared.Rent(size);
+        try
+        {
+            Each(chunks, perChunk, j =>
+            {
+                float[] part = partials[j];
+                float[] padded = ArrayPool<float>.Shared.Rent(sp.InChannels * sp.PlaneVolume);
+                float[] grid = ArrayPool<float>.Shared.Rent(sp.OutChannels * sp.GridLength);
+                try
+                {
+                    bool first = true;
+                    for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
+                    {
+                        sp.PadImage(xa, n, padded);
+                        var gridSpan = grid.AsSpan(0, sp.OutChannels * sp.GridLength);
+                        gridSpan.Clear();
+                        for (int o = 0; o < sp.OutChannels; o++)
+                        {
+                            int src = (n * sp.OutChannels + o) * outVolume;
+                            for (int y0 = 0; y0 < sp.Out[0]; y0++)
+                                for (int y1 = 0; y1 < sp.Out[1]; y1++, src += sp.Out[2])
+                                    dya.AsSpan(src, sp.Out[2]).CopyTo(gridSpan.Slice(o * sp.GridLength + (y0 * sp.Hp + y1) * sp.Wp));
+                        }
+                        for (int gi = 0; gi < groups; gi++)
+                            DotGemm.Multiply(og, cgk, sp.GridLength, grid, gi * og * sp.GridLength, sp.GridLength,
+                                padded, gi * sp.InG * sp.PlaneVolume, sp.RowOffsets, 0, first ? 0f : 1f,
+                                part, gi * og * cgk, cgk, inner, vector);
+                        first = false;
+                    }
+                }
+                finally
+                {
+                    ArrayPool<float>.Shared.Return(padded);
+                    ArrayPool<float>.Shared.Return(grid);
+                }
+            });
+            SumChunks(partials, chunks, size, dwa);
+        }
+        finally { ReturnAll(partials); }
+    }
+
+    /// <summary>
+    /// The filter gradient as one GEMM per tap: dW_t[o, c] = sum over q of dyGrid[o, q] * P[q + shift(t), c], where
+    /// P is the padded image with channels last (position-major), so B is a plain row-major view and dyGrid is
+    /// packed once per image for all taps. Per chunk the partial is kept tap-major ([t][o][c]) and put back into
+    /// the filter layout [o][c][t] when the chunks are added (in chunk order, in double).
+    /// </summary>
+    private void ShiftedFilterGradientByTap(ShiftedConvPlan sp, ConvGeometry g, float[] xa, float[] dya, float[] dwa)
+    {
+        var isa = GemmIsa;
+        int groups = g.Groups, og = sp.OutG, cg = sp.InG, taps = sp.Taps, c = sp.InChannels, o = sp.OutChannels;
+        int size = o * cg * taps, outVolume = sp.Out[0] * sp.Out[1] * sp.Out[2], lq = sp.GridLength;
+        int chunks = Math.Min(sp.N, FilterChunks);
+        bool perChunk = chunks >= MaxThreads;
+        CpuBackend? inner = perChunk ? null : this;
+        var partials = new float[chunks][];
+        for (int j = 0; j < chunks; j++) partials[j] = ArrayPool<float>.Shared.Rent(size);
+        try
+        {
+            Each(chunks, perChunk, j =>
+            {
+                float[] part = partials[j];
+                float[] padded = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
+                float[] positionMajor = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
+                float[] grid = ArrayPool<float>.Shared.Rent(o * lq);
+                float[] packedA = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(og, lq, isa));
+                try
+                {
+                    bool first = true;
+                    for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
+                    {
+                        sp.PadImage(xa, n, padded);
+                        // P[pos, ch] = padded[ch, pos]
+                        for (int ch = 0; ch < c; ch++)
+                        {
+                            var plane = padded.AsSpan(ch * sp.PlaneVolume, sp.PlaneVolume);
+                            for (int pos = 0; pos < plane.Length; pos++) positionMajor[pos * c + ch] = plane[pos];
+                        }
+                        var gridSpan = grid.AsSpan(0, o * lq);
+                        gridSpan.Clear();
+                        for (int oc = 0; oc < o; oc++)
+                        {
+                            int src = (n * o + oc) * outVolume;
+                            for (int y0 = 0; y0 < sp.Out[0]; y0++)
+                                for (int y1 = 0; y1 < sp.Out[1]; y1++, src += sp.Out[2])
+                                    dya.AsSpan(src, sp.Out[2]).CopyTo(gridSpan.Slice(oc * lq + (y0 * sp.Hp + y1) * sp.Wp));
+                        }
+                        for (int gi = 0; gi < groups; gi++)
+                        {
+                            Sgemm.PackA(og, lq, MatrixView.RowMajor(grid, gi * og * lq, lq), packedA, isa, inner);
+                            for (int t = 0; t < taps; t++)
+                                // RowOffsets[t] is channel 0's offset for tap t: the tap's shift on the padded grid.
+                                Sgemm.MultiplyPacked(og, cg, lq, 1f, packedA,
+                                    MatrixView.RowMajor(positionMajor, sp.RowOffsets[t] * c + gi * cg, c), first ? 0f : 1f,
+                                    part, (t * o + gi * og) * cg, cg, inner, isa);
+                        }
+                        first = false;
+                    }
+                }
+                finally
+                {
+                    ArrayPool<float>.Shared.Return(padded);
+                    ArrayPool<float>.Shared.Return(positionMajor);
+                    ArrayPool<float>.Shared.Return(grid);
+                    ArrayPool<float>.Shared.Return(packedA);
+                }
+            });
+            // dw[oc, ch, t] = sum over chunks of part[t, oc, ch], chunks in order, in double.
+            For(o, oc =>
+            {
+                for (int ch = 0; ch < cg; ch++)
+                    for (int t = 0; t < taps; t++)
+                    {
+                        double sum = 0;
+                        int index = (t * o + oc) * cg + ch;
+                        for (int j = 0; j < chunks; j++) sum += partials[j][index];
+                        dwa[(oc * cg + ch) * taps + t] = (float)sum;
+                    }
+            });
+        }
+        finally { ReturnAll(partials); }
+    }
+
+    /// <summary>
+    /// Packs each group's filter [Og, CgK] (or its transpose [CgK, Og]) as the A operand of the GEMM.
+    /// The arrays are rented; give them back with <see cref="ReturnAll"/>.
+    /// </summary>
+    private float[][] PackFilters(ConvPlan p, int groups, float[] wa, bool transposed)
+    {
+        var packed = new float[groups][];
+        int m = transposed ? p.CgK : p.Og, k = transposed ? p.Og : p.CgK;
+        for (int gi = 0; gi < groups; gi++)
+        {
+            packed[gi] = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(m, k, GemmIsa));
+            int start = gi * p.Og * p.CgK;
+            var view = transposed ? MatrixView.Transposed(wa, start, p.CgK) : MatrixView.RowMajor(wa, start, p.CgK);
+            Sgemm.PackA(m, k, view, packed[gi], GemmIsa, this);
+        }
+        return packed;
+    }
+
+    private static void ReturnAll(float[][] arrays)
+    {
+        foreach (var a in arrays) ArrayPool<float>.Shared.Return(a);
+    }
+
+    // ---- stride-1 convolutions without im2col ----
+    //
+    // With stride 1, the im2col row of (channel c, tap t) is the zero-padded input plane of c shifted by the
+    // tap's offset and read on the padded grid: output position y sits at grid index q(y) = y . pitch, and
+    // tap t reads q(y) + shift(t). So B's rows are slices of one padded copy of the image (MatrixView.Rows),
+    // and the GEMM writes a [Og, Lq] grid whose columns past each output line are discarded:
+    //
+    //     padded plane (Hp x Wp)          grid row of C (Lq = (Y1-1) Wp + Y2)
+    //     . . . . . .                     y y y y - - y y y y - - y y y y
+    //     . x x x x .                     (- : positions in the padding columns, computed and dropped)
+    //     . x x x x .
+    //
+    // The input gradient is the same computation run on dy: a stride-1 correlation of dy padded by
+    // (K-1)d - P with the filter transposed over channels and its taps reversed.
+
+    /// <summary>The geometry of one stride-1 correlation on the padded grid (three spatial dims, leading ones of size 1).</summary>
+    private sealed class ShiftedConvPlan
+    {
+        public int N, InChannels, OutChannels, Groups, InG, OutG, Taps, Depth;
+        public int[] In = new int[3], Pad = new int[3], Out = new int[3];
+        public int Hp, Wp, PlaneVolume, GridLength;
+        /// <summary>Per B row (channel in group, tap): offset of its slice in the padded image.</summary>
+        public int[] RowOffsets = [];
+
+        /// <summary>The forward convolution as a shifted correlation, or null when a stride is not 1 or it would not pay.</summary>
+        public static ShiftedConvPlan? ForForward(ConvGeometry g, int budget) =>
+            Create(g, g.BatchSize, g.InChannels, g.OutChannels, g.InputSize, g.OutputSize, g.Padding, reverse: g.Mode == ConvolutionMode.Convolution, budget);
+
+        /// <summary>The input gradient as a shifted correlation over dy padded by (K-1)d - P, or null.</summary>
+        public static ShiftedConvPlan? ForBackwardData(ConvGeometry g, int budget)
+        {
+            int rank = g.SpatialRank;
+            var pad = new int[rank];
+            for (int i = 0; i < rank; i++)
+            {
+                pad[i] = (g.KernelSize[i] - 1) * g.Dilation[i] - g.Padding[i];
+                if (pad[i] < 0) return null;
+            }
+            return Create(g, g.BatchSize, g.OutChannels, g.InChannels, g.OutputSize, g.InputSize, pad, reverse: g.Mode != ConvolutionMode.Convolution, budget);
+        }
+
+        private static ShiftedConvPlan? Create(ConvGeometry g, int n, int inChannels, int outChannels, int[] inSize, int[] outSize,
+            int[] padding, bool reverse, int budget)
+        {
+            foreach (int s in g.Stride) if (s != 1) return null;
+            int lead = 3 - g.SpatialRank;
+            var p = new ShiftedConvPlan { N = n, InChannels = inChannels, OutChannels = outChannels, Groups = g.Groups };
+            p.InG = inChannels / g.Groups; p.OutG = outChannels / g.Groups;
+            var k = new int[3]; var d = new int[3];
+            for (int i = 0; i < 3; i++)
+            {
+                bool real = i >= lead;
+                p.In[i] = real ? inSize[i - lead] : 1;
+                p.Out[i] = real ? outSize[i - lead] : 1;
+                p.Pad[i] = real ? padding[i - lead] : 0;
+                k[i] = real ? g.KernelSize[i - lead] : 1;
+                d[i] = real ? g.Dilation[i - lead] : 1;
+            }
+            int dp = p.In[0] + 2 * p.Pad[0];
+            p.Hp = p.In[1] + 2 * p.Pad[1]; p.Wp = p.In[2] + 2 * p.Pad[2];
+            long plane = (long)dp * p.Hp * p.Wp;
+            p.Depth = dp;
+            p.GridLength = (p.Out[0] - 1) * p.Hp * p.Wp + (p.Out[1] - 1) * p.Wp + p.Out[2];
+            long outVolume = (long)p.Out[0] * p.Out[1] * p.Out[2];
+            // The padded copy and the grid must stay within the column budget, and the dropped grid columns
+            // must not dominate (tiny images with wide padding go through im2col).
+            if (plane * inChannels > budget || (long)p.OutG * p.GridLength > budget || p.GridLength > 2 * outVolume) return null;
+            p.PlaneVolume = (int)plane;
+            p.Taps = k[0] * k[1] * k[2];
+            p.RowOffsets = new int[p.InG * p.Taps];
+            for (int c = 0; c < p.InG; c++)
+                for (int t = 0; t < p.Taps; t++)
+                {
+                    int k2 = t % k[2], k1 = t / k[2] % k[1], k0 = t / (k[1] * k[2]);
+                    if (reverse) { k0 = k[0] - 1 - k0; k1 = k[1] - 1 - k1; k2 = k[2] - 1 - k2; }
+                    p.RowOffsets[c * p.Taps + t] = c * p.PlaneVolume + (k0 * d[0] * p.Hp + k1 * d[1]) * p.Wp + k2 * d[2];
+                }
+            return p;
+        }
+
+        /// <summary>Writes the zero-padded copy of planes [n, 0..InChannels) of <paramref name="x"/> into <paramref name="padded"/>.</summary>
+        public void PadImage(float[] x, int n, float[] padded)
+        {
+            int inVolume = In[0] * In[1] * In[2];
+            for (int c = 0; c < InChannels; c++)
+            {
+                var dst = padded.AsSpan(c * PlaneVolume, PlaneVolume);
+                dst.Clear();
+                int src = (n * InChannels + c) * inVolume;
+                for (int i0 = 0; i0 < In[0]; i0++)
+                    for (int i1 = 0; i1 < In[1]; i1++, src += In[2])
+                        x.AsSpan(src, In[2]).CopyTo(dst.Slice(((i0 + Pad[0]) * Hp + i1 + Pad[1]) * Wp + Pad[2]));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Each group's filter as the A operand [OutG, InG * Taps] of a shifted correlation: the filter itself for the
+    /// forward pass; for the input gradient (<paramref name="transposedTaps"/>) A[c, (o, t)] = W[o, c, t] over the group.
+    /// </summary>
+    private float[][] PackFilterRows(ConvGeometry g, float[] wa, bool transposedTaps)
+    {
+        int groups = g.Groups, og = g.OutChannelsPerGroup, cg = g.InChannelsPerGroup, kv = g.KernelVolume, cgk = cg * kv;
+        var packed = new float[groups][];
+        float[]? swapped = transposedTaps ? ArrayPool<float>.Shared.Rent(og * cgk) : null;
+        try
+        {
+            for (int gi = 0; gi < groups; gi++)
+            {
+                int start = gi * og * cgk;
+                int m = transposedTaps ? cg : og, k = transposedTaps ? og * kv : cgk;
+                MatrixView view;
+                if (swapped is not null)
+                {
+                    for (int c = 0; c < cg; c++)
+                        for (int o = 0; o < og; o++)
+                            wa.AsSpan(start + o * cgk + c * kv, kv).CopyTo(swapped.AsSpan((c * og + o) * kv, kv));
+                    view = MatrixView.RowMajor(swapped, 0, k);
+                }
+                else view = MatrixView.RowMajor(wa, start, k);
+                packed[gi] = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(m, k, GemmIsa));
+                Sgemm.PackA(m, k, view, packed[gi], GemmIsa, this);
+            }
+        }
+        finally { if (swapped is not null) ArrayPool<float>.Shared.Return(swapped); }
+        return packed;
+    }
+
+    /// <summary>output[n, o, y] = bias[o] + sum over (c, t) of A[o, (c, t)] * padded(input)[n, c, y + shift(t)].</summary>
+    private void ShiftedConvolution(ShiftedConvPlan p, float[][] packedA, float[] input, float[]? bias, float[] output)
+    {
+        var isa = GemmIsa;
+        bool perImage = p.N >= MaxThreads;
+        CpuBackend? inner = perImage ? null : this;
+        int outVolume = p.Out[0] * p.Out[1] * p.Out[2], k = p.InG * p.Taps;
+        Each(p.N, perImage, n =>
+        {
+            float[] padded = ArrayPool<float>.Shared.Rent(p.InChannels * p.PlaneVolume);
+            float[] grid = ArrayPool<float>.Shared.Rent(p.OutG * p.GridLength);
+            try
+            {
+                p.PadImage(input, n, padded);
+                for (int gi = 0; gi < p.Groups; gi++)
+                {
+                    Sgemm.MultiplyPacked(p.OutG, p.GridLength, k, 1f, packedA[gi],
+                        MatrixView.Rows(padded, gi * p.InG * p.PlaneVolume, p.RowOffsets), 0f, grid, 0, p.GridLength, inner, isa);
+                    for (int o = 0; o < p.OutG; o++)
+                    {
+                        int channel = gi * p.OutG + o;
+                        var dst = output.AsSpan((n * p.OutChannels + channel) * outVolume, outVolume);
+                        var src = grid.AsSpan(o * p.GridLength, p.GridLength);
+                        int line = 0;
+                        for (int y0 = 0; y0 < p.Out[0]; y0++)
+                            for (int y1 = 0; y1 < p.Out[1]; y1++, line += p.Out[2])
+                            {
+                                var from = src.Slice((y0 * p.Hp + y1) * p.Wp, p.Out[2]);
+                                var to = dst.Slice(line, p.Out[2]);
+                                if (bias is null) from.CopyTo(to);
+                                else TensorPrimitives.Add(from, bias[channel], to);
+                            }
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(padded);
+                ArrayPool<float>.Shared.Return(grid);
+            }
+        });
+    }
+}

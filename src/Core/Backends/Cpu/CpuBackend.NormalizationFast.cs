@@ -1,0 +1,116 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+
+namespace MLNet.ConvNet.Backends.Cpu;
+
+// The fast path of training-mode batch norm: the same two-pass statistics and formulas as the reference
+// (CpuBackend.Normalization.cs), but each (image, channel) row is summed with float SIMD (TensorPrimitives)
+// and only the row sums are accumulated in double, image by image in order; the element-wise passes run in
+// float. One channel per parallel task, so no sum is split across threads.
+public sealed partial class CpuBackend
+{
+    private void FastBatchNormForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd)
+    {
+        int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
+        long m = (long)n * inner;
+        var xa = Array(x); var ya = Array(y); var g = Array(gamma); var b = Array(beta);
+        var rm = Array(runningMean); var rv = Array(runningVariance);
+        var sm = Array(savedMean); var sis = Array(savedInvStd);
+        For(c, ch =>
+        {
+            double sum = 0;
+            for (int s = 0; s < n; s++) sum += TensorPrimitives.Sum<float>(xa.AsSpan((s * c + ch) * inner, inner));
+            double mean = sum / m;
+            float meanF = (float)mean;
+            // Squared deviations from the float mean, each row in float, rows in double: still two passes.
+            double squares = 0, shiftSum = 0;
+            for (int s = 0; s < n; s++)
+            {
+                var row = xa.AsSpan((s * c + ch) * inner, inner);
+                shiftSum += TensorPrimitives.Sum<float>(row) - (double)meanF * inner;
+                squares += SumSquaredDeviations(row, meanF);
+            }
+            // Correct for the rounding of the mean: sum (x - meanF)^2 = sum (x - mean)^2 + m (mean - meanF)^2.
+            double delta = shiftSum / m;
+            squares = Math.Max(0, squares - m * delta * delta);
+            double variance = squares / m;
+            double invStd = 1.0 / Math.Sqrt(variance + epsilon);
+            float gain = (float)(g[ch] * invStd), shift = b[ch];
+            for (int s = 0; s < n; s++)
+            {
+                int start = (s * c + ch) * inner;
+                Affine(xa.AsSpan(start, inner), meanF, gain, shift, ya.AsSpan(start, inner));
+            }
+            sm[ch] = (float)mean;
+            sis[ch] = (float)invStd;
+            double unbiased = m > 1 ? squares / (m - 1) : variance;
+            rm[ch] = (float)((1.0 - momentum) * rm[ch] + (double)momentum * mean);
+            rv[ch] = (float)((1.0 - momentum) * rv[ch] + (double)momentum * unbiased);
+        });
+    }
+
+    /// <summary>y = (x - center) * a + b; centering first keeps values near the mean from cancelling against b.</summary>
+    private static void Affine(ReadOnlySpan<float> x, float center, float a, float b, Span<float> y)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vc = Vector256.Create(center); var va = Vector256.Create(a); var vb = Vector256.Create(b);
+            for (; i <= x.Length - 8; i += 8) ((Vector256.Create(x.Slice(i, 8)) - vc) * va + vb).CopyTo(y.Slice(i, 8));
+        }
+        for (; i < x.Length; i++) y[i] = (x[i] - center) * a + b;
+    }
+
+    /// <summary>sum over the row of (x - mean)^2 in float SIMD.</summary>
+    private static double SumSquaredDeviations(ReadOnlySpan<float> row, float mean)
+    {
+        Span<float> chunk = stackalloc float[256];
+        double total = 0;
+        for (int i = 0; i < row.Length; i += chunk.Length)
+        {
+            int len = Math.Min(chunk.Length, row.Length - i);
+            var part = chunk[..len];
+            TensorPrimitives.Subtract(row.Slice(i, len), mean, part);
+            total += TensorPrimitives.SumOfSquares<float>(part);
+        }
+        return total;
+    }
+
+    private void FastBatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
+        // dx = gamma invstd / m (m dy - dbeta - xhat dgamma) = A dy + B (x - mean) + C with
+        //   A = gamma invstd,  B = -gamma invstd^2 dgamma / m,  C = -gamma invstd dbeta / m.
+        int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
+        long m = (long)n * inner;
+        var xa = Array(x); var dya = Array(dy); var g = Array(gamma);
+        var sm = Array(savedMean); var sis = Array(savedInvStd);
+        var dxa = Array(dx); var dga = Array(dgamma); var dba = Array(dbeta);
+        For(c, ch =>
+        {
+            double mean = sm[ch], invStd = sis[ch];
+            double sumDy = 0, sumDyX = 0;
+            for (int s = 0; s < n; s++)
+            {
+                int start = (s * c + ch) * inner;
+                var dyRow = dya.AsSpan(start, inner);
+                sumDy += TensorPrimitives.Sum<float>(dyRow);
+                sumDyX += TensorPrimitives.Dot<float>(dyRow, xa.AsSpan(start, inner));
+            }
+            // sum dy xhat = invstd (sum dy x - mean sum dy)
+            double sumDyXhat = invStd * (sumDyX - mean * sumDy);
+            dba[ch] = (float)sumDy;
+            dga[ch] = (float)sumDyXhat;
+            double k = g[ch] * invStd / m;
+            float a = (float)(k * m), bx = (float)(-k * invStd * sumDyXhat), cc = (float)(-k * sumDy);
+            for (int s = 0; s < n; s++)
+            {
+                int start = (s * c + ch) * inner;
+                var dxRow = dxa.AsSpan(start, inner);
+                Affine(xa.AsSpan(start, inner), (float)mean, bx, cc, dxRow);
+                TensorPrimitives.MultiplyAdd(dya.AsSpan(start, inner), a, dxRow, dxRow);
+            }
+        });
+    }
+}

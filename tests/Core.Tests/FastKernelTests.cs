@@ -1,0 +1,314 @@
+using MLNet.ConvNet.Backends.Cpu;
+using MLNet.ConvNet.Backends.Cpu.Kernels;
+using MLNet.ConvNet.Ops;
+using MLNet.ConvNet.Tests.TestKit;
+using Xunit;
+
+namespace MLNet.ConvNet.Tests;
+
+/// <summary>
+/// The fast CPU kernels (Kernels/Sgemm, Kernels/DotGemm, the shifted-GEMM convolutions, 2x2 max pooling)
+/// against the readable reference path (<c>UseReferenceKernels</c>) and the tests' own float64 loops, on random
+/// shapes with edge sizes (0, 1, odd, not a multiple of any vector width), on every micro-kernel this machine
+/// runs, and across thread counts (results must be bit-identical).
+/// </summary>
+public class FastKernelTests
+{
+    private static readonly CpuBackend Reference = new() { UseReferenceKernels = true };
+
+    /// <summary>Every GEMM micro-kernel the machine can run; the scalar one runs everywhere.</summary>
+    private static GemmIsa[] AvailableIsas() =>
+        [.. new[] { GemmIsa.Scalar, GemmIsa.Vector256, GemmIsa.Vector512 }.Where(isa => isa <= Sgemm.Best)];
+
+    /// <summary>The micro-kernels as ints (GemmIsa is internal, a public test method cannot take it).</summary>
+    public static TheoryData<int> Isas => new(AvailableIsas().Select(isa => (int)isa));
+
+    private static Tensor On(CpuBackend backend, float[] data, Shape shape) => Tensor.FromHost(data, shape, backend);
+
+    // ---------------- GEMM ----------------
+
+    /// <summary>C = alpha op(A) op(B) + beta C in float64, straight from the definition.</summary>
+    private static double[] NaiveGemm(int m, int n, int k, float[] a, bool ta, float[] b, bool tb, float[] c, float alpha, float beta)
+    {
+        var r = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = 0;
+                for (int p = 0; p < k; p++)
+                    s += (double)(ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+                r[i * n + j] = alpha * s + (beta == 0 ? 0 : beta * (double)c[i * n + j]);
+            }
+        return r;
+    }
+
+    private static readonly int[] EdgeSizes = [0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 70];
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void GemmMatchesFloat64OnEdgeShapes(int kernel)
+    {
+        var isa = (GemmIsa)kernel;
+        var fast = new CpuBackend { GemmIsa = isa };
+        var rng = new Random(7 + (int)isa);
+        for (int trial = 0; trial < 120; trial++)
+        {
+            int m = EdgeSizes[rng.Next(EdgeSizes.Length)], n = EdgeSizes[rng.Next(EdgeSizes.Length)], k = EdgeSizes[rng.Next(EdgeSizes.Length)];
+            bool ta = rng.Next(2) == 1, tb = rng.Next(2) == 1;
+            float alpha = trial % 3 == 0 ? 1f : 0.75f, beta = trial % 4 == 0 ? 0.5f : 0f;
+            CheckGemm(fast, rng, m, n, k, ta, tb, alpha, beta);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void GemmCrossesEveryBlockBoundary(int kernel)
+    {
+        var isa = (GemmIsa)kernel;
+        // k > KC (two k-blocks, the second partial), n > NC (two column blocks), m above the parallel threshold.
+        var rng = new Random(11);
+        CheckGemm(new CpuBackend { GemmIsa = isa }, rng, 37, Sgemm.NC + 29, Sgemm.KC + 45, false, false, 1f, 0.5f);
+        CheckGemm(new CpuBackend { GemmIsa = isa }, rng, 70, 65, 2 * Sgemm.KC + 1, true, true, 1f, 0f);
+    }
+
+    private static void CheckGemm(CpuBackend fast, Random rng, int m, int n, int k, bool ta, bool tb, float alpha, float beta)
+    {
+        float[] a = TestData.Uniform(rng, m * k), b = TestData.Uniform(rng, k * n), c0 = TestData.Uniform(rng, m * n);
+        // With beta = 0 whatever C held must not leak into the result, NaN included.
+        if (beta == 0) Array.Fill(c0, float.NaN);
+        if (m == 0 || k == 0 || n == 0)
+        {
+            // Zero-sized operands cannot be expressed as [rows, cols] tensors of the kernel contract when the
+            // first dimension is 0; call the kernel directly.
+            var cz = (float[])c0.Clone();
+            Sgemm.Multiply(m, n, k, alpha, ta ? MatrixView.Transposed(a, 0, m) : MatrixView.RowMajor(a, 0, k),
+                tb ? MatrixView.Transposed(b, 0, k) : MatrixView.RowMajor(b, 0, n), beta, cz, 0, n, fast, fast.GemmIsa);
+            GradCheck.AssertClose(cz, NaiveGemm(m, n, k, a, ta, b, tb, c0, alpha, beta), $"gemm {m}x{n}x{k}", relTol: 1e-5);
+            return;
+        }
+        var A = On(fast, a, ta ? new Shape(k, m) : new Shape(m, k));
+        var B = On(fast, b, tb ? new Shape(n, k) : new Shape(k, n));
+        var C = On(fast, (float[])c0.Clone(), new Shape(m, n));
+        fast.MatMul(A, ta, B, tb, C, alpha, beta);
+        // Sums of at most ~550 products of numbers in [-1, 1]: float32 error grows like sqrt(k) ulps of the
+        // partial sums; 1e-5 of the largest output (plus 1e-6) holds with a wide margin and still catches any
+        // misplaced or missing term (each is ~1e-1 of the scale).
+        GradCheck.AssertClose(C.ToHost(), NaiveGemm(m, n, k, a, ta, b, tb, c0, alpha, beta), $"gemm {m}x{n}x{k} ta={ta} tb={tb} {fast.GemmIsa}", relTol: 1e-5);
+
+        var Cref = On(Reference, (float[])c0.Clone(), new Shape(m, n));
+        Reference.MatMul(On(Reference, a, A.Shape), ta, On(Reference, b, B.Shape), tb, Cref, alpha, beta);
+        GradCheck.AssertClose(C.ToHost(), TestData.ToDouble(Cref), $"gemm vs reference {m}x{n}x{k}", relTol: 1e-5);
+    }
+
+    [Fact]
+    public void GemmIsBitIdenticalAcrossThreadsAndMicroKernels()
+    {
+        // Every element is the same chain of fused multiply-adds whatever the tile or thread split.
+        var rng = new Random(5);
+        int m = 67, n = 301, k = 290;
+        float[] a = TestData.Uniform(rng, m * k), b = TestData.Uniform(rng, k * n);
+        float[]? first = null;
+        foreach (var isa in AvailableIsas())
+            foreach (int threads in new[] { 1, 2, 3, 8 })
+            {
+                var be = new CpuBackend(threads) { GemmIsa = isa };
+                var C = be.Allocate(new Shape(m, n));
+                be.MatMul(On(be, a, new Shape(m, k)), false, On(be, b, new Shape(k, n)), false, C);
+                var got = C.ToHost();
+                if (first is null) first = got;
+                else Assert.True(first.AsSpan().SequenceEqual(got), $"{isa} with {threads} threads differs");
+            }
+    }
+
+    [Fact]
+    public void DotGemmMatchesFloat64OnEveryTailLength()
+    {
+        var rng = new Random(3);
+        foreach (bool vector in new[] { false, true })
+            for (int k = 0; k <= 40; k++)
+            {
+                int m = rng.Next(1, 10), n = rng.Next(1, 10);
+                float[] a = TestData.Uniform(rng, m * k), b = TestData.Uniform(rng, n * k + 3);
+                int[] rows = Enumerable.Range(0, n).Select(j => j * k).ToArray();
+                var c = TestData.Uniform(rng, m * n);
+                var want = new double[m * n];
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                    {
+                        double s = c[i * n + j];
+                        for (int p = 0; p < k; p++) s += (double)a[i * k + p] * b[3 + j * k + p];
+                        want[i * n + j] = s;
+                    }
+                DotGemm.Multiply(m, n, k, a, 0, k, b, 3, rows, 0, 1f, c, 0, n, null, vector);
+                // At most 40 products in [-1, 1] plus C: 1e-5 of the scale as for the GEMM.
+                GradCheck.AssertClose(c, want, $"dot gemm {m}x{n}x{k} vector={vector}", relTol: 1e-5);
+            }
+    }
+
+    // ---------------- convolution ----------------
+
+    /// <summary>Random convolutions (ConvCase.Draw: ranks 1-3, strides, padding, dilation, groups, both modes), every third forced to stride 1 (the shifted-GEMM path) with wider channels.</summary>
+    public static TheoryData<int> ConvSeeds => new(Enumerable.Range(0, 30));
+
+    private static ConvCase FastCase(int seed)
+    {
+        var cs = ConvCase.Draw(seed);
+        if (seed % 3 != 0) return cs;
+        var rng = new Random(seed);
+        int widen = rng.Next(3, 12);
+        return cs with { S = cs.S.Select(_ => 1).ToArray(), C = cs.C * widen, O = cs.O * (widen + 1) };
+    }
+
+    private static (float[] y, float[] dx, float[] dw) RunConv(CpuBackend be, ConvCase cs, float[] x, float[] w, float[] b, float[] dy)
+    {
+        var g = ConvGeometry.Create(cs.XShape, cs.WShape, cs.Options);
+        var y = be.Allocate(g.Output); var dx = be.Allocate(g.Input); var dw = be.Allocate(g.Filter);
+        var X = On(be, x, cs.XShape); var W = On(be, w, cs.WShape); var DY = On(be, dy, g.Output);
+        be.ConvolutionForward(g, X, W, On(be, b, new Shape(cs.O)), y);
+        be.ConvolutionBackwardData(g, W, DY, dx);
+        be.ConvolutionBackwardFilter(g, X, DY, dw);
+        return (y.ToHost(), dx.ToHost(), dw.ToHost());
+    }
+
+    [Theory]
+    [MemberData(nameof(ConvSeeds))]
+    public void ConvolutionMatchesReference(int seed)
+    {
+        var cs = FastCase(seed);
+        var rng = new Random(500 + seed);
+        float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
+            b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
+        var want = RunConv(Reference, cs, x, w, b, dy);
+        foreach (var isa in new[] { GemmIsa.Scalar, Sgemm.Best }.Distinct())
+        {
+            var got = RunConv(new CpuBackend { GemmIsa = isa }, cs, x, w, b, dy);
+            // The reference sums rows in float with SIMD axpy/dot (filter gradient in double); the fast path sums
+            // the same products in another order, in float. Sums of up to a few thousand products in [-1, 1]:
+            // 2e-5 of the largest output bounds the float32 reordering error by a wide margin.
+            GradCheck.AssertClose(got.y, TestData.ToDouble(want.y), $"{cs} y {isa}", relTol: 2e-5);
+            GradCheck.AssertClose(got.dx, TestData.ToDouble(want.dx), $"{cs} dx {isa}", relTol: 2e-5);
+            GradCheck.AssertClose(got.dw, TestData.ToDouble(want.dw), $"{cs} dw {isa}", relTol: 2e-5);
+        }
+        // Forcing the im2col path (a column budget too small for the shifted copy) gives the same answers.
+        var im2col = RunConv(new CpuBackend { ConvolutionColumnBudget = 7 }, cs, x, w, b, dy);
+        GradCheck.AssertClose(im2col.y, TestData.ToDouble(want.y), $"{cs} y im2col", relTol: 2e-5);
+        GradCheck.AssertClose(im2col.dx, TestData.ToDouble(want.dx), $"{cs} dx im2col", relTol: 2e-5);
+        GradCheck.AssertClose(im2col.dw, TestData.ToDouble(want.dw), $"{cs} dw im2col", relTol: 2e-5);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    [InlineData(6)]
+    [InlineData(9)]
+    public void ConvolutionIsBitIdenticalAcrossThreads(int seed)
+    {
+        var cs = FastCase(seed) with { N = 9 };
+        var rng = new Random(seed);
+        float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
+            b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
+        var one = RunConv(new CpuBackend(1), cs, x, w, b, dy);
+        foreach (int threads in new[] { 2, 3, 8, 16 })
+        {
+            var many = RunConv(new CpuBackend(threads), cs, x, w, b, dy);
+            Assert.Equal(one.y, many.y);
+            Assert.Equal(one.dx, many.dx);
+            Assert.Equal(one.dw, many.dw);
+        }
+    }
+
+    [Fact]
+    public void ConvolutionPropagatesNaNAndInfLikeTheReference()
+    {
+        // 3x3 pad 1 stride 1: the shifted path. A NaN and an Inf in x (the Inf in the first column, which the
+        // dropped grid columns also read) must give the reference's non-finite pattern in y, dx and dw.
+        var cs = new ConvCase(2, 3, 4, 1, [6, 7], [3, 3], [1, 1], [1, 1], [1, 1], ConvolutionMode.CrossCorrelation);
+        var rng = new Random(1);
+        float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
+            b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
+        x[10] = float.NaN;
+        x[cs.XShape.Length - 7] = float.PositiveInfinity;
+        var want = RunConv(Reference, cs, x, w, b, dy);
+        var got = RunConv(new CpuBackend(), cs, x, w, b, dy);
+        foreach (var (g, r, what) in new[] { (got.y, want.y, "y"), (got.dx, want.dx, "dx"), (got.dw, want.dw, "dw") })
+            for (int i = 0; i < r.Length; i++)
+                Assert.True(float.IsFinite(g[i]) == float.IsFinite(r[i]) && float.IsNaN(g[i]) == float.IsNaN(r[i]),
+                    $"{what}[{i}]: {g[i]} vs reference {r[i]}");
+    }
+
+    // ---------------- 2x2 max pooling ----------------
+
+    public static TheoryData<int, int, int> PoolShapes => new()
+    {
+        { 2, 2, 1 }, { 3, 3, 2 }, { 4, 9, 1 }, { 5, 8, 3 }, { 8, 10, 2 }, { 7, 17, 1 }, { 28, 28, 2 }, { 13, 33, 1 }, { 2, 70, 1 }, { 9, 1 + 2 * 8, 3 },
+    };
+
+    [Theory]
+    [MemberData(nameof(PoolShapes))]
+    public void MaxPool2x2IsBitIdenticalToTheReference(int h, int w, int channels)
+    {
+        var rng = new Random(h * 100 + w);
+        var shape = new Shape(2, channels, h, w);
+        // Values from a small set so windows hold ties, signed zeros, NaN and infinities.
+        float[] pool = [0f, -0f, 1f, -1f, 2f, 0.5f, float.NaN, float.PositiveInfinity, float.NegativeInfinity];
+        var x = new float[shape.Length];
+        for (int i = 0; i < x.Length; i++) x[i] = pool[rng.Next(pool.Length)];
+        var g = PoolGeometry.Create(shape, new PoolingOptions { Window = 2 });
+        var dy = TestData.Uniform(rng, g.Output.Length);
+        foreach (int threads in new[] { 1, 2, 5 })
+        {
+            var fast = new CpuBackend(threads);
+            var results = new List<float[]>();
+            foreach (var be in new[] { Reference, fast })
+            {
+                var y = be.Allocate(g.Output); var dx = be.Allocate(shape);
+                // dx starts dirty: every cell must be written, including the odd last row and column.
+                be.Fill(dx, 42f);
+                be.PoolingForward(g, On(be, x, shape), y);
+                be.PoolingBackward(g, On(be, x, shape), y, On(be, dy, g.Output), dx);
+                results.Add(y.ToHost()); results.Add(dx.ToHost());
+            }
+            // Bitwise: NaN payloads and the sign of zero included.
+            Assert.Equal(results[0].Select(BitConverter.SingleToInt32Bits), results[2].Select(BitConverter.SingleToInt32Bits));
+            Assert.Equal(results[1].Select(BitConverter.SingleToInt32Bits), results[3].Select(BitConverter.SingleToInt32Bits));
+        }
+    }
+
+    // ---------------- batch norm ----------------
+
+    [Theory]
+    [InlineData(new[] { 2, 5 })]
+    [InlineData(new[] { 3, 4, 7 })]
+    [InlineData(new[] { 5, 3, 9, 11 })]
+    [InlineData(new[] { 64, 2, 3, 3 })]
+    public void BatchNormMatchesReference(int[] dims)
+    {
+        var shape = new Shape(dims);
+        int c = dims[1];
+        var rng = new Random(shape.Length);
+        // An offset mean: the centring of the fast path is what keeps this accurate.
+        float[] x = TestData.Uniform(rng, shape.Length).Select(v => v + 3f).ToArray(), dy = TestData.Uniform(rng, shape.Length),
+            gamma = TestData.Uniform(rng, c), beta = TestData.Uniform(rng, c);
+        var results = new List<float[]>();
+        foreach (var be in new[] { Reference, new CpuBackend(1), new CpuBackend(3) })
+        {
+            Tensor V(float[] v) => On(be, (float[])v.Clone(), new Shape(v.Length));
+            var rm = V(new float[c]); var rv = V(Enumerable.Repeat(1f, c).ToArray());
+            var y = be.Allocate(shape); var mean = be.Allocate(new Shape(c)); var inv = be.Allocate(new Shape(c));
+            var X = On(be, x, shape);
+            be.BatchNormForwardTraining(X, V(gamma), V(beta), 1e-5f, 0.1f, rm, rv, y, mean, inv);
+            var dx = be.Allocate(shape); var dg = be.Allocate(new Shape(c)); var db = be.Allocate(new Shape(c));
+            be.BatchNormBackward(X, On(be, dy, shape), V(gamma), mean, inv, dx, dg, db);
+            results.AddRange([y.ToHost(), rm.ToHost(), rv.ToHost(), mean.ToHost(), inv.ToHost(), dx.ToHost(), dg.ToHost(), db.ToHost()]);
+        }
+        string[] names = ["y", "running mean", "running variance", "saved mean", "saved inverse std", "dx", "dgamma", "dbeta"];
+        for (int i = 0; i < names.Length; i++)
+        {
+            // Float row sums (accumulated in double) against the reference's double sums, and float element-wise
+            // passes: 1e-5 of the scale is a few float ulps of the largest value (variance of values of size 3
+            // cancels one digit).
+            GradCheck.AssertClose(results[8 + i], TestData.ToDouble(results[i]), $"batch norm {names[i]} {shape}", relTol: 1e-5);
+            Assert.Equal(results[8 + i], results[16 + i]);
+        }
+    }
+}
