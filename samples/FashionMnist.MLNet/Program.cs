@@ -15,7 +15,7 @@ using MLNet.ConvNet.Data;
 using MLNet.ConvNet.Trainers;
 using MLNet.ConvNet.Training;
 
-var opt = Args.Parse(args);
+var opt = CommandLineArgs.Parse(args, "flip");
 int epochs = opt.Int("epochs", 3), batchSize = opt.Int("batch", 64), seed = opt.Int("seed", 42);
 string net = opt.Str("net", "lenet5"), outDir = opt.Str("out", "fashion-mnist-output");
 double validationFraction = opt.Double("validation-fraction", 0);
@@ -149,27 +149,3 @@ sealed class ProgressBar(int epochs)
     }
 }
 
-sealed record Args(Dictionary<string, string?> Values)
-{
-    private static readonly HashSet<string> Flags = ["flip"];
-
-    public static Args Parse(string[] args)
-    {
-        var d = new Dictionary<string, string?>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (!args[i].StartsWith("--")) throw new ArgumentException($"Expected --option [value]; got '{args[i]}'. See the comment at the top of Program.cs.");
-            string key = args[i][2..];
-            d[key] = Flags.Contains(key) ? null : i + 1 < args.Length ? args[++i] : throw new ArgumentException($"--{key} needs a value.");
-        }
-        return new Args(d);
-    }
-
-    public bool Has(string k) => Values.ContainsKey(k);
-    public string Str(string k, string dflt) => Values.GetValueOrDefault(k) ?? dflt;
-    public string? StrOrNull(string k) => Values.GetValueOrDefault(k);
-    public int Int(string k, int dflt) => Values.GetValueOrDefault(k) is { } v
-        ? int.TryParse(v, out int r) ? r : throw new ArgumentException($"--{k} expects an integer; got '{v}'.") : dflt;
-    public double Double(string k, double dflt) => Values.GetValueOrDefault(k) is { } v
-        ? double.TryParse(v, System.Globalization.CultureInfo.InvariantCulture, out double r) ? r : throw new ArgumentException($"--{k} expects a number; got '{v}'.") : dflt;
-}

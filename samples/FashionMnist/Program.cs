@@ -14,7 +14,7 @@ using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
 using MLNet.ConvNet.Training;
 
-var opt = ParseArgs(args);
+var opt = CommandLineArgs.Parse(args);
 int epochs = opt.Int("epochs", 3), batchSize = opt.Int("batch", 64), seed = opt.Int("seed", 42);
 int? limit = opt.Has("limit") ? opt.Int("limit", 0) : null;
 int? threads = opt.Has("threads") ? opt.Int("threads", 0) : null;
@@ -76,25 +76,3 @@ Console.WriteLine($"weights sha256 {network.ComputeHash()}  total {clock.Elapsed
 Console.WriteLine($"test accuracy: {testAccuracy:F4}");
 return 0;
 
-static Args ParseArgs(string[] args)
-{
-    var d = new Dictionary<string, string>();
-    for (int i = 0; i < args.Length; i++)
-    {
-        if (!args[i].StartsWith("--") || i + 1 >= args.Length)
-            throw new ArgumentException($"Expected '--option value' pairs; got '{args[i]}'. Options: --epochs --net --limit --threads --seed --batch --lr --data --checkpoint --resume");
-        d[args[i][2..]] = args[++i];
-    }
-    return new Args(d);
-}
-
-sealed record Args(Dictionary<string, string> Values)
-{
-    public bool Has(string k) => Values.ContainsKey(k);
-    public string Str(string k, string dflt) => Values.GetValueOrDefault(k, dflt);
-    public string? StrOrNull(string k) => Values.GetValueOrDefault(k);
-    public int Int(string k, int dflt) => Values.TryGetValue(k, out var v)
-        ? int.TryParse(v, out int r) ? r : throw new ArgumentException($"--{k} expects an integer; got '{v}'.") : dflt;
-    public double Double(string k, double dflt) => Values.TryGetValue(k, out var v)
-        ? double.TryParse(v, System.Globalization.CultureInfo.InvariantCulture, out double r) ? r : throw new ArgumentException($"--{k} expects a number; got '{v}'.") : dflt;
-}
