@@ -7,7 +7,7 @@
 //
 // Options: --data DIR (else $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)  --net lenet5|cnn2bn|vgg|resnet
 //          --epochs 3  --batch 64  --lr 0.001  --optimizer adam|adamw|sgd  --seed 42  --threads N  --limit N (training
-//          images)  --flip  --crop-padding P  --validation-fraction F  --patience N  --out DIR (default fashion-mnist-output)
+//          images)  --flip  --crop-padding P  --schedule constant|cosine  --validation-fraction F  --patience N  --out DIR (default fashion-mnist-output)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -46,6 +46,13 @@ var options = new ConvNetTrainer.Options
     Optimizer = Enum.Parse<ConvNetOptimizer>(opt.Str("optimizer", "adam"), ignoreCase: true),
     MaxThreads = opt.Has("threads") ? opt.Int("threads", 0) : null,
     RandomHorizontalFlip = opt.Has("flip"), RandomCropPadding = opt.Int("crop-padding", 0),
+    // --schedule cosine: the rate falls from --lr to 0 along a half cosine over the run; constant otherwise.
+    Schedule = opt.Str("schedule", "constant") switch
+    {
+        "constant" => null,
+        "cosine" => new MLNet.ConvNet.Optimizers.CosineSchedule(epochs),
+        var other => throw new ArgumentException($"--schedule expects constant or cosine; got '{other}'."),
+    },
     ValidationFraction = validationFraction, EarlyStoppingPatience = opt.Int("patience", 0),
     // Without a validation split, the test set is evaluated after every epoch to report its accuracy (a monitor only:
     // nothing in training depends on it unless --patience is given).
