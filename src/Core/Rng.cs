@@ -85,9 +85,14 @@ public sealed class Rng
     }
 
     /// <summary>SplitMix64: a well-mixed 64-bit value from a counter; also used to derive per-step seeds.</summary>
-    public static ulong SplitMix64(ref ulong x)
+    public static ulong SplitMix64(ref ulong x) => Mix64(x += GoldenGamma);
+
+    /// <summary>SplitMix64's increment: 2^64 divided by the golden ratio, odd.</summary>
+    public const ulong GoldenGamma = 0x9E3779B97F4A7C15UL;
+
+    /// <summary>SplitMix64's finalizer: a bijective 64-bit mixer (used alone by counter-based generators such as dropout's).</summary>
+    public static ulong Mix64(ulong z)
     {
-        ulong z = x += 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         return z ^ (z >> 31);

@@ -42,16 +42,9 @@ public sealed partial class CpuBackend
     /// </summary>
     internal static double DropoutUniform(ulong seed, ulong index)
     {
-        ulong key = SplitMix64(seed);
-        ulong z = SplitMix64(key + (index + 1) * 0x9E3779B97F4A7C15UL);
+        ulong key = Rng.Mix64(seed);
+        ulong z = Rng.Mix64(key + (index + 1) * Rng.GoldenGamma);
         return (z >> 11) * (1.0 / (1UL << 53));
-    }
-
-    private static ulong SplitMix64(ulong z)
-    {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
     }
 
     // ---- activations ----
