@@ -17,6 +17,12 @@ public sealed class CpuStorage : TensorStorage
 /// output slices (never over a reduction, so results do not depend on the thread count).
 /// One file per op family: CpuBackend.Convolution.cs, CpuBackend.Pooling.cs, ...
 /// </summary>
+/// <remarks>
+/// After warm-up a kernel call allocates nothing on the managed heap: parallel loops run through
+/// <see cref="For{TBody}"/> with a small readonly struct holding the loop's arguments (where a lambda would capture
+/// them), plans are structs, and scratch buffers are rented from <see cref="System.Buffers.ArrayPool{T}"/>.
+/// tests/Core.Tests/KernelAllocationTests.cs checks it.
+/// </remarks>
 public sealed partial class CpuBackend : IBackend
 {
     /// <summary>A shared instance using every core.</summary>
