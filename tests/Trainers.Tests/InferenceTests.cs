@@ -164,8 +164,8 @@ public sealed class InferenceTests(ScoredModel s) : IClassFixture<ScoredModel>
             AssertClose(flat, fromEngines[t], BatchTolerance, $"engine on thread {t}");
             Assert.Equal(s.Keys, engineKeys[t]);
         }
-        // One network copy per concurrent forward pass at most (the fixture's serial use needed one).
-        Assert.InRange(s.Model.Scorer.Copies, 1, threads + 1);
+        // One network copy per concurrent forward pass at most, in each of the two pools (batches, and single rows on one thread).
+        Assert.InRange(s.Model.Scorer.Copies, 1, 2 * threads);
     }
 
     [Fact]
@@ -312,7 +312,7 @@ public sealed class NetworkScorerTests
             scorer.Score(x, n, p, predicted);
             Assert.Equal(expected, p);
         }
-        Assert.Equal(1, scorer.Copies); // serial scoring reuses one copy
+        Assert.InRange(scorer.Copies, 1, 2); // serial scoring reuses one copy (a second, one-thread one where 5 rows are a small call)
         for (int r = 0; r < n; r++)
             Assert.Equal(Array.IndexOf(p, p.AsSpan(r * 4, 4).ToArray().Max(), r * 4) - r * 4, predicted[r]);
 
@@ -325,6 +325,34 @@ public sealed class NetworkScorerTests
         });
         Assert.All(results, r => Assert.Equal(expected, r));
         Assert.InRange(scorer.Copies, 1, 4);
+
+        // One row per call (PredictionEngine), on the one-thread copy where the row is small: the network's own answer
+        // for that row, bit for bit (the kernels do not depend on the thread count).
+        var one = new float[4];
+        for (int r = 0; r < n; r++)
+        {
+            var row = x.AsSpan(r * sample.Aggregate(1, (a, b) => a * b), shape.Length / n).ToArray();
+            var direct = Softmax.Forward(network.Forward(Tensor.FromHost(row, new Shape([1, .. sample])), training: false)).ToHost();
+            scorer.Score(row, 1, one, new int[1]);
+            Assert.Equal(direct, one);
+        }
+    }
+
+    [Fact]
+    public void Small_calls_run_on_a_one_thread_copy_and_large_ones_on_the_trained_networks_backend()
+    {
+        var network = Presets.LeNet5(classes: 10).Build(new Shape(1, 28, 28), seed: 1);
+        var scorer = new NetworkScorer(network);
+        // conv1 6x25 weights at 28x28, conv2 16x150 at 10x10, dense 400x120 + 120x84 + 84x10.
+        Assert.Equal(6 * 25 * 784 + 16 * 150 * 100 + 400 * 120 + 120 * 84 + 84 * 10, scorer.MacsPerSample);
+        var x = new float[256 * 784];
+        var p = new float[256 * 10];
+        scorer.Score(x, 256, p, new int[256]);
+        Assert.Equal(1, scorer.Copies); // the copy made with the scorer
+        scorer.Score(x, 1, p, new int[1]);
+        Assert.Equal(2, scorer.Copies); // a second, one-thread copy for the single row
+        scorer.Score(x, 2, p, new int[2]);
+        Assert.Equal(2, scorer.Copies);
     }
 
     [Fact]
