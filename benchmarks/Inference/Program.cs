@@ -1,19 +1,24 @@
 // Inference speed of a fitted ConvNet pipeline against ONNX Runtime on the exported graph, on the 10,000
 // Fashion-MNIST test images. Trains the network for 1 epoch first (speed does not depend on the weights, but the
-// pipeline is a real fitted one), then after a warm-up times each way of scoring, median of --runs runs:
-//   pipeline     model.Transform(test) and a cursor reading Score for every row (the engine, batches of 256)
-//   engine_b256  Network.Forward + softmax directly on batches of 256 (the pipeline without ML.NET's cursor)
-//   ort_bN       an InferenceSession on ExportOnnx's graph (any batch size), batches of 1,000 and 10,000, ORT's
-//                default session options (intra-op threads = cores)
-//   loaded       Model.Save then Model.Load in a new MLContext: Transform + cursor (ONNX Runtime one row at a time
-//                through ML.NET's OnnxTransformer: the deployment path)
-//   predict      PredictionEngine.Predict on one image, fitted and loaded: median and p99 over --calls calls
+// pipeline is a real fitted one), warms every method up once, then times --runs rounds, each round running every
+// method once (so load from other processes falls on all alike), and reports images per second from the medians:
+//   source_only      a cursor reading Features of the unscored IDataView (the floor of any ML.NET pipeline)
+//   pipeline         (a) model.Transform(test) and a cursor reading Score for every row (the engine)
+//   engine_b256      Network.Forward + softmax directly on batches of 256, each layer's loop parallel
+//   ort_b1000/10000  (b) an InferenceSession on ExportOnnx's graph (any batch size), ORT's default session options
+//                    (intra-op threads = cores)
+//   loaded_pipeline  (c) Model.Save then Model.Load in a new MLContext: Transform + cursor (ONNX Runtime one row at
+//                    a time through ML.NET's OnnxTransformer: the deployment path)
+//   predict_*        (d) PredictionEngine.Predict on one image, fitted and loaded: median and p99 over --calls calls
+//                    after 200 warm-up calls
 // Prints RESULT key = value lines (inference.<net>.<what>) and the process's peak working set.
 //
 //   dotnet run -c Release --project benchmarks/Inference -- --net lenet5
 //
 // Options: --net lenet5|cnn2bn|all (default lenet5)  --runs 5  --calls 2000  --limit 10000 (training images;
 //          0 = all 60,000)  --data DIR (else $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)
+//          --profile (also: the engine alone at several batch sizes and thread counts, rows in parallel on
+//          one-thread copies, milliseconds per layer, GC counts)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -85,6 +90,8 @@ foreach (string net in nets)
     // Round-robin: run r of every method before run r + 1 of any, so load from other processes falls on all alike.
     Throughput(key, n, runs, new (string, Action)[]
     {
+        // Reading the features of the source view alone: what every pipeline pays before scoring.
+        ("source_only", () => ReadFeatures(test, n)),
         // (a) The fitted pipeline: Transform + a cursor over Score.
         ("pipeline", () => ReadScores(model.Transform(test), n)),
         // The engine alone on the same batches of 256, to see what the cursor adds.
@@ -114,14 +121,33 @@ return 0;
 static void Profile(string key, MLNet.ConvNet.Layers.Network network, string net, float[] x, int runs)
 {
     int n = x.Length / 784;
-    var single = MLNet.ConvNet.Layers.Presets.ByName(net, 10, new MLNet.ConvNet.Backends.Cpu.CpuBackend(maxThreads: 1)).Build(new Shape(1, 28, 28));
-    MLNet.ConvNet.Training.Checkpoint.Capture(network).Restore(single);
+    var oneThread = new MLNet.ConvNet.Backends.Cpu.CpuBackend(maxThreads: 1);
+    var singles = Enumerable.Range(0, Environment.ProcessorCount).Select(_ =>
+    {
+        var copy = MLNet.ConvNet.Layers.Presets.ByName(net, 10, oneThread).Build(new Shape(1, 28, 28));
+        MLNet.ConvNet.Training.Checkpoint.Capture(network).Restore(copy);
+        return copy;
+    }).ToArray();
     var methods = new List<(string, Action)>
     {
         ("profile.engine_b1", () => EngineOnly(network, x, 1, n)),
-        ("profile.engine_b1_1thread", () => EngineOnly(single, x, 1, n)),
     };
+    foreach (int batch in new[] { 1, 4, 16, 64 }) methods.Add(($"profile.engine_b{batch}_1thread", () => EngineOnly(singles[0], x, batch, n)));
     foreach (int batch in new[] { 16, 64, 256, 1024 }) methods.Add(($"profile.engine_b{batch}", () => EngineOnly(network, x, batch, n)));
+    // Rows in parallel instead of each layer: batches of 256 split into chunks, one one-thread copy per worker.
+    foreach (int chunk in new[] { 4, 16 })
+        methods.Add(($"profile.rows_parallel_b256_chunk{chunk}", () =>
+        {
+            for (int start = 0; start < n; start += 256)
+            {
+                int count = Math.Min(256, n - start), chunks = (count + chunk - 1) / chunk, s0 = start;
+                Parallel.For(0, singles.Length, w =>
+                {
+                    for (int c = w; c < chunks; c += singles.Length)
+                        EngineOnly(singles[w], x, chunk, Math.Min(chunk, count - c * chunk), s0 + c * chunk);
+                });
+            }
+        }));
     Throughput(key, n, runs, methods.ToArray());
     var input = Tensor.FromHost(x.AsSpan(0, 256 * 784), new Shape(256, 1, 28, 28), network.Backend);
     foreach (var layer in network.Layers)
@@ -162,13 +188,13 @@ static double MedianOf(double[] values)
     return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
 }
 
-/// <summary>Network.Forward + softmax on <paramref name="rows"/> images in batches of <paramref name="batch"/>.</summary>
-static void EngineOnly(MLNet.ConvNet.Layers.Network network, float[] x, int batch, int rows)
+/// <summary>Network.Forward + softmax on <paramref name="rows"/> images from <paramref name="first"/> in batches of <paramref name="batch"/>.</summary>
+static void EngineOnly(MLNet.ConvNet.Layers.Network network, float[] x, int batch, int rows, int first = 0)
 {
     for (int start = 0; start < rows; start += batch)
     {
         int count = Math.Min(batch, rows - start);
-        var t = Tensor.FromHost(x.AsSpan(start * 784, count * 784), new Shape(count, 1, 28, 28), network.Backend);
+        var t = Tensor.FromHost(x.AsSpan((first + start) * 784, count * 784), new Shape(count, 1, 28, 28), network.Backend);
         MLNet.ConvNet.Ops.Softmax.Forward(network.Forward(t, training: false)).ToHost();
     }
 }
@@ -194,6 +220,18 @@ static void ReadScores(IDataView scored, int expected)
     int rows = 0;
     while (cursor.MoveNext()) { get(ref v); rows++; }
     if (rows != expected) throw new InvalidOperationException($"{rows} rows scored, expected {expected}.");
+}
+
+/// <summary>Reads Features of every row of the unscored view.</summary>
+static void ReadFeatures(IDataView data, int expected)
+{
+    var column = data.Schema["Features"];
+    using var cursor = data.GetRowCursor([column]);
+    var get = cursor.GetGetter<VBuffer<float>>(column);
+    VBuffer<float> v = default;
+    int rows = 0;
+    while (cursor.MoveNext()) { get(ref v); rows++; }
+    if (rows != expected) throw new InvalidOperationException($"{rows} rows read, expected {expected}.");
 }
 
 /// <summary>Median and 99th-percentile microseconds of one Predict call, after 200 warm-up calls.</summary>

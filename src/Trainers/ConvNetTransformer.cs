@@ -12,9 +12,9 @@ namespace MLNet.ConvNet.Trainers;
 /// ML.NET's own trainers. Made by <see cref="ConvNetTrainer.Fit"/>.
 /// </summary>
 /// <remarks>
-/// <para>Scoring runs this project's engine: <see cref="Transform"/>'s cursors read ahead 256 rows, run one forward
-/// pass (<c>Network.Forward(x, training: false)</c>, then softmax) and serve the rows one by one; PredictionEngine's
-/// row mapper scores one row per call. The network scored is a private copy made when training ended, so later changes
+/// <para>Scoring runs this project's engine: <see cref="Transform"/>'s cursors read ahead 256 rows, score them
+/// (<c>Network.Forward(x, training: false)</c>, then softmax, on chunks of rows spread over the cores) and serve the
+/// rows one by one; PredictionEngine's row mapper scores one row per call. The network scored is a private copy made when training ended, so later changes
 /// to <see cref="Network"/> reach only <see cref="ExportOnnx(Stream)"/>. Cursors, rows and PredictionEngines may run
 /// at once on different threads: each forward pass rents its own copy of the network (see the scorer's remarks).</para>
 /// <para>Saving goes through an ML.NET-native twin (<see cref="ToMLNetTransformer"/>): <c>ApplyOnnxModel</c> over the
@@ -80,7 +80,7 @@ public sealed class ConvNetTransformer : ITransformer
 
     /// <summary>
     /// Scores <paramref name="input"/> lazily (ML.NET's usual contract): adds Score and PredictedLabel, computed by the
-    /// engine in mini-batches of 256 rows as a cursor reaches them.
+    /// engine 256 rows at a time as a cursor reaches them.
     /// </summary>
     public IDataView Transform(IDataView input)
     {

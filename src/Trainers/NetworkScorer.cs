@@ -21,32 +21,37 @@ namespace MLNet.ConvNet.Trainers;
 /// kept for reuse. Renting per call rather than holding a copy per cursor keeps the copies bounded by the real
 /// concurrency and costs a lock-free bag operation per batch. A copy also keeps its input tensor for the next call of
 /// the same row count, so a cursor's full batches allocate no input.</para>
-/// <para>Small calls (PredictionEngine's single rows): when a call's work is below <see cref="SmallCallMacs"/>
-/// multiply-adds, it runs on a copy whose CPU backend uses one thread. Starting a parallel loop in each of a dozen
-/// layers costs more than the few microseconds of work each would split (LeNet-5 on one image: about three times
-/// slower than one thread on the 2-core machine). The kernels give bit-identical results for any thread count, so the
-/// scores do not change.</para>
+/// <para>Threads within a call: rows, not layers, are spread over the cores. A call is cut into chunks of
+/// <see cref="ChunkRows"/> rows (about <see cref="ChunkMacs"/> multiply-adds each: 5 rows of LeNet-5, 1 of cnn2bn),
+/// and as many workers as the trained network's CPU backend has threads each take chunks in turn and run them on a
+/// copy whose backend has one thread. A small chunk keeps every layer's activations in cache and its buffers small,
+/// and one parallel loop per call replaces one per layer: on the 2-core machine LeNet-5 ran about 1.5 to 2 times
+/// faster per core this way than a batch of 256 with each layer's loop parallel (benchmarks/Inference, --profile).
+/// Rows are independent and the kernels give bit-identical results for any thread count, so the answers do not
+/// depend on the workers. Only a call too small to split into a chunk per worker but large enough for parallel
+/// layers (one cnn2bn image, from a PredictionEngine) runs as one batch on a copy with the backend's threads; a call
+/// below <see cref="SmallCallMacs"/> (one LeNet-5 image) runs on one thread, where a dozen parallel loops would cost
+/// more than the work they split.</para>
 /// </remarks>
 internal sealed class NetworkScorer
 {
     /// <summary>
-    /// Rows per forward pass (256). Large enough that per-call costs (argument checks, tensor allocation, starting the
-    /// parallel loops of each layer) are spread over many rows and each layer's GEMM gets a wide matrix; small enough
-    /// that the largest activations stay a few tens of MB (cnn2bn: 256 x 32 x 28 x 28 floats = 26 MB) and that a cursor
-    /// reads ahead little. ONNX Runtime one row at a time is what it replaces.
+    /// Rows a cursor reads ahead and scores per call (256): enough chunks to keep every worker busy to the end of the
+    /// call (52 chunks of at most 5 LeNet-5 rows), few enough that a cursor reads ahead little.
     /// </summary>
     public const int DefaultBatchSize = 256;
 
-    /// <summary>
-    /// Calls with fewer multiply-adds than this (1M: about 100 microseconds of one core's work) run on one thread; above
-    /// it a parallel loop per layer pays for itself. LeNet-5 needs 0.42M per sample, cnn2bn 4.2M.
-    /// </summary>
+    /// <summary>The most work of one chunk of two rows or more (2M multiply-adds: on the order of 100 microseconds of one core).</summary>
+    public const long ChunkMacs = 2 << 20;
+
+    /// <summary>Calls with fewer multiply-adds than this (1M) run on one thread, as one batch.</summary>
     public const long SmallCallMacs = 1 << 20;
 
     private readonly Checkpoint _weights;
     private readonly Network _template;
     private readonly ConcurrentBag<Replica> _idle = [], _idleSingle = [];
     private readonly CpuBackend? _singleThread;
+    private readonly int _workers;
     private int _copies;
 
     /// <summary>A scorer over a copy of <paramref name="trained"/> (weights captured now).</summary>
@@ -59,8 +64,11 @@ internal sealed class NetworkScorer
         SampleShape = sample;
         Classes = output[0];
         BatchSize = batchSize;
-        MacsPerSample = CountMacs(trained);
+        MacsPerSample = Math.Max(1, CountMacs(trained));
+        ChunkRows = (int)Math.Clamp(ChunkMacs / MacsPerSample, 1, batchSize);
+        // Another backend (a GPU one day) runs each call as one batch; so does a CPU backend limited to one thread.
         _singleThread = trained.Backend is CpuBackend { MaxThreads: > 1 } ? new CpuBackend(maxThreads: 1) : null;
+        _workers = trained.Backend is CpuBackend cpu ? cpu.MaxThreads : 1;
         _weights = Checkpoint.Capture(trained);
         _template = Copy(trained, trained.Backend);
         _idle.Add(new Replica(_template));
@@ -76,6 +84,9 @@ internal sealed class NetworkScorer
     /// <summary>The most rows a cursor sends per <see cref="Score"/> call.</summary>
     public int BatchSize { get; }
 
+    /// <summary>Rows per forward pass when a call is spread over the workers.</summary>
+    public int ChunkRows { get; }
+
     /// <summary>Multiply-adds of one sample's forward pass in the convolutions and dense layers.</summary>
     public long MacsPerSample { get; }
 
@@ -87,23 +98,46 @@ internal sealed class NetworkScorer
     /// softmax probabilities to <paramref name="probabilities"/> (<c>count x Classes</c>) and the 0-based index of each
     /// row's largest probability (the first on ties) to <paramref name="predicted"/>; -1 for a row holding NaN.
     /// </summary>
-    public void Score(ReadOnlySpan<float> samples, int count, Span<float> probabilities, Span<int> predicted)
+    public void Score(float[] samples, int count, float[] probabilities, int[] predicted)
     {
-        int k = Classes;
-        bool small = _singleThread is not null && count * MacsPerSample < SmallCallMacs;
-        var pool = small ? _idleSingle : _idle;
-        var replica = Rent(pool, small);
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        int chunks = (count + ChunkRows - 1) / ChunkRows;
+        if (_singleThread is null)
+            Forward(_idle, singleThread: false, samples, 0, count, probabilities);
+        else if (count * MacsPerSample < SmallCallMacs)
+            Forward(_idleSingle, singleThread: true, samples, 0, count, probabilities);
+        else if (chunks < _workers)
+            Forward(_idle, singleThread: false, samples, 0, count, probabilities);
+        else
+        {
+            int next = -1;
+            Parallel.For(0, _workers, new ParallelOptions { MaxDegreeOfParallelism = _workers }, _ =>
+            {
+                for (int c = Interlocked.Increment(ref next); c < chunks; c = Interlocked.Increment(ref next))
+                {
+                    int first = c * ChunkRows;
+                    Forward(_idleSingle, singleThread: true, samples, first, Math.Min(ChunkRows, count - first), probabilities);
+                }
+            });
+        }
+        for (int r = 0; r < count; r++) predicted[r] = ArgMax(probabilities.AsSpan(r * Classes, Classes));
+    }
+
+    /// <summary>Runs rows [first, first + count) through one copy rented from <paramref name="pool"/>.</summary>
+    private void Forward(ConcurrentBag<Replica> pool, bool singleThread, float[] samples, int first, int count, float[] probabilities)
+    {
+        int length = SampleShape.Length, k = Classes;
+        var replica = Rent(pool, singleThread);
         try
         {
             var network = replica.Network;
             if (replica.Input is not { } x || x.Shape[0] != count)
                 replica.Input = x = network.Backend.Allocate(new Shape([count, .. SampleShape.AsSpan()]));
-            x.CopyFromHost(samples[..(count * SampleShape.Length)]);
+            x.CopyFromHost(samples.AsSpan(first * length, count * length));
             using var p = Ops.Softmax.Forward(network.Forward(x, training: false));
-            p.CopyToHost(probabilities[..(count * k)]);
+            p.CopyToHost(probabilities.AsSpan(first * k, count * k));
         }
         finally { pool.Add(replica); }
-        for (int r = 0; r < count; r++) predicted[r] = ArgMax(probabilities.Slice(r * k, k));
     }
 
     /// <summary>The index of the first largest value; -1 when a value is NaN (no class can be named).</summary>
