@@ -17,8 +17,8 @@
 //
 // Options: --net lenet5|cnn2bn|all (default lenet5)  --runs 5  --calls 2000  --limit 10000 (training images;
 //          0 = all 60,000)  --data DIR (else $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)
-//          --profile (also: the engine alone at several batch sizes and thread counts, rows in parallel on
-//          one-thread copies, milliseconds per layer, GC counts)
+//          --profile (also: the engine alone at several batch sizes and thread counts, the scorer with several
+//          chunk sizes, milliseconds per layer, GC counts)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -122,32 +122,26 @@ static void Profile(string key, MLNet.ConvNet.Layers.Network network, string net
 {
     int n = x.Length / 784;
     var oneThread = new MLNet.ConvNet.Backends.Cpu.CpuBackend(maxThreads: 1);
-    var singles = Enumerable.Range(0, Environment.ProcessorCount).Select(_ =>
-    {
-        var copy = MLNet.ConvNet.Layers.Presets.ByName(net, 10, oneThread).Build(new Shape(1, 28, 28));
-        MLNet.ConvNet.Training.Checkpoint.Capture(network).Restore(copy);
-        return copy;
-    }).ToArray();
+    var single = MLNet.ConvNet.Layers.Presets.ByName(net, 10, new MLNet.ConvNet.Backends.Cpu.CpuBackend(maxThreads: 1)).Build(new Shape(1, 28, 28));
+    MLNet.ConvNet.Training.Checkpoint.Capture(network).Restore(single);
     var methods = new List<(string, Action)>
     {
         ("profile.engine_b1", () => EngineOnly(network, x, 1, n)),
     };
-    foreach (int batch in new[] { 1, 4, 16, 64 }) methods.Add(($"profile.engine_b{batch}_1thread", () => EngineOnly(singles[0], x, batch, n)));
-    foreach (int batch in new[] { 16, 64, 256, 1024 }) methods.Add(($"profile.engine_b{batch}", () => EngineOnly(network, x, batch, n)));
-    // Rows in parallel instead of each layer: batches of 256 split into chunks, one one-thread copy per worker.
-    foreach (int chunk in new[] { 4, 16 })
-        methods.Add(($"profile.rows_parallel_b256_chunk{chunk}", () =>
+    foreach (int batch in new[] { 1, 4 }) methods.Add(($"profile.engine_b{batch}_1thread", () => EngineOnly(single, x, batch, n)));
+    foreach (int batch in new[] { 64, 256 }) methods.Add(($"profile.engine_b{batch}", () => EngineOnly(network, x, batch, n)));
+    // The scorer behind the pipeline with other chunk sizes (rows per forward pass on a one-thread copy).
+    var batches = Enumerable.Range(0, (n + 255) / 256).Select(b => x[(b * 256 * 784)..(Math.Min(n, (b + 1) * 256) * 784)]).ToArray();
+    foreach (int chunk in new[] { 1, 2, 4, 5, 8, 16, 256 })
+    {
+        var scorer = new NetworkScorer(network, chunkRows: chunk);
+        var p = new float[256 * 10];
+        var predicted = new int[256];
+        methods.Add(($"profile.scorer_chunk{chunk}", () =>
         {
-            for (int start = 0; start < n; start += 256)
-            {
-                int count = Math.Min(256, n - start), chunks = (count + chunk - 1) / chunk, s0 = start;
-                Parallel.For(0, singles.Length, w =>
-                {
-                    for (int c = w; c < chunks; c += singles.Length)
-                        EngineOnly(singles[w], x, chunk, Math.Min(chunk, count - c * chunk), s0 + c * chunk);
-                });
-            }
+            foreach (var batch in batches) scorer.Score(batch, batch.Length / 784, p, predicted);
         }));
+    }
     Throughput(key, n, runs, methods.ToArray());
     var input = Tensor.FromHost(x.AsSpan(0, 256 * 784), new Shape(256, 1, 28, 28), network.Backend);
     foreach (var layer in network.Layers)

@@ -22,11 +22,12 @@ namespace MLNet.ConvNet.Trainers;
 /// concurrency and costs a lock-free bag operation per batch. A copy also keeps its input tensor for the next call of
 /// the same row count, so a cursor's full batches allocate no input.</para>
 /// <para>Threads within a call: rows, not layers, are spread over the cores. A call is cut into chunks of
-/// <see cref="ChunkRows"/> rows (about <see cref="ChunkMacs"/> multiply-adds each: 5 rows of LeNet-5, 1 of cnn2bn),
+/// <see cref="ChunkRows"/> rows (at most <see cref="ChunkMacs"/> multiply-adds and a largest activation of at most
+/// <see cref="ChunkActivationBytes"/>: 4 rows of LeNet-5, 1 of cnn2bn),
 /// and as many workers as the trained network's CPU backend has threads each take chunks in turn and run them on a
 /// copy whose backend has one thread. A small chunk keeps every layer's activations in cache and its buffers small,
-/// and one parallel loop per call replaces one per layer: on the 2-core machine LeNet-5 ran about 1.5 to 2 times
-/// faster per core this way than a batch of 256 with each layer's loop parallel (benchmarks/Inference, --profile).
+/// and one parallel loop per call replaces one per layer: on the 2-core machine LeNet-5 scored about twice as fast
+/// this way as in batches of 256 with each layer's loop parallel (benchmarks/Inference, --profile).
 /// Rows are independent and the kernels give bit-identical results for any thread count, so the answers do not
 /// depend on the workers. Only a call too small to split into a chunk per worker but large enough for parallel
 /// layers (one cnn2bn image, from a PredictionEngine) runs as one batch on a copy with the backend's threads; a call
@@ -37,12 +38,20 @@ internal sealed class NetworkScorer
 {
     /// <summary>
     /// Rows a cursor reads ahead and scores per call (256): enough chunks to keep every worker busy to the end of the
-    /// call (52 chunks of at most 5 LeNet-5 rows), few enough that a cursor reads ahead little.
+    /// call (64 chunks of 4 LeNet-5 rows), few enough that a cursor reads ahead little.
     /// </summary>
     public const int DefaultBatchSize = 256;
 
     /// <summary>The most work of one chunk of two rows or more (2M multiply-adds: on the order of 100 microseconds of one core).</summary>
     public const long ChunkMacs = 2 << 20;
+
+    /// <summary>
+    /// The most bytes of a chunk's largest activation (80,000): below .NET's large-object threshold (85,000 bytes), so
+    /// the engine's per-layer outputs are short-lived small objects and stay in cache. On the 2-core machine LeNet-5
+    /// scored 1.5 times faster in chunks of 4 rows (75 KB) than of 5 (94 KB), and chunks of 16 or 256 rows slower
+    /// still. Network copies that reuse their buffers would make this bound matter less.
+    /// </summary>
+    public const long ChunkActivationBytes = 80_000;
 
     /// <summary>Calls with fewer multiply-adds than this (1M) run on one thread, as one batch.</summary>
     public const long SmallCallMacs = 1 << 20;
@@ -55,7 +64,7 @@ internal sealed class NetworkScorer
     private int _copies;
 
     /// <summary>A scorer over a copy of <paramref name="trained"/> (weights captured now).</summary>
-    public NetworkScorer(Network trained, int batchSize = DefaultBatchSize)
+    public NetworkScorer(Network trained, int batchSize = DefaultBatchSize, int? chunkRows = null)
     {
         ArgumentNullException.ThrowIfNull(trained);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
@@ -65,7 +74,8 @@ internal sealed class NetworkScorer
         Classes = output[0];
         BatchSize = batchSize;
         MacsPerSample = Math.Max(1, CountMacs(trained));
-        ChunkRows = (int)Math.Clamp(ChunkMacs / MacsPerSample, 1, batchSize);
+        LargestActivation = trained.AllLayers().Where(l => l.Children.Count == 0).Max(l => l.OutputShape(l.BuiltInput!.Value).SizeFrom(1));
+        ChunkRows = chunkRows ?? (int)Math.Clamp(Math.Min(ChunkMacs / MacsPerSample, ChunkActivationBytes / (4L * LargestActivation)), 1, batchSize);
         // Another backend (a GPU one day) runs each call as one batch; so does a CPU backend limited to one thread.
         _singleThread = trained.Backend is CpuBackend { MaxThreads: > 1 } ? new CpuBackend(maxThreads: 1) : null;
         _workers = trained.Backend is CpuBackend cpu ? cpu.MaxThreads : 1;
@@ -83,6 +93,9 @@ internal sealed class NetworkScorer
 
     /// <summary>The most rows a cursor sends per <see cref="Score"/> call.</summary>
     public int BatchSize { get; }
+
+    /// <summary>The most values one layer outputs per sample (LeNet-5: 6 x 28 x 28 = 4,704).</summary>
+    public int LargestActivation { get; }
 
     /// <summary>Rows per forward pass when a call is spread over the workers.</summary>
     public int ChunkRows { get; }

@@ -351,7 +351,8 @@ public sealed class NetworkScorerTests
         var scorer = new NetworkScorer(network);
         // conv1 6x25 weights at 28x28, conv2 16x150 at 10x10, dense 400x120 + 120x84 + 84x10.
         Assert.Equal(6 * 25 * 784 + 16 * 150 * 100 + 400 * 120 + 120 * 84 + 84 * 10, scorer.MacsPerSample);
-        Assert.Equal((int)(NetworkScorer.ChunkMacs / scorer.MacsPerSample), scorer.ChunkRows);
+        Assert.Equal(6 * 28 * 28, scorer.LargestActivation);
+        Assert.Equal(4, scorer.ChunkRows); // 5 rows fit in ChunkMacs, but 5 x 4,704 floats are above ChunkActivationBytes
         var rng = new Rng(3);
         var x = Enumerable.Range(0, 256 * 784).Select(_ => (float)rng.NextNormal()).ToArray();
         var expected = Softmax.Forward(network.Forward(Tensor.FromHost(x, new Shape(256, 1, 28, 28)), training: false)).ToHost();
