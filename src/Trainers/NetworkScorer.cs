@@ -21,18 +21,18 @@ namespace MLNet.ConvNet.Trainers;
 /// kept for reuse. Renting per call rather than holding a copy per cursor keeps the copies bounded by the real
 /// concurrency and costs a lock-free bag operation per batch. A copy also keeps its input tensor for the next call of
 /// the same row count, so a cursor's full batches allocate no input.</para>
-/// <para>Threads within a call: rows, not layers, are spread over the cores. A call is cut into chunks of
-/// <see cref="ChunkRows"/> rows (at most <see cref="ChunkMacs"/> multiply-adds and a largest activation of at most
-/// <see cref="ChunkActivationBytes"/>: 4 rows of LeNet-5, 1 of cnn2bn),
-/// and as many workers as the trained network's CPU backend has threads each take chunks in turn and run them on a
-/// copy whose backend has one thread. A small chunk keeps every layer's activations in cache and its buffers small,
-/// and one parallel loop per call replaces one per layer: on the 2-core machine LeNet-5 scored about twice as fast
-/// this way as in batches of 256 with each layer's loop parallel (benchmarks/Inference, --profile).
-/// Rows are independent and the kernels give bit-identical results for any thread count, so the answers do not
-/// depend on the workers. Only a call too small to split into a chunk per worker but large enough for parallel
-/// layers (one cnn2bn image, from a PredictionEngine) runs as one batch on a copy with the backend's threads; a call
-/// below <see cref="SmallCallMacs"/> (one LeNet-5 image) runs on one thread, where a dozen parallel loops would cost
-/// more than the work they split.</para>
+/// <para>Threads within a call: for small samples, rows, not layers, are spread over the cores. A call is cut into
+/// chunks of <see cref="ChunkRows"/> rows (at most <see cref="ChunkMacs"/> multiply-adds and a largest activation of at
+/// most <see cref="ChunkActivationBytes"/>: 4 rows of LeNet-5), and as many workers as the trained network's CPU
+/// backend has threads each take chunks in turn and run them on a copy whose backend has one thread. A small chunk
+/// keeps every layer's outputs in cache and out of the large-object heap, and one parallel loop per call replaces one
+/// per layer: on the 2-core machine LeNet-5 scored about twice as fast this way as in batches of 256 with each
+/// layer's loop parallel (benchmarks/Inference, --profile). A sample whose largest activation is above the bound by
+/// itself (cnn2bn: 32 x 28 x 28 floats, 100 KB) gains nothing from chunks, measured slower that way, and runs as one
+/// batch on a copy with the backend's threads; so does a call with fewer chunks than workers. Rows are independent
+/// and the kernels give bit-identical results for any thread count, so the answers do not depend on the workers. A
+/// call below <see cref="SmallCallMacs"/> (one LeNet-5 image) runs on one thread, where a dozen parallel loops would
+/// cost more than the work they split.</para>
 /// </remarks>
 internal sealed class NetworkScorer
 {
@@ -75,7 +75,10 @@ internal sealed class NetworkScorer
         BatchSize = batchSize;
         MacsPerSample = Math.Max(1, CountMacs(trained));
         LargestActivation = trained.AllLayers().Where(l => l.Children.Count == 0).Max(l => l.OutputShape(l.BuiltInput!.Value).SizeFrom(1));
-        ChunkRows = chunkRows ?? (int)Math.Clamp(Math.Min(ChunkMacs / MacsPerSample, ChunkActivationBytes / (4L * LargestActivation)), 1, batchSize);
+        // A sample whose largest activation alone is above the bound gains nothing from chunks (every layer output is a
+        // large object anyway): the call then runs as one batch with each layer's loop parallel.
+        long rowsThatFit = ChunkActivationBytes / (4L * LargestActivation);
+        ChunkRows = chunkRows ?? (rowsThatFit < 1 ? batchSize : (int)Math.Clamp(Math.Min(ChunkMacs / MacsPerSample, rowsThatFit), 1, batchSize));
         // Another backend (a GPU one day) runs each call as one batch; so does a CPU backend limited to one thread.
         _singleThread = trained.Backend is CpuBackend { MaxThreads: > 1 } ? new CpuBackend(maxThreads: 1) : null;
         _workers = trained.Backend is CpuBackend cpu ? cpu.MaxThreads : 1;
@@ -97,7 +100,7 @@ internal sealed class NetworkScorer
     /// <summary>The most values one layer outputs per sample (LeNet-5: 6 x 28 x 28 = 4,704).</summary>
     public int LargestActivation { get; }
 
-    /// <summary>Rows per forward pass when a call is spread over the workers.</summary>
+    /// <summary>Rows per forward pass when a call is spread over the workers (<see cref="BatchSize"/>: never spread).</summary>
     public int ChunkRows { get; }
 
     /// <summary>Multiply-adds of one sample's forward pass in the convolutions and dense layers.</summary>

@@ -365,6 +365,11 @@ public sealed class NetworkScorerTests
         Assert.Equal(expected[..10], p[..10]);
         scorer.Score(x, 256, p, new int[256]);
         Assert.Equal(copies, scorer.Copies);
+
+        // cnn2bn's first activation (32 x 28 x 28 floats, 100 KB) is above ChunkActivationBytes by itself: no chunks.
+        var cnn = new NetworkScorer(Presets.Cnn2Bn(classes: 10).Build(new Shape(1, 28, 28), seed: 1));
+        Assert.Equal(32 * 28 * 28, cnn.LargestActivation);
+        Assert.Equal(cnn.BatchSize, cnn.ChunkRows);
     }
 
     [Fact]
