@@ -115,13 +115,13 @@ Console.WriteLine($"load average at the end {LoadAverage()}");
 return 0;
 
 /// <summary>
-/// --profile: the engine alone at several batch sizes, one row at a time also on a one-thread copy of the network,
-/// milliseconds per layer for a batch of 256 (each layer on its own, so its output buffers are warm), and GC counts.
+/// --profile: the engine alone at several batch sizes (also on a one-thread copy of the network), the pipeline's
+/// scorer with several chunk sizes (256: no chunks, the whole batch with parallel layers), milliseconds per layer for
+/// a batch of 256 (each layer timed on its own), and GC counts.
 /// </summary>
 static void Profile(string key, MLNet.ConvNet.Layers.Network network, string net, float[] x, int runs)
 {
     int n = x.Length / 784;
-    var oneThread = new MLNet.ConvNet.Backends.Cpu.CpuBackend(maxThreads: 1);
     var single = MLNet.ConvNet.Layers.Presets.ByName(net, 10, new MLNet.ConvNet.Backends.Cpu.CpuBackend(maxThreads: 1)).Build(new Shape(1, 28, 28));
     MLNet.ConvNet.Training.Checkpoint.Capture(network).Restore(single);
     var methods = new List<(string, Action)>
@@ -130,7 +130,7 @@ static void Profile(string key, MLNet.ConvNet.Layers.Network network, string net
     };
     foreach (int batch in new[] { 1, 4 }) methods.Add(($"profile.engine_b{batch}_1thread", () => EngineOnly(single, x, batch, n)));
     foreach (int batch in new[] { 64, 256 }) methods.Add(($"profile.engine_b{batch}", () => EngineOnly(network, x, batch, n)));
-    // The scorer behind the pipeline with other chunk sizes (rows per forward pass on a one-thread copy).
+    // The scorer behind the pipeline with other chunk sizes (rows per forward pass on a one-thread copy; 256: none).
     var batches = Enumerable.Range(0, (n + 255) / 256).Select(b => x[(b * 256 * 784)..(Math.Min(n, (b + 1) * 256) * 784)]).ToArray();
     foreach (int chunk in new[] { 1, 2, 4, 5, 8, 16, 256 })
     {
