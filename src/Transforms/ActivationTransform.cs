@@ -7,7 +7,7 @@ namespace MLNet.ConvNet.Transforms;
 
 /// <summary>
 /// An element-wise non-linearity (ReLU, LeakyReLU, ELU, Sigmoid, Tanh) on every value of a vector column; the shape
-/// does not change. It is <see cref="Activation.Forward"/> applied to mini-batches of rows.
+/// does not change. It is <see cref="Activation.Forward(ActivationKind, Tensor, float?)"/> applied to mini-batches of rows.
 /// </summary>
 public sealed class ActivationTransformer : TensorTransformer
 {

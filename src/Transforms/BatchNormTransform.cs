@@ -9,7 +9,7 @@ namespace MLNet.ConvNet.Transforms;
 /// Inference-mode batch normalization of each row, per channel: for rows <c>[C, X...]</c> every position of channel c,
 /// for flat rows <c>[F]</c> each feature on its own:
 /// <code>y = scale[c] (x - mean[c]) / sqrt(variance[c] + epsilon) + bias[c]</code>
-/// It is <see cref="BatchNorm.ForwardInference"/> applied to mini-batches of rows; the shape does not change.
+/// It is <see cref="BatchNorm.ForwardInference(Tensor, Tensor, Tensor, Tensor, Tensor, float)"/> applied to mini-batches of rows; the shape does not change.
 /// </summary>
 /// <remarks>
 /// The saved model runs ONNX Runtime's BatchNormalization, which folds the statistics into <c>x * a + b</c>. When a

@@ -9,7 +9,7 @@ namespace MLNet.ConvNet.Transforms;
 /// Convolves each row <c>[C, X...]</c> of a vector column with a given filter bank <c>[O, C/groups, K...]</c> (plus an
 /// optional bias <c>[O]</c>), writing rows <c>[O, Y...]</c>:
 /// <code>Y = 1 + floor((X + 2P - ((K-1)D + 1)) / S)</code>
-/// It is <see cref="Ops.Convolution.Forward"/> applied to mini-batches of rows; see that method for the formula.
+/// It is <see cref="Ops.Convolution.Forward(Tensor, Tensor, Tensor?, ConvolutionOptions?)"/> applied to mini-batches of rows; see that method for the formula.
 /// </summary>
 public sealed class ConvolutionTransformer : TensorTransformer
 {

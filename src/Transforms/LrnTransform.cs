@@ -8,7 +8,7 @@ namespace MLNet.ConvNet.Transforms;
 /// <summary>
 /// Cross-channel local response normalization of each row <c>[C, X...]</c> (AlexNet; cuDNN's and ONNX's formula):
 /// <code>y[c,i] = x[c,i] / (K + Alpha/Size * sum of x[c',i]^2 over the Size channels around c)^Beta</code>
-/// It is <see cref="Lrn.Forward"/> applied to mini-batches of rows; the shape does not change.
+/// It is <see cref="Lrn.Forward(Tensor, LrnOptions?)"/> applied to mini-batches of rows; the shape does not change.
 /// </summary>
 /// <remarks>
 /// An even <see cref="LrnOptions.Size"/> runs, but cannot be saved: ONNX Runtime's LRN, which runs the saved model,

@@ -9,7 +9,7 @@ namespace MLNet.ConvNet.Transforms;
 /// Max or average pooling of each row <c>[C, X...]</c> of a vector column, channel by channel, writing rows
 /// <c>[C, Y...]</c>:
 /// <code>Y = 1 + floor((X + 2P - W) / S)</code>
-/// It is <see cref="Ops.Pooling.Forward"/> applied to mini-batches of rows; padded cells never win a max.
+/// It is <see cref="Ops.Pooling.Forward(Tensor, PoolingOptions?)"/> applied to mini-batches of rows; padded cells never win a max.
 /// </summary>
 public sealed class PoolingTransformer : TensorTransformer
 {

@@ -6,6 +6,7 @@ namespace MLNet.ConvNet.Layers;
 public sealed class Activation : Layer
 {
     private Tensor? _x, _y;
+    private readonly TensorSlot _out = new(), _dx = new();
 
     /// <summary>The activation <paramref name="kind"/>; <paramref name="alpha"/> defaults to <see cref="Ops.Activation.DefaultAlpha"/>.</summary>
     public Activation(ActivationKind kind, float? alpha = null)
@@ -28,10 +29,17 @@ public sealed class Activation : Layer
     public override Tensor Forward(Tensor x, bool training)
     {
         CheckInput(x);
-        var y = Ops.Activation.Forward(Kind, x, Alpha);
+        var y = Output(_out, x.Shape);
+        Ops.Activation.Forward(Kind, x, y, Alpha);
         (_x, _y) = training ? (x, y) : (null, null);
         return y;
     }
 
-    public override Tensor Backward(Tensor dy) => Ops.Activation.Backward(Kind, Cached(_x), Cached(_y), dy, Alpha);
+    public override Tensor Backward(Tensor dy)
+    {
+        var x = Cached(_x);
+        var dx = Output(_dx, x.Shape);
+        Ops.Activation.Backward(Kind, x, Cached(_y), dy, dx, Alpha);
+        return dx;
+    }
 }

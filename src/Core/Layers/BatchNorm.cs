@@ -13,7 +13,8 @@ public sealed class BatchNorm : Layer
     private Parameter? _gamma, _beta;
     private Buffer? _mean, _variance;
     private Tensor? _x;
-    private BatchNormCache? _cache;
+    private BatchNormCache? _cache, _saved;                // _saved: made at build time, filled by every training pass
+    private readonly TensorSlot _y = new(), _dx = new(), _dgamma = new(), _dbeta = new();
 
     /// <summary>Batch norm with <paramref name="epsilon"/> = 1e-5 and <paramref name="momentum"/> = 0.1 (weight of each batch in the running statistics).</summary>
     public BatchNorm(float epsilon = Ops.BatchNorm.DefaultEpsilon, float momentum = Ops.BatchNorm.DefaultMomentum)
@@ -49,6 +50,7 @@ public sealed class BatchNorm : Layer
         _mean = new Buffer("running_mean", backend.Allocate(c));
         _variance = new Buffer("running_var", backend.Allocate(c));
         backend.Fill(_variance.Value, 1f);
+        _saved = BatchNormCache.Allocate(backend, input[1]);
     }
 
     public override void Initialize(Rng rng, WeightInit init)
@@ -61,21 +63,27 @@ public sealed class BatchNorm : Layer
     public override Tensor Forward(Tensor x, bool training)
     {
         CheckInput(x);
+        var y = Output(_y, x.Shape);
         if (!training)
         {
             (_x, _cache) = (null, null);
-            return Ops.BatchNorm.ForwardInference(x, _gamma!.Value, _beta!.Value, _mean!.Value, _variance!.Value, Epsilon);
+            Ops.BatchNorm.ForwardInference(x, _gamma!.Value, _beta!.Value, _mean!.Value, _variance!.Value, y, Epsilon);
+            return y;
         }
-        var y = Ops.BatchNorm.ForwardTraining(x, _gamma!.Value, _beta!.Value, _mean!.Value, _variance!.Value, out var cache, Epsilon, Momentum);
-        (_x, _cache) = (x, cache);
+        Ops.BatchNorm.ForwardTraining(x, _gamma!.Value, _beta!.Value, _mean!.Value, _variance!.Value, _saved!, y, Epsilon, Momentum);
+        (_x, _cache) = (x, _saved);
         return y;
     }
 
     public override Tensor Backward(Tensor dy)
     {
-        var (dx, dgamma, dbeta) = Ops.BatchNorm.Backward(Cached(_x), dy, _gamma!.Value, Cached(_cache));
-        Accumulate(_gamma!, dgamma);
-        Accumulate(_beta!, dbeta);
+        var x = Cached(_x);
+        var dx = Output(_dx, x.Shape);
+        var dgamma = GradientTarget(_gamma!, _dgamma);
+        var dbeta = GradientTarget(_beta!, _dbeta);
+        Ops.BatchNorm.Backward(x, dy, _gamma!.Value, Cached(_cache), dx, dgamma, dbeta);
+        CommitGradient(_gamma!, dgamma);
+        CommitGradient(_beta!, dbeta);
         return dx;
     }
 }

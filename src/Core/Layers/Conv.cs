@@ -19,6 +19,8 @@ public sealed class Conv : Layer
 
     private Parameter? _weight, _bias;
     private Tensor? _x;
+    private ConvGeometry? _geometry;                       // for the last input shape: made once, not per call
+    private readonly TensorSlot _y = new(), _dx = new(), _dw = new(), _db = new();
 
     /// <summary>A convolution with <paramref name="outChannels"/> filters of spatial size <paramref name="kernel"/> (one value for every dimension or one per dimension).</summary>
     public Conv(int outChannels, PerAxis kernel, ConvolutionOptions? options = null, bool bias = true)
@@ -64,7 +66,10 @@ public sealed class Conv : Layer
     {
         CheckInput(x);
         _x = training ? x : null; // only a training pass is differentiated; inference keeps nothing alive
-        return Convolution.Forward(x, _weight!.Value, _bias?.Value, Options);
+        var g = Geometry(x.Shape);
+        var y = Output(_y, g.Output);
+        Convolution.Forward(g, x, _weight!.Value, _bias?.Value, y);
+        return y;
     }
 
     public override Tensor Backward(Tensor dy) => Backward(dy, inputGradient: true)!;
@@ -72,9 +77,27 @@ public sealed class Conv : Layer
     public override Tensor? Backward(Tensor dy, bool inputGradient)
     {
         var x = Cached(_x);
+        var g = Geometry(x.Shape);
         var w = _weight!;
-        Accumulate(w, Convolution.BackwardFilter(x, w.Value.Shape, dy, Options));
-        if (_bias is not null) Accumulate(_bias, Convolution.BackwardBias(dy));
-        return inputGradient ? Convolution.BackwardData(x.Shape, w.Value, dy, Options) : null;
+        var dw = GradientTarget(w, _dw);
+        Convolution.BackwardFilter(g, x, dy, dw);
+        CommitGradient(w, dw);
+        if (_bias is not null)
+        {
+            var db = GradientTarget(_bias, _db);
+            Convolution.BackwardBias(dy, db);
+            CommitGradient(_bias, db);
+        }
+        if (!inputGradient) return null;
+        var dx = Output(_dx, g.Input);
+        Convolution.BackwardData(g, w.Value, dy, dx);
+        return dx;
+    }
+
+    private ConvGeometry Geometry(Shape input)
+    {
+        if (_geometry is null || _geometry.Input != input)
+            _geometry = ConvGeometry.Create(input, _weight!.Value.Shape, Options, "Conv");
+        return _geometry;
     }
 }

@@ -10,6 +10,8 @@ public sealed class Dense : Layer
 {
     private Parameter? _weight, _bias;
     private Tensor? _x;
+    private Shape? _y0;                                    // the last output shape, so a steady batch size makes no new Shape
+    private readonly TensorSlot _y = new(), _dx = new(), _dw = new(), _db = new();
 
     /// <summary>A dense layer with <paramref name="outFeatures"/> outputs; In is inferred at build time.</summary>
     public Dense(int outFeatures, bool bias = true)
@@ -46,7 +48,10 @@ public sealed class Dense : Layer
     {
         CheckInput(x);
         _x = training ? x : null;
-        return Ops.Dense.Forward(x, _weight!.Value, _bias?.Value);
+        if (_y0 is not { } shape || shape[0] != x.Shape[0]) _y0 = shape = new Shape(x.Shape[0], OutFeatures);
+        var y = Output(_y, shape);
+        Ops.Dense.Forward(x, _weight!.Value, _bias?.Value, y);
+        return y;
     }
 
     public override Tensor Backward(Tensor dy) => Backward(dy, inputGradient: true)!;
@@ -54,8 +59,19 @@ public sealed class Dense : Layer
     public override Tensor? Backward(Tensor dy, bool inputGradient)
     {
         var x = Cached(_x);
-        Accumulate(_weight!, Ops.Dense.BackwardWeight(x, dy));
-        if (_bias is not null) Accumulate(_bias, Ops.Dense.BackwardBias(dy));
-        return inputGradient ? Ops.Dense.BackwardData(x.Shape, _weight!.Value, dy) : null;
+        var w = _weight!;
+        var dw = GradientTarget(w, _dw);
+        Ops.Dense.BackwardWeight(x, dy, dw);
+        CommitGradient(w, dw);
+        if (_bias is not null)
+        {
+            var db = GradientTarget(_bias, _db);
+            Ops.Convolution.BackwardBias(dy, db);
+            CommitGradient(_bias, db);
+        }
+        if (!inputGradient) return null;
+        var dx = Output(_dx, x.Shape);
+        Ops.Dense.BackwardData(w.Value, dy, dx);
+        return dx;
     }
 }

@@ -12,6 +12,7 @@ namespace MLNet.ConvNet.Layers;
 public sealed class Dropout : Layer
 {
     private Tensor? _mask;
+    private readonly TensorSlot _masks = new(), _out = new(), _dx = new();
 
     /// <summary>Dropout with drop probability <paramref name="p"/> in [0, 1).</summary>
     public Dropout(float p)
@@ -51,11 +52,19 @@ public sealed class Dropout : Layer
     {
         CheckInput(x);
         if (!training || P == 0f) { _mask = null; return x; }
-        var y = Ops.Dropout.Forward(x, P, Rng.Mix(Seed, Step), out var mask);
+        var mask = Output(_masks, x.Shape);
+        var y = Output(_out, x.Shape);
+        Ops.Dropout.Forward(x, P, Rng.Mix(Seed, Step), mask, y);
         Step++;
         _mask = mask;
         return y;
     }
 
-    public override Tensor Backward(Tensor dy) => _mask is null ? dy : Ops.Dropout.Backward(dy, _mask);
+    public override Tensor Backward(Tensor dy)
+    {
+        if (_mask is null) return dy;
+        var dx = Output(_dx, dy.Shape);
+        Ops.Dropout.Backward(dy, _mask, dx);
+        return dx;
+    }
 }

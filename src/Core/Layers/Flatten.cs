@@ -4,6 +4,9 @@ namespace MLNet.ConvNet.Layers;
 public sealed class Flatten : Layer
 {
     private Shape? _input;
+    // The last input and output gradient with their reshaped views: the same tensor (a reused buffer) gets the same
+    // view back, so a warm training step makes no new Tensor here.
+    private Tensor? _x, _xView, _dy, _dyView;
 
     public override Shape OutputShape(Shape input)
     {
@@ -15,9 +18,15 @@ public sealed class Flatten : Layer
     {
         CheckInput(x);
         _input = x.Shape;
-        return x.Reshape(x.Shape[0], x.Shape.SizeFrom(1));
+        if (!ReferenceEquals(x, _x) || _xView is null) (_x, _xView) = (x, x.Reshape(x.Shape[0], x.Shape.SizeFrom(1)));
+        return _xView;
     }
 
-    public override Tensor Backward(Tensor dy) =>
-        dy.Reshape(_input ?? throw new InvalidOperationException($"{Describe()}: Backward needs a Forward first."));
+    public override Tensor Backward(Tensor dy)
+    {
+        var shape = _input ?? throw new InvalidOperationException($"{Describe()}: Backward needs a Forward first.");
+        ArgumentNullException.ThrowIfNull(dy);
+        if (!ReferenceEquals(dy, _dy) || _dyView is null || _dyView.Shape != shape) (_dy, _dyView) = (dy, dy.Reshape(shape));
+        return _dyView;
+    }
 }

@@ -31,8 +31,15 @@ public sealed class Parameter
     public string LocalName { get; }
     /// <summary>The current value.</summary>
     public Tensor Value { get; }
-    /// <summary>d(loss)/d(value), accumulated by backward passes.</summary>
+    /// <summary>d(loss)/d(value): backward passes add to it, <see cref="Optimizers.Optimizer.ZeroGrad"/> clears it.</summary>
+    /// <remarks>
+    /// Just after ZeroGrad a backward pass writes its gradient here directly instead of adding it to zeros (the same
+    /// values, one pass over memory fewer), so values written into it between ZeroGrad and Backward are replaced, not kept.
+    /// </remarks>
     public Tensor Gradient { get; }
+
+    /// <summary>True while <see cref="Gradient"/> holds zeros put there by ZeroGrad (or at creation): the next backward pass may overwrite it.</summary>
+    internal bool GradientIsZero { get; set; } = true;
     /// <summary>How the parameter is initialised.</summary>
     public ParameterRole Role { get; }
     /// <summary>Inputs feeding one output unit (C/groups x kernel volume for a convolution, In for a dense layer).</summary>
@@ -85,6 +92,20 @@ public abstract class Layer
 
     /// <summary>The backend the parameters live on; null before <see cref="Build"/>.</summary>
     public IBackend? Backend { get; private set; }
+
+    private bool _reuseBuffers;
+
+    /// <summary>
+    /// False (default): Forward and Backward return new tensors the caller may keep. True: they write into tensors the
+    /// layer keeps and reuses while the batch shape stays the same, so a warm training step allocates nothing; a returned
+    /// tensor then belongs to the layer and is overwritten by its next call. The <see cref="Training.Trainer"/> turns this
+    /// on (through <see cref="Network.ReuseBuffers"/>) for the length of Fit and Evaluate. Setting it sets every child.
+    /// </summary>
+    public bool ReuseBuffers
+    {
+        get => _reuseBuffers;
+        set { _reuseBuffers = value; foreach (var c in Children) c.ReuseBuffers = value; }
+    }
 
     /// <summary>The trained tensors (empty for layers without weights).</summary>
     public virtual IReadOnlyList<Parameter> Parameters => [];
@@ -169,8 +190,22 @@ public abstract class Layer
     protected T Cached<T>(T? value) where T : class =>
         value ?? throw new InvalidOperationException($"{Describe()}: Backward needs a training-mode Forward first.");
 
-    /// <summary>Accumulates <paramref name="gradient"/> into the parameter's gradient.</summary>
-    protected static void Accumulate(Parameter p, Tensor gradient) => p.Gradient.Backend.AddScaled(gradient, 1f, p.Gradient);
+    /// <summary>A tensor of <paramref name="shape"/> for this call's output or input gradient, from <paramref name="slot"/> when <see cref="ReuseBuffers"/> is on.</summary>
+    protected Tensor Output(TensorSlot slot, Shape shape) => slot.Get(Backend!, shape, _reuseBuffers);
+
+    /// <summary>
+    /// Where this backward pass writes <paramref name="p"/>'s gradient: <see cref="Parameter.Gradient"/> itself while it
+    /// holds ZeroGrad's zeros (the usual case: no extra pass), else a scratch tensor that <see cref="CommitGradient"/> adds in.
+    /// </summary>
+    protected Tensor GradientTarget(Parameter p, TensorSlot scratch) =>
+        p.GradientIsZero ? p.Gradient : scratch.Get(Backend!, p.Value.Shape, _reuseBuffers);
+
+    /// <summary>Completes a gradient written into <paramref name="target"/> (from <see cref="GradientTarget"/>): adds it to the parameter's gradient unless it was written there.</summary>
+    protected static void CommitGradient(Parameter p, Tensor target)
+    {
+        if (ReferenceEquals(target, p.Gradient)) p.GradientIsZero = false;
+        else p.Gradient.Backend.AddScaled(target, 1f, p.Gradient);
+    }
 
     internal static void InitializeParameter(Parameter p, Rng rng, WeightInit init)
     {
@@ -190,5 +225,30 @@ public abstract class Layer
                 break;
         }
         p.Value.CopyFromHost(values);
+    }
+}
+
+/// <summary>
+/// A layer's reusable tensor (an output or a gradient). With reuse on it keeps the last two shapes asked for (a full
+/// batch and an epoch's shorter last batch), so neither is reallocated every epoch; with reuse off it hands out a new
+/// tensor every time.
+/// </summary>
+public sealed class TensorSlot
+{
+    private Tensor? _recent, _older;
+
+    /// <summary>A tensor of <paramref name="shape"/> on <paramref name="backend"/>: a kept one when <paramref name="reuse"/> is true and one fits, else a new (zero-filled) one.</summary>
+    public Tensor Get(Backends.IBackend backend, Shape shape, bool reuse)
+    {
+        if (!reuse) return backend.Allocate(shape);
+        if (_recent is not null && _recent.Shape == shape && ReferenceEquals(_recent.Backend, backend)) return _recent;
+        if (_older is not null && _older.Shape == shape && ReferenceEquals(_older.Backend, backend))
+        {
+            (_recent, _older) = (_older, _recent);
+            return _recent;
+        }
+        _older = _recent;
+        _recent = backend.Allocate(shape);
+        return _recent;
     }
 }

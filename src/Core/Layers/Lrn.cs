@@ -6,6 +6,7 @@ namespace MLNet.ConvNet.Layers;
 public sealed class Lrn : Layer
 {
     private Tensor? _x, _y;
+    private readonly TensorSlot _out = new(), _dx = new();
 
     /// <summary>LRN with <paramref name="options"/> (<see cref="LrnOptions.Default"/>: size 5, alpha 1e-4, beta 0.75, k 2).</summary>
     public Lrn(LrnOptions? options = null)
@@ -25,10 +26,17 @@ public sealed class Lrn : Layer
     public override Tensor Forward(Tensor x, bool training)
     {
         CheckInput(x);
-        var y = Ops.Lrn.Forward(x, Options);
+        var y = Output(_out, x.Shape);
+        Ops.Lrn.Forward(x, y, Options);
         (_x, _y) = training ? (x, y) : (null, null);
         return y;
     }
 
-    public override Tensor Backward(Tensor dy) => Ops.Lrn.Backward(Cached(_x), Cached(_y), dy, Options);
+    public override Tensor Backward(Tensor dy)
+    {
+        var x = Cached(_x);
+        var dx = Output(_dx, x.Shape);
+        Ops.Lrn.Backward(x, Cached(_y), dy, dx, Options);
+        return dx;
+    }
 }

@@ -22,6 +22,8 @@ public sealed class Network
     private readonly Layer[] _layers;
     private Parameter[] _parameters = [];
     private Buffer[] _buffers = [];
+    private int _firstWeighted = -1;                       // the first layer with parameters (set by Build)
+    private bool _reuseBuffers;
 
     /// <summary>A network of <paramref name="layers"/> whose tensors live on <paramref name="backend"/> (the default CPU backend when null).</summary>
     public Network(IEnumerable<Layer> layers, IBackend? backend = null)
@@ -58,6 +60,19 @@ public sealed class Network
     /// <summary>Every non-trained state tensor (batch norm's running statistics), named like the parameters.</summary>
     public IReadOnlyList<Buffer> Buffers => _buffers;
 
+    /// <summary>
+    /// False (default): <see cref="Forward"/> and <see cref="Backward"/> return new tensors the caller may keep. True: every
+    /// layer writes into tensors it keeps and reuses while the batch shape stays the same, so a warm training step
+    /// allocates nothing; a returned tensor then belongs to the network and is overwritten by the next call. The
+    /// <see cref="Training.Trainer"/> turns it on for the length of Fit and Evaluate and restores it after.
+    /// See <see cref="Layer.ReuseBuffers"/>.
+    /// </summary>
+    public bool ReuseBuffers
+    {
+        get => _reuseBuffers;
+        set { _reuseBuffers = value; foreach (var l in _layers) l.ReuseBuffers = value; }
+    }
+
     /// <summary>The number of trained values (61,706 for <see cref="Presets.LeNet5"/>).</summary>
     public long ParameterCount => _parameters.Sum(p => (long)p.Value.Length);
 
@@ -90,6 +105,7 @@ public sealed class Network
         InputShape = sampleShape;
         OutputShape = new Shape(shapes[^1].AsSpan()[1..].ToArray());
         CollectState();
+        _firstWeighted = Array.FindIndex(_layers, l => l.Parameters.Count > 0);
         Initialize(seed, init);
         return this;
     }
@@ -137,7 +153,7 @@ public sealed class Network
     {
         RequireBuilt();
         ArgumentNullException.ThrowIfNull(dy);
-        int first = Array.FindIndex(_layers, l => l.Parameters.Count > 0);
+        int first = _firstWeighted;
         if (first < 0) return;
         for (int i = _layers.Length - 1; i >= first; i--)
             dy = _layers[i].Backward(dy, inputGradient: i > first)!;

@@ -8,6 +8,8 @@ public sealed class Pool : Layer
     private readonly bool _global;
     private PoolingOptions? _resolved;
     private Tensor? _x, _y;
+    private PoolGeometry? _geometry;                       // for the last input shape: made once, not per call
+    private readonly TensorSlot _out = new(), _dx = new();
 
     /// <summary>Pooling with <paramref name="options"/> (<see cref="PoolingOptions.Default"/>: max over 2 x 2, stride 2).</summary>
     public Pool(PoolingOptions? options = null) => Options = options ?? PoolingOptions.Default;
@@ -41,10 +43,25 @@ public sealed class Pool : Layer
     public override Tensor Forward(Tensor x, bool training)
     {
         CheckInput(x);
-        var y = Pooling.Forward(x, _resolved);
+        var g = Geometry(x.Shape);
+        var y = Output(_out, g.Output);
+        Pooling.Forward(g, x, y);
         (_x, _y) = training ? (x, y) : (null, null);
         return y;
     }
 
-    public override Tensor Backward(Tensor dy) => Pooling.Backward(Cached(_x), Cached(_y), dy, _resolved);
+    public override Tensor Backward(Tensor dy)
+    {
+        var x = Cached(_x);
+        var g = Geometry(x.Shape);
+        var dx = Output(_dx, g.Input);
+        Pooling.Backward(g, x, Cached(_y), dy, dx);
+        return dx;
+    }
+
+    private PoolGeometry Geometry(Shape input)
+    {
+        if (_geometry is null || _geometry.Input != input) _geometry = PoolGeometry.Create(input, _resolved, "Pool");
+        return _geometry;
+    }
 }

@@ -18,6 +18,7 @@ public sealed class Residual : Layer
     private readonly Layer[] _main;
     private Layer[] _shortcut = [];
     private readonly Activation _relu = new(ActivationKind.ReLU) { Name = "relu_out" };
+    private readonly TensorSlot _sum = new(), _dx = new();
 
     /// <summary>A block with <paramref name="outChannels"/> output channels and stride <paramref name="stride"/> in the first convolution.</summary>
     public Residual(int outChannels, int stride = 1)
@@ -84,7 +85,7 @@ public sealed class Residual : Layer
         foreach (var l in _main) h = l.Forward(h, training);
         var s = x;
         foreach (var l in _shortcut) s = l.Forward(s, training);
-        var sum = x.Backend.Allocate(h.Shape);
+        var sum = Output(_sum, h.Shape);
         x.Backend.Add(h, s, sum);
         return _relu.Forward(sum, training);
     }
@@ -96,7 +97,7 @@ public sealed class Residual : Layer
         for (int i = _main.Length - 1; i >= 0; i--) dmain = _main[i].Backward(dmain);
         var dshort = dsum;
         for (int i = _shortcut.Length - 1; i >= 0; i--) dshort = _shortcut[i].Backward(dshort);
-        var dx = dy.Backend.Allocate(dmain.Shape);
+        var dx = Output(_dx, dmain.Shape);
         dy.Backend.Add(dmain, dshort, dx);
         return dx;
     }

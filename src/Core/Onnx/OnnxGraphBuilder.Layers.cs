@@ -17,7 +17,7 @@ namespace MLNet.ConvNet.Onnx;
 public sealed partial class OnnxGraphBuilder
 {
     /// <summary>
-    /// <see cref="Ops.Convolution.Forward"/> as an ONNX <c>Conv</c>: <paramref name="x"/> <c>[N, C, X...]</c>
+    /// <see cref="Ops.Convolution.Forward(Tensor, Tensor, Tensor?, ConvolutionOptions?)"/> as an ONNX <c>Conv</c>: <paramref name="x"/> <c>[N, C, X...]</c>
     /// (1-D, 2-D or 3-D), <paramref name="w"/> <c>[O, C/groups, K...]</c>, <paramref name="bias"/> <c>[O]</c> or null;
     /// output <c>[N, O, Y...]</c>.
     /// </summary>
@@ -55,7 +55,7 @@ public sealed partial class OnnxGraphBuilder
     }
 
     /// <summary>
-    /// <see cref="Ops.Pooling.Forward"/> as an ONNX <c>MaxPool</c> or <c>AveragePool</c> on <paramref name="x"/>
+    /// <see cref="Ops.Pooling.Forward(Tensor, PoolingOptions?)"/> as an ONNX <c>MaxPool</c> or <c>AveragePool</c> on <paramref name="x"/>
     /// <c>[N, C, X...]</c>; output <c>[N, C, Y...]</c> with <c>Y = 1 + floor((X + 2P - W) / S)</c> (ceil_mode 0).
     /// </summary>
     /// <remarks>
@@ -79,7 +79,7 @@ public sealed partial class OnnxGraphBuilder
     }
 
     /// <summary>
-    /// <see cref="Ops.Lrn.Forward"/> as an ONNX <c>LRN</c> (cross-channel) on <paramref name="x"/> <c>[N, C, ...]</c>:
+    /// <see cref="Ops.Lrn.Forward(Tensor, LrnOptions?)"/> as an ONNX <c>LRN</c> (cross-channel) on <paramref name="x"/> <c>[N, C, ...]</c>:
     /// <c>y = x / (K + Alpha/Size * sum of x^2 over the channel window)^Beta</c>, ONNX's formula with bias = K.
     /// </summary>
     /// <remarks>ONNX Runtime's CPU kernel (1.31) runs only 4-D input <c>[N, C, H, W]</c> and odd sizes; other models export but fail there.</remarks>
@@ -99,7 +99,7 @@ public sealed partial class OnnxGraphBuilder
     }
 
     /// <summary>
-    /// <see cref="BatchNorm.ForwardInference"/> as an ONNX <c>BatchNormalization</c> on <paramref name="x"/>
+    /// <see cref="BatchNorm.ForwardInference(Tensor, Tensor, Tensor, Tensor, Tensor, float)"/> as an ONNX <c>BatchNormalization</c> on <paramref name="x"/>
     /// <c>[N, C, ...]</c> or <c>[N, F]</c>: <c>y = gamma (x - mean) / sqrt(variance + epsilon) + beta</c>, per channel.
     /// </summary>
     public string BatchNormInference(string x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon = BatchNorm.DefaultEpsilon)
@@ -121,7 +121,7 @@ public sealed partial class OnnxGraphBuilder
     }
 
     /// <summary>
-    /// <see cref="Ops.Activation.Forward"/> as the ONNX op of the same name: ReLU is <c>Relu</c>, LeakyReLU is
+    /// <see cref="Ops.Activation.Forward(ActivationKind, Tensor, float?)"/> as the ONNX op of the same name: ReLU is <c>Relu</c>, LeakyReLU is
     /// <c>LeakyRelu(alpha)</c>, ELU is <c>Elu(alpha)</c>, Sigmoid and Tanh likewise. <paramref name="alpha"/> defaults
     /// to <see cref="Ops.Activation.DefaultAlpha"/>.
     /// </summary>
@@ -143,7 +143,7 @@ public sealed partial class OnnxGraphBuilder
     }
 
     /// <summary>
-    /// <see cref="Ops.Dense.Forward"/> as an ONNX <c>Gemm</c> with <c>transB = 1</c>: <paramref name="x"/> <c>[N, In...]</c>
+    /// <see cref="Ops.Dense.Forward(Tensor, Tensor, Tensor?)"/> as an ONNX <c>Gemm</c> with <c>transB = 1</c>: <paramref name="x"/> <c>[N, In...]</c>
     /// (flattened to <c>[N, In]</c> by a <c>Flatten</c> node when its rank is above 2), <paramref name="w"/> <c>[Out, In]</c>,
     /// <paramref name="bias"/> <c>[Out]</c> or null; output <c>[N, Out]</c>: <c>y = x Wᵀ + b</c>.
     /// </summary>

@@ -29,10 +29,19 @@ public static class Activation
     /// <summary>y = f(x) element-wise; any shape.</summary>
     public static Tensor Forward(ActivationKind kind, Tensor x, float? alpha = null)
     {
-        float a = CheckAlpha(kind, alpha);
+        ArgumentNullException.ThrowIfNull(x);
         var y = x.Backend.Allocate(x.Shape);
-        x.Backend.ActivationForward(kind, a, x, y);
+        Forward(kind, x, y, alpha);
         return y;
+    }
+
+    /// <summary><see cref="Forward(ActivationKind, Tensor, float?)"/> into <paramref name="y"/> (x's shape): what a training loop calls to allocate nothing.</summary>
+    public static void Forward(ActivationKind kind, Tensor x, Tensor y, float? alpha = null)
+    {
+        float a = CheckAlpha(kind, alpha);
+        ArgumentNullException.ThrowIfNull(x);
+        Outputs.Check(y, x.Shape, x.Backend, "Activation", nameof(y), x);
+        x.Backend.ActivationForward(kind, a, x, y);
     }
 
     /// <summary>dx = f'(x) * dy, given x, y = f(x) and dy.</summary>
@@ -42,12 +51,24 @@ public static class Activation
     /// </remarks>
     public static Tensor Backward(ActivationKind kind, Tensor x, Tensor y, Tensor dy, float? alpha = null)
     {
-        float a = CheckAlpha(kind, alpha);
-        Convolution.CheckGradient(y, x.Shape, $"Activation.Backward({kind}) (y)");
-        Convolution.CheckGradient(dy, x.Shape, $"Activation.Backward({kind})");
+        ArgumentNullException.ThrowIfNull(x);
         var dx = x.Backend.Allocate(x.Shape);
-        x.Backend.ActivationBackward(kind, a, x, y, dy, dx);
+        Backward(kind, x, y, dy, dx, alpha);
         return dx;
+    }
+
+    /// <summary><see cref="Backward(ActivationKind, Tensor, Tensor, Tensor, float?)"/> into <paramref name="dx"/> (x's shape).</summary>
+    public static void Backward(ActivationKind kind, Tensor x, Tensor y, Tensor dy, Tensor dx, float? alpha = null)
+    {
+        float a = CheckAlpha(kind, alpha);
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(y);
+        ArgumentNullException.ThrowIfNull(dy);
+        // The messages are built only on failure: this runs on every training step.
+        if (y.Shape != x.Shape) Convolution.CheckGradient(y, x.Shape, $"Activation.Backward({kind}) (y)");
+        if (dy.Shape != x.Shape) Convolution.CheckGradient(dy, x.Shape, $"Activation.Backward({kind})");
+        Outputs.Check(dx, x.Shape, x.Backend, "Activation.Backward", nameof(dx), x, y, dy);
+        x.Backend.ActivationBackward(kind, a, x, y, dy, dx);
     }
 
     private static float CheckAlpha(ActivationKind kind, float? alpha)

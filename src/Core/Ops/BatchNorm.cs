@@ -1,7 +1,16 @@
 namespace MLNet.ConvNet.Ops;
 
 /// <summary>What the training-mode forward pass keeps for the backward pass: per-channel batch mean and 1/sqrt(var + eps).</summary>
-public sealed record BatchNormCache(Tensor SavedMean, Tensor SavedInvStd);
+public sealed record BatchNormCache(Tensor SavedMean, Tensor SavedInvStd)
+{
+    /// <summary>A cache for <paramref name="channels"/> channels on <paramref name="backend"/>, for the "into" overload of <see cref="BatchNorm.ForwardTraining(Tensor, Tensor, Tensor, Tensor, Tensor, BatchNormCache, Tensor, float, float)"/>.</summary>
+    public static BatchNormCache Allocate(Backends.IBackend backend, int channels)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentOutOfRangeException.ThrowIfLessThan(channels, 1);
+        return new(backend.Allocate(new Shape(channels)), backend.Allocate(new Shape(channels)));
+    }
+}
 
 /// <summary>
 /// Batch normalization (Ioffe and Szegedy 2015) over dimension 1: per channel for <c>[N, C, X...]</c>
@@ -27,15 +36,30 @@ public static class BatchNorm
         out BatchNormCache cache, float epsilon = DefaultEpsilon, float momentum = DefaultMomentum)
     {
         int c = CheckShapes(x, gamma, beta, runningMean, runningVariance, epsilon, "BatchNorm.ForwardTraining");
+        var y = x.Backend.Allocate(x.Shape);
+        cache = BatchNormCache.Allocate(x.Backend, c);
+        ForwardTraining(x, gamma, beta, runningMean, runningVariance, cache, y, epsilon, momentum);
+        return y;
+    }
+
+    /// <summary>
+    /// <see cref="ForwardTraining(Tensor, Tensor, Tensor, Tensor, Tensor, out BatchNormCache, float, float)"/> into
+    /// <paramref name="y"/> (x's shape) and a caller-owned <paramref name="cache"/> (<see cref="BatchNormCache.Allocate"/>):
+    /// what a training loop calls to allocate nothing.
+    /// </summary>
+    public static void ForwardTraining(Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVariance,
+        BatchNormCache cache, Tensor y, float epsilon = DefaultEpsilon, float momentum = DefaultMomentum)
+    {
+        int c = CheckShapes(x, gamma, beta, runningMean, runningVariance, epsilon, "BatchNorm.ForwardTraining");
         if (!(momentum >= 0 && momentum <= 1))
             throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "BatchNorm: momentum must be in [0, 1].");
         if (x.Length / c < 2)
             throw new ArgumentException($"BatchNorm.ForwardTraining: x {x.Shape} has one value per channel; training-mode statistics need at least 2 (batch size x spatial size).", nameof(x));
-        var b = x.Backend;
-        var y = b.Allocate(x.Shape);
-        cache = new BatchNormCache(b.Allocate(new Shape(c)), b.Allocate(new Shape(c)));
-        b.BatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, cache.SavedMean, cache.SavedInvStd);
-        return y;
+        ArgumentNullException.ThrowIfNull(cache);
+        CheckVector(cache.SavedMean, c, "cache", x.Shape, "BatchNorm.ForwardTraining");
+        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, "BatchNorm.ForwardTraining");
+        Outputs.Check(y, x.Shape, x.Backend, "BatchNorm.ForwardTraining", nameof(y), x, gamma, beta);
+        x.Backend.BatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, cache.SavedMean, cache.SavedInvStd);
     }
 
     /// <summary>Inference mode: <c>y = gamma (x - mean) / sqrt(variance + eps) + beta</c> with given statistics.</summary>
@@ -43,11 +67,19 @@ public static class BatchNorm
     {
         CheckShapes(x, gamma, beta, mean, variance, epsilon, "BatchNorm.ForwardInference");
         var y = x.Backend.Allocate(x.Shape);
-        x.Backend.BatchNormForwardInference(x, gamma, beta, mean, variance, epsilon, y);
+        ForwardInference(x, gamma, beta, mean, variance, y, epsilon);
         return y;
     }
 
-    /// <summary>Gradients of <see cref="ForwardTraining"/> with respect to x, gamma and beta.</summary>
+    /// <summary><see cref="ForwardInference(Tensor, Tensor, Tensor, Tensor, Tensor, float)"/> into <paramref name="y"/> (x's shape).</summary>
+    public static void ForwardInference(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, Tensor y, float epsilon = DefaultEpsilon)
+    {
+        CheckShapes(x, gamma, beta, mean, variance, epsilon, "BatchNorm.ForwardInference");
+        Outputs.Check(y, x.Shape, x.Backend, "BatchNorm.ForwardInference", nameof(y), x, gamma, beta);
+        x.Backend.BatchNormForwardInference(x, gamma, beta, mean, variance, epsilon, y);
+    }
+
+    /// <summary>Gradients of <see cref="ForwardTraining(Tensor, Tensor, Tensor, Tensor, Tensor, out BatchNormCache, float, float)"/> with respect to x, gamma and beta.</summary>
     public static (Tensor Dx, Tensor Dgamma, Tensor Dbeta) Backward(Tensor x, Tensor dy, Tensor gamma, BatchNormCache cache)
     {
         ArgumentNullException.ThrowIfNull(cache);
@@ -61,8 +93,26 @@ public static class BatchNorm
         var dx = b.Allocate(x.Shape);
         var dgamma = b.Allocate(gamma.Shape);
         var dbeta = b.Allocate(gamma.Shape);
-        b.BatchNormBackward(x, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
+        Backward(x, dy, gamma, cache, dx, dgamma, dbeta);
         return (dx, dgamma, dbeta);
+    }
+
+    /// <summary><see cref="Backward(Tensor, Tensor, Tensor, BatchNormCache)"/> into <paramref name="dx"/>, <paramref name="dgamma"/> and <paramref name="dbeta"/> (overwritten, not accumulated).</summary>
+    public static void Backward(Tensor x, Tensor dy, Tensor gamma, BatchNormCache cache, Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(cache);
+        Convolution.CheckGradient(dy, x.Shape, "BatchNorm.Backward");
+        int c = x.Rank >= 2 ? x.Shape[1] : 0;
+        CheckVector(gamma, c, "gamma", x.Shape, "BatchNorm.Backward");
+        // A cache from a forward pass on another shape would be read out of step with x.
+        CheckVector(cache.SavedMean, c, "cache", x.Shape, "BatchNorm.Backward");
+        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, "BatchNorm.Backward");
+        var b = x.Backend;
+        Outputs.Check(dx, x.Shape, b, "BatchNorm.Backward", nameof(dx), x, dy, gamma);
+        Outputs.Check(dgamma, gamma.Shape, b, "BatchNorm.Backward", nameof(dgamma), x, dy, gamma);
+        Outputs.Check(dbeta, gamma.Shape, b, "BatchNorm.Backward", nameof(dbeta), x, dy, dgamma);
+        b.BatchNormBackward(x, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
     }
 
     private static int CheckShapes(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon, string op)

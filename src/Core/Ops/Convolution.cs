@@ -36,30 +36,61 @@ public static class Convolution
     public static Tensor Forward(Tensor x, Tensor w, Tensor? bias = null, ConvolutionOptions? options = null)
     {
         var g = ConvGeometry.Create(x.Shape, w.Shape, options);
-        CheckBias(bias, g.OutChannels, "Convolution");
         var y = x.Backend.Allocate(g.Output);
-        x.Backend.ConvolutionForward(g, x, w, bias, y);
+        Forward(g, x, w, bias, y);
         return y;
+    }
+
+    /// <summary>
+    /// <see cref="Forward(Tensor, Tensor, Tensor?, ConvolutionOptions?)"/> into <paramref name="y"/> (shape <c>g.Output</c>),
+    /// with the geometry made once by <see cref="ConvGeometry.Create"/>: what a training loop calls to allocate nothing.
+    /// </summary>
+    public static void Forward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    {
+        ArgumentNullException.ThrowIfNull(g);
+        CheckTensor(x, g.Input, "Convolution", nameof(x));
+        CheckTensor(w, g.Filter, "Convolution", nameof(w));
+        CheckBias(bias, g.OutChannels, "Convolution");
+        Outputs.Check(y, g.Output, x.Backend, "Convolution", nameof(y), x, w, bias);
+        x.Backend.ConvolutionForward(g, x, w, bias, y);
     }
 
     /// <summary>Gradient with respect to the input: <c>dx[N, C, X...]</c> from <c>w</c> and <c>dy[N, O, Y...]</c>.</summary>
     public static Tensor BackwardData(Shape xShape, Tensor w, Tensor dy, ConvolutionOptions? options = null)
     {
         var g = ConvGeometry.Create(xShape, w.Shape, options);
-        CheckGradient(dy, g.Output, "Convolution.BackwardData");
         var dx = w.Backend.Allocate(g.Input);
-        w.Backend.ConvolutionBackwardData(g, w, dy, dx);
+        BackwardData(g, w, dy, dx);
         return dx;
+    }
+
+    /// <summary><see cref="BackwardData(Shape, Tensor, Tensor, ConvolutionOptions?)"/> into <paramref name="dx"/> (shape <c>g.Input</c>).</summary>
+    public static void BackwardData(ConvGeometry g, Tensor w, Tensor dy, Tensor dx)
+    {
+        ArgumentNullException.ThrowIfNull(g);
+        CheckTensor(w, g.Filter, "Convolution.BackwardData", nameof(w));
+        CheckGradient(dy, g.Output, "Convolution.BackwardData");
+        Outputs.Check(dx, g.Input, w.Backend, "Convolution.BackwardData", nameof(dx), w, dy);
+        w.Backend.ConvolutionBackwardData(g, w, dy, dx);
     }
 
     /// <summary>Gradient with respect to the filter: <c>dw[O, C/groups, K...]</c> from <c>x</c> and <c>dy</c>.</summary>
     public static Tensor BackwardFilter(Tensor x, Shape wShape, Tensor dy, ConvolutionOptions? options = null)
     {
         var g = ConvGeometry.Create(x.Shape, wShape, options);
-        CheckGradient(dy, g.Output, "Convolution.BackwardFilter");
         var dw = x.Backend.Allocate(g.Filter);
-        x.Backend.ConvolutionBackwardFilter(g, x, dy, dw);
+        BackwardFilter(g, x, dy, dw);
         return dw;
+    }
+
+    /// <summary><see cref="BackwardFilter(Tensor, Shape, Tensor, ConvolutionOptions?)"/> into <paramref name="dw"/> (shape <c>g.Filter</c>; overwritten, not accumulated).</summary>
+    public static void BackwardFilter(ConvGeometry g, Tensor x, Tensor dy, Tensor dw)
+    {
+        ArgumentNullException.ThrowIfNull(g);
+        CheckTensor(x, g.Input, "Convolution.BackwardFilter", nameof(x));
+        CheckGradient(dy, g.Output, "Convolution.BackwardFilter");
+        Outputs.Check(dw, g.Filter, x.Backend, "Convolution.BackwardFilter", nameof(dw), x, dy);
+        x.Backend.ConvolutionBackwardFilter(g, x, dy, dw);
     }
 
     /// <summary>Gradient with respect to the bias: <c>db[o] = sum over n and positions of dy[n, o, ...]</c>.</summary>
@@ -67,8 +98,20 @@ public static class Convolution
     {
         if (dy.Rank < 2) throw new ArgumentException($"Convolution.BackwardBias: dy {dy.Shape} must be [N, O, ...].", nameof(dy));
         var db = dy.Backend.Allocate(new Shape(dy.Shape[1]));
-        dy.Backend.SumPerChannel(dy, db);
+        BackwardBias(dy, db);
         return db;
+    }
+
+    /// <summary><see cref="BackwardBias(Tensor)"/> into <paramref name="db"/> <c>[O]</c> (overwritten, not accumulated).</summary>
+    public static void BackwardBias(Tensor dy, Tensor db)
+    {
+        ArgumentNullException.ThrowIfNull(dy);
+        ArgumentNullException.ThrowIfNull(db);
+        if (dy.Rank < 2) throw new ArgumentException($"Convolution.BackwardBias: dy {dy.Shape} must be [N, O, ...].", nameof(dy));
+        if (db.Rank != 1 || db.Shape[0] != dy.Shape[1])
+            throw new ArgumentException($"Convolution.BackwardBias: db has shape {db.Shape} but dy {dy.Shape} has {dy.Shape[1]} channels.", nameof(db));
+        Outputs.Check(db, db.Shape, dy.Backend, "Convolution.BackwardBias", nameof(db), dy);
+        dy.Backend.SumPerChannel(dy, db);
     }
 
     internal static void CheckBias(Tensor? bias, int channels, string op)
@@ -77,8 +120,16 @@ public static class Convolution
             throw new ArgumentException($"{op}: bias has shape {bias.Shape} but the output has {channels} channels; expected [{channels}].", nameof(bias));
     }
 
+    internal static void CheckTensor(Tensor t, Shape expected, string op, string name)
+    {
+        ArgumentNullException.ThrowIfNull(t, name);
+        if (t.Shape != expected)
+            throw new ArgumentException($"{op}: {name} has shape {t.Shape} but the geometry expects {expected}.", name);
+    }
+
     internal static void CheckGradient(Tensor dy, Shape expected, string op)
     {
+        ArgumentNullException.ThrowIfNull(dy);
         if (dy.Shape != expected)
             throw new ArgumentException($"{op}: dy has shape {dy.Shape} but the forward output has shape {expected}.", nameof(dy));
     }
@@ -94,7 +145,7 @@ public static class TransposedConvolution
     /// Maps <paramref name="x"/> <c>[N, Cx, X...]</c> with <paramref name="w"/> <c>[Cx, Cy/groups, K...]</c>
     /// (the filter of the convolution from y back to x) to <c>[N, Cy, Y...]</c>, adding <paramref name="bias"/> <c>[Cy]</c>:
     /// <code>Y = (X - 1)S + (K - 1)D + 1 - 2P</code>
-    /// so that <c>Convolution.Forward(y, w, options)</c> has x's shape. Same options as <see cref="Convolution.Forward"/>.
+    /// so that <c>Convolution.Forward(y, w, options)</c> has x's shape. Same options as <see cref="Convolution.Forward(Tensor, Tensor, Tensor?, ConvolutionOptions?)"/>.
     /// </summary>
     /// <example>1-D, w = [1,2,3], x = [1,1] as <c>[1,1,2]</c>, Mode = CrossCorrelation: y = [1,3,5,3].</example>
     public static Tensor Forward(Tensor x, Tensor w, Tensor? bias = null, ConvolutionOptions? options = null)

@@ -36,25 +36,44 @@ public static class Lrn
     /// </summary>
     public static Tensor Forward(Tensor x, LrnOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(x);
+        var y = x.Backend.Allocate(x.Shape);
+        Forward(x, y, options);
+        return y;
+    }
+
+    /// <summary><see cref="Forward(Tensor, LrnOptions?)"/> into <paramref name="y"/> (x's shape).</summary>
+    public static void Forward(Tensor x, Tensor y, LrnOptions? options = null)
+    {
         options ??= LrnOptions.Default;
         options.Validate();
+        ArgumentNullException.ThrowIfNull(x);
         CheckInput(x.Shape, "Lrn");
-        var y = x.Backend.Allocate(x.Shape);
+        Outputs.Check(y, x.Shape, x.Backend, "Lrn", nameof(y), x);
         x.Backend.LrnForward(options, x, y);
-        return y;
     }
 
     /// <summary>Gradient with respect to x given x, y = Forward(x) and dy.</summary>
     public static Tensor Backward(Tensor x, Tensor y, Tensor dy, LrnOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(x);
+        var dx = x.Backend.Allocate(x.Shape);
+        Backward(x, y, dy, dx, options);
+        return dx;
+    }
+
+    /// <summary><see cref="Backward(Tensor, Tensor, Tensor, LrnOptions?)"/> into <paramref name="dx"/> (x's shape).</summary>
+    public static void Backward(Tensor x, Tensor y, Tensor dy, Tensor dx, LrnOptions? options = null)
+    {
         options ??= LrnOptions.Default;
         options.Validate();
+        ArgumentNullException.ThrowIfNull(x);
         CheckInput(x.Shape, "Lrn.Backward");
+        ArgumentNullException.ThrowIfNull(y);
         Convolution.CheckGradient(y, x.Shape, "Lrn.Backward (y)");
         Convolution.CheckGradient(dy, x.Shape, "Lrn.Backward");
-        var dx = x.Backend.Allocate(x.Shape);
+        Outputs.Check(dx, x.Shape, x.Backend, "Lrn.Backward", nameof(dx), x, y, dy);
         x.Backend.LrnBackward(options, x, y, dy, dx);
-        return dx;
     }
 
     private static void CheckInput(Shape x, string op)

@@ -27,8 +27,20 @@ public static class Pooling
     {
         var g = PoolGeometry.Create(x.Shape, options);
         var y = x.Backend.Allocate(g.Output);
-        x.Backend.PoolingForward(g, x, y);
+        Forward(g, x, y);
         return y;
+    }
+
+    /// <summary>
+    /// <see cref="Forward(Tensor, PoolingOptions?)"/> into <paramref name="y"/> (shape <c>g.Output</c>) with the geometry
+    /// made once by <see cref="PoolGeometry.Create"/>: what a training loop calls to allocate nothing.
+    /// </summary>
+    public static void Forward(PoolGeometry g, Tensor x, Tensor y)
+    {
+        ArgumentNullException.ThrowIfNull(g);
+        Convolution.CheckTensor(x, g.Input, "Pooling", nameof(x));
+        Outputs.Check(y, g.Output, x.Backend, "Pooling", nameof(y), x);
+        x.Backend.PoolingForward(g, x, y);
     }
 
     /// <summary>
@@ -41,12 +53,22 @@ public static class Pooling
     public static Tensor Backward(Tensor x, Tensor y, Tensor dy, PoolingOptions? options = null)
     {
         var g = PoolGeometry.Create(x.Shape, options);
+        var dx = x.Backend.Allocate(g.Input);
+        Backward(g, x, y, dy, dx);
+        return dx;
+    }
+
+    /// <summary><see cref="Backward(Tensor, Tensor, Tensor, PoolingOptions?)"/> into <paramref name="dx"/> (shape <c>g.Input</c>).</summary>
+    public static void Backward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    {
+        ArgumentNullException.ThrowIfNull(g);
+        Convolution.CheckTensor(x, g.Input, "Pooling.Backward", nameof(x));
+        ArgumentNullException.ThrowIfNull(y);
         if (y.Shape != g.Output)
             throw new ArgumentException($"Pooling.Backward: y has shape {y.Shape} but pooling x {x.Shape} gives {g.Output}.", nameof(y));
         Convolution.CheckGradient(dy, g.Output, "Pooling.Backward");
-        var dx = x.Backend.Allocate(g.Input);
+        Outputs.Check(dx, g.Input, x.Backend, "Pooling.Backward", nameof(dx), x, y, dy);
         x.Backend.PoolingBackward(g, x, y, dy, dx);
-        return dx;
     }
 
     /// <summary>

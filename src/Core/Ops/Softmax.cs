@@ -38,7 +38,7 @@ public static class Softmax
     }
 }
 
-/// <summary>Loss and probabilities from one <see cref="CrossEntropy.Forward"/> call.</summary>
+/// <summary>Loss and probabilities from one <see cref="CrossEntropy.Forward(Tensor, ReadOnlySpan{int})"/> call.</summary>
 public sealed record CrossEntropyResult(float MeanLoss, Tensor LossPerSample, Tensor Probabilities, Tensor Labels);
 
 /// <summary>Softmax cross-entropy over a batch, fused for numerical stability.</summary>
@@ -75,7 +75,40 @@ public static class CrossEntropy
         ArgumentNullException.ThrowIfNull(forward);
         var p = forward.Probabilities;
         var d = p.Backend.Allocate(p.Shape);
-        p.Backend.SoftmaxCrossEntropyBackward(p, forward.Labels, 1f / p.Shape[0], d);
+        Backward(p, forward.Labels, d);
         return d;
+    }
+
+    /// <summary>
+    /// <see cref="Forward(Tensor, ReadOnlySpan{int})"/> with every tensor owned by the caller, so a training loop allocates
+    /// nothing: <paramref name="labels"/> <c>[N]</c> holds class indices as floats on the logits' backend (the backend
+    /// rejects one outside [0, K)); writes <paramref name="loss"/> <c>[N]</c> and <paramref name="probabilities"/>
+    /// <c>[N, K]</c> and returns the mean loss.
+    /// </summary>
+    public static float Forward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
+        Softmax.CheckLogits(logits.Shape, "CrossEntropy", nameof(logits));
+        int n = logits.Shape[0];
+        if (labels.Rank != 1 || labels.Shape[0] != n)
+            throw new ArgumentException($"CrossEntropy: labels have shape {labels.Shape} for logits {logits.Shape}; expected [{n}].", nameof(labels));
+        var b = logits.Backend;
+        Outputs.Check(loss, labels.Shape, b, "CrossEntropy", nameof(loss), logits, labels);
+        Outputs.Check(probabilities, logits.Shape, b, "CrossEntropy", nameof(probabilities), logits, labels, loss);
+        b.SoftmaxCrossEntropyForward(logits, labels, loss, probabilities);
+        return (float)(b.Sum(loss) / n);
+    }
+
+    /// <summary>Gradient of the mean loss with respect to the logits into <paramref name="dlogits"/>: <c>(probabilities - onehot(labels)) / N</c>.</summary>
+    public static void Backward(Tensor probabilities, Tensor labels, Tensor dlogits)
+    {
+        ArgumentNullException.ThrowIfNull(probabilities);
+        ArgumentNullException.ThrowIfNull(labels);
+        Softmax.CheckLogits(probabilities.Shape, "CrossEntropy.Backward", nameof(probabilities));
+        if (labels.Rank != 1 || labels.Shape[0] != probabilities.Shape[0])
+            throw new ArgumentException($"CrossEntropy.Backward: labels have shape {labels.Shape} for probabilities {probabilities.Shape}.", nameof(labels));
+        Outputs.Check(dlogits, probabilities.Shape, probabilities.Backend, "CrossEntropy.Backward", nameof(dlogits), probabilities, labels);
+        probabilities.Backend.SoftmaxCrossEntropyBackward(probabilities, labels, 1f / probabilities.Shape[0], dlogits);
     }
 }

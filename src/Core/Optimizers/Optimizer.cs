@@ -68,7 +68,12 @@ public abstract class Optimizer
     /// <summary>Sets every gradient to zero (backward passes accumulate).</summary>
     public void ZeroGrad()
     {
-        foreach (var p in Parameters) p.Gradient.Backend.Fill(p.Gradient, 0f);
+        for (int i = 0; i < Parameters.Count; i++)
+        {
+            var p = Parameters[i];
+            p.Gradient.Backend.Fill(p.Gradient, 0f);
+            p.GradientIsZero = true;
+        }
     }
 
     /// <summary>Updates one parameter; <paramref name="step"/> is 1-based.</summary>

@@ -9,7 +9,7 @@ public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccur
 }
 
 /// <summary>Progress after one mini-batch: epoch and batch numbered from 1, the batch's loss and accuracy, the rate used.</summary>
-public sealed record BatchProgress(int Epoch, int Batch, int BatchCount, int BatchSize, double Loss, double Accuracy,
+public readonly record struct BatchProgress(int Epoch, int Batch, int BatchCount, int BatchSize, double Loss, double Accuracy,
     double LearningRate, int SamplesDone, int SampleCount, TimeSpan EpochElapsed);
 
 /// <summary>Loss, accuracy and confusion matrix of a network on a labelled dataset.</summary>

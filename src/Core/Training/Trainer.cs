@@ -79,34 +79,41 @@ public sealed class Trainer
         var schedule = Options.Schedule ?? new ConstantSchedule();
         int n = train.Count, size = Options.BatchSize, batches = (n + size - 1) / size;
         if (batches > 1 && n % size == 1) batches--; // a lone last sample joins the previous batch: batch norm needs two
-        var batch = new Batch(train, size + 1);
+        var batch = new Batch(train, size + 1, Network.Backend);
         string? saved = Options.ResumeFrom;
-        for (int epoch = first; epoch < Options.Epochs; epoch++)
+        bool reuse = Network.ReuseBuffers;
+        Network.ReuseBuffers = true; // nothing here keeps a tensor across steps, so the layers may reuse theirs
+        try
         {
-            var order = _rng.Permutation(n);
-            var clock = Stopwatch.StartNew();
-            double lossSum = 0; long correct = 0;
-            for (int b = 0; b < batches; b++)
+            for (int epoch = first; epoch < Options.Epochs; epoch++)
             {
-                cancellation.ThrowIfCancellationRequested();
-                var (x, labels) = batch.Load(order.AsSpan(b * size, b < batches - 1 ? size : n - b * size), Network.Backend);
-                var ce = CrossEntropy.Forward(Network.Forward(x, training: true), labels);
-                if (!float.IsFinite(ce.MeanLoss)) throw new NonFiniteLossException(epoch + 1, b + 1, ce.MeanLoss, saved);
-                Optimizer.ZeroGrad();
-                Network.BackwardParameters(CrossEntropy.Backward(ce));
-                Optimizer.LearningRate = schedule.Rate(Optimizer.BaseLearningRate, epoch + (double)b / batches);
-                Optimizer.Step();
-                int hits = CountCorrect(ce.Probabilities, labels, null);
-                lossSum += (double)ce.MeanLoss * labels.Length; correct += hits;
-                Options.OnBatch?.Invoke(new BatchProgress(epoch + 1, b + 1, batches, labels.Length, ce.MeanLoss, (double)hits / labels.Length,
-                    Optimizer.LearningRate, b * size + labels.Length, n, clock.Elapsed));
+                var order = _rng.Permutation(n);
+                var clock = Stopwatch.StartNew();
+                double lossSum = 0; long correct = 0;
+                for (int b = 0; b < batches; b++)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    int count = b < batches - 1 ? size : n - b * size;
+                    var x = batch.Load(order.AsSpan(b * size, count));
+                    float loss = batch.Loss(Network.Forward(x, training: true));
+                    if (!float.IsFinite(loss)) throw new NonFiniteLossException(epoch + 1, b + 1, loss, saved);
+                    Optimizer.ZeroGrad();
+                    Network.BackwardParameters(batch.LossGradient());
+                    Optimizer.LearningRate = schedule.Rate(Optimizer.BaseLearningRate, epoch + (double)b / batches);
+                    Optimizer.Step();
+                    int hits = batch.CountCorrect(null);
+                    lossSum += (double)loss * count; correct += hits;
+                    Options.OnBatch?.Invoke(new BatchProgress(epoch + 1, b + 1, batches, count, loss, (double)hits / count,
+                        Optimizer.LearningRate, b * size + count, n, clock.Elapsed));
+                }
+                var val = validation is null ? null : Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation);
+                history.Add(new EpochMetrics(epoch + 1, lossSum / n, (double)correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
+                    Optimizer.LearningRate, clock.Elapsed.TotalSeconds));
+                if (Options.CheckpointPath is { } path) { Checkpoint.Capture(Network, Optimizer, epoch + 1, _rng, history).Save(path); saved = path; }
+                Options.OnEpoch?.Invoke(history[^1]);
             }
-            var val = validation is null ? null : Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation);
-            history.Add(new EpochMetrics(epoch + 1, lossSum / n, (double)correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
-                Optimizer.LearningRate, clock.Elapsed.TotalSeconds));
-            if (Options.CheckpointPath is { } path) { Checkpoint.Capture(Network, Optimizer, epoch + 1, _rng, history).Save(path); saved = path; }
-            Options.OnEpoch?.Invoke(history[^1]);
         }
+        finally { Network.ReuseBuffers = reuse; }
         return history;
     }
 
@@ -117,17 +124,23 @@ public sealed class Trainer
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         int classes = CheckData(network, data, "data");
         var confusion = Enumerable.Range(0, classes).Select(_ => new int[classes]).ToArray();
-        var batch = new Batch(data, batchSize);
+        var batch = new Batch(data, batchSize, network.Backend);
         var all = Enumerable.Range(0, data.Count).ToArray();
         double lossSum = 0; long correct = 0;
-        for (int start = 0; start < data.Count; start += batchSize)
+        bool reuse = network.ReuseBuffers;
+        network.ReuseBuffers = true;
+        try
         {
-            cancellation.ThrowIfCancellationRequested();
-            var (x, labels) = batch.Load(all.AsSpan(start, Math.Min(batchSize, data.Count - start)), network.Backend);
-            var ce = CrossEntropy.Forward(network.Forward(x, training: false), labels);
-            lossSum += (double)ce.MeanLoss * labels.Length;
-            correct += CountCorrect(ce.Probabilities, labels, confusion);
+            for (int start = 0; start < data.Count; start += batchSize)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                int count = Math.Min(batchSize, data.Count - start);
+                var x = batch.Load(all.AsSpan(start, count));
+                lossSum += (double)batch.Loss(network.Forward(x, training: false)) * count;
+                correct += batch.CountCorrect(confusion);
+            }
         }
+        finally { network.ReuseBuffers = reuse; }
         return new Evaluation(lossSum / data.Count, (double)correct / data.Count, data.Count, confusion);
     }
 
@@ -145,33 +158,69 @@ public sealed class Trainer
         return classes;
     }
 
-    /// <summary>Counts rows whose largest probability is at the label (first maximum on ties); adds to <paramref name="confusion"/>.</summary>
-    private static int CountCorrect(Tensor probabilities, int[] labels, int[][]? confusion)
+    /// <summary>
+    /// One mini-batch at a time: host buffers for features and labels, and the backend tensors for the input, labels,
+    /// per-sample loss, probabilities and the loss gradient, all kept across batches (per batch size) so a warm
+    /// training step allocates nothing. Every load copies explicitly from the host to the backend.
+    /// </summary>
+    private sealed class Batch(IDataset data, int capacity, Backends.IBackend backend)
     {
-        var p = probabilities.ToHost();
-        int k = probabilities.Shape[1], hits = 0;
-        for (int i = 0; i < labels.Length; i++)
-        {
-            int best = 0;
-            for (int j = 1; j < k; j++) if (p[i * k + j] > p[i * k + best]) best = j;
-            if (best == labels[i]) hits++;
-            if (confusion is not null) confusion[labels[i]][best]++;
-        }
-        return hits;
-    }
+        private readonly float[] _features = new float[capacity * data.SampleShape.Length];
+        private readonly int[] _labels = new int[capacity];
+        private readonly float[] _labelValues = new float[capacity];
+        private float[] _probabilities = [];
+        private readonly TensorSlot _x = new(), _y = new(), _loss = new(), _p = new(), _dlogits = new();
+        private readonly Dictionary<int, (Shape Input, Shape Rows)> _shapes = [];
+        private int _count;
+        private Tensor? _labelTensor, _probabilityTensor;
 
-    /// <summary>Host buffers for one mini-batch, reused across batches; each load copies explicitly to the backend.</summary>
-    private sealed class Batch(IDataset data, int size)
-    {
-        private readonly float[] _features = new float[size * data.SampleShape.Length];
-        private readonly int[] _labels = new int[size];
-
-        public (Tensor X, int[] Labels) Load(ReadOnlySpan<int> indices, Backends.IBackend backend)
+        /// <summary>Copies the samples at <paramref name="indices"/> to the backend; returns the input tensor <c>[n, sample...]</c>.</summary>
+        public Tensor Load(ReadOnlySpan<int> indices)
         {
-            int n = indices.Length, len = data.SampleShape.Length;
+            int n = _count = indices.Length, len = data.SampleShape.Length;
             data.CopyBatch(indices, _features.AsSpan(0, n * len), _labels.AsSpan(0, n));
-            var x = Tensor.FromHost(_features.AsSpan(0, n * len), new Shape([n, .. data.SampleShape.AsSpan()]), backend);
-            return (x, _labels[..n]);
+            if (!_shapes.TryGetValue(n, out var shapes))
+                _shapes[n] = shapes = (new Shape([n, .. data.SampleShape.AsSpan()]), new Shape(n));
+            var x = _x.Get(backend, shapes.Input, reuse: true);
+            backend.CopyFromHost(_features.AsSpan(0, n * len), x);
+            for (int i = 0; i < n; i++) _labelValues[i] = _labels[i];
+            _labelTensor = _y.Get(backend, shapes.Rows, reuse: true);
+            backend.CopyFromHost(_labelValues.AsSpan(0, n), _labelTensor);
+            return x;
+        }
+
+        /// <summary>Softmax cross-entropy of <paramref name="logits"/> against the loaded labels; returns the mean loss.</summary>
+        public float Loss(Tensor logits)
+        {
+            var loss = _loss.Get(backend, _labelTensor!.Shape, reuse: true);
+            _probabilityTensor = _p.Get(backend, logits.Shape, reuse: true);
+            return CrossEntropy.Forward(logits, _labelTensor, loss, _probabilityTensor);
+        }
+
+        /// <summary>d(mean loss)/d(logits) for the last <see cref="Loss"/>.</summary>
+        public Tensor LossGradient()
+        {
+            var d = _dlogits.Get(backend, _probabilityTensor!.Shape, reuse: true);
+            CrossEntropy.Backward(_probabilityTensor, _labelTensor!, d);
+            return d;
+        }
+
+        /// <summary>Rows of the last <see cref="Loss"/> whose largest probability is at the label (first maximum on ties); adds to <paramref name="confusion"/>.</summary>
+        public int CountCorrect(int[][]? confusion)
+        {
+            var probabilities = _probabilityTensor!;
+            if (_probabilities.Length < probabilities.Length) _probabilities = new float[probabilities.Length];
+            var p = _probabilities.AsSpan(0, probabilities.Length);
+            backend.CopyToHost(probabilities, p);
+            int k = probabilities.Shape[1], hits = 0;
+            for (int i = 0; i < _count; i++)
+            {
+                int best = 0;
+                for (int j = 1; j < k; j++) if (p[i * k + j] > p[i * k + best]) best = j;
+                if (best == _labels[i]) hits++;
+                if (confusion is not null) confusion[_labels[i]][best]++;
+            }
+            return hits;
         }
     }
 }

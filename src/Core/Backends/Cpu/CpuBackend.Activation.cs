@@ -10,30 +10,45 @@ public sealed partial class CpuBackend
     /// <summary>Elements per parallel work item in element-wise kernels: big enough to amortize scheduling.</summary>
     private const int ElementwiseBlock = 16384;
 
-    /// <summary>Runs body(start, count) over consecutive blocks of [0, length); each element belongs to one block.</summary>
-    private void ForElementBlocks(int length, Action<int, int> body) =>
-        For((length + ElementwiseBlock - 1) / ElementwiseBlock, block =>
+    /// <summary>The body of <see cref="ForElementBlocks{TBody}"/>: Run(start, count) over one block of elements.</summary>
+    private interface IElementBlockBody
+    {
+        void Run(int start, int count);
+    }
+
+    /// <summary>Runs body.Run(start, count) over consecutive blocks of [0, length); each element belongs to one block.</summary>
+    private void ForElementBlocks<TBody>(int length, TBody body) where TBody : struct, IElementBlockBody =>
+        For((length + ElementwiseBlock - 1) / ElementwiseBlock, new ElementBlocks<TBody>(length, body));
+
+    private readonly struct ElementBlocks<TBody>(int length, TBody body) : IParallelBody where TBody : struct, IElementBlockBody
+    {
+        public void Run(int block)
         {
             int start = block * ElementwiseBlock;
-            body(start, Math.Min(ElementwiseBlock, length - start));
-        });
+            body.Run(start, Math.Min(ElementwiseBlock, length - start));
+        }
+    }
 
     // ---- dropout ----
 
     public void DropoutForward(Tensor x, float p, ulong seed, Tensor mask, Tensor y)
     {
-        var xa = Array(x); var ma = Array(mask); var ya = Array(y);
-        float keep = 1f / (1f - p);
-        ForElementBlocks(x.Length, (start, count) =>
+        ForElementBlocks(x.Length, new DropoutBody(Array(x), p, seed, Array(mask), Array(y)));
+    }
+
+    private readonly struct DropoutBody(float[] x, float p, ulong seed, float[] mask, float[] y) : IElementBlockBody
+    {
+        public void Run(int start, int count)
         {
+            float keep = 1f / (1f - p);
             for (int i = start; i < start + count; i++)
             {
                 // Dropped when u < p: probability p up to the 2^-53 spacing of u; p = 0 drops nothing.
                 float m = DropoutUniform(seed, (ulong)i) < p ? 0f : keep;
-                ma[i] = m;
-                ya[i] = xa[i] * m;
+                mask[i] = m;
+                y[i] = x[i] * m;
             }
-        });
+        }
     }
 
     /// <summary>
@@ -49,12 +64,14 @@ public sealed partial class CpuBackend
 
     // ---- activations ----
 
-    public void ActivationForward(ActivationKind kind, float alpha, Tensor x, Tensor y)
+    public void ActivationForward(ActivationKind kind, float alpha, Tensor x, Tensor y) =>
+        ForElementBlocks(x.Length, new ActivationForwardBody(kind, alpha, Array(x), Array(y)));
+
+    private readonly struct ActivationForwardBody(ActivationKind kind, float alpha, float[] x, float[] y) : IElementBlockBody
     {
-        var xa = Array(x); var ya = Array(y);
-        ForElementBlocks(x.Length, (start, count) =>
+        public void Run(int start, int count)
         {
-            var xs = xa.AsSpan(start, count); var ys = ya.AsSpan(start, count);
+            var xs = x.AsSpan(start, count); var ys = y.AsSpan(start, count);
             switch (kind)
             {
                 case ActivationKind.ReLU:
@@ -76,16 +93,18 @@ public sealed partial class CpuBackend
                 default:
                     throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown activation.");
             }
-        });
+        }
     }
 
-    public void ActivationBackward(ActivationKind kind, float alpha, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    public void ActivationBackward(ActivationKind kind, float alpha, Tensor x, Tensor y, Tensor dy, Tensor dx) =>
+        ForElementBlocks(x.Length, new ActivationBackwardBody(kind, alpha, Array(x), Array(y), Array(dy), Array(dx)));
+
+    private readonly struct ActivationBackwardBody(ActivationKind kind, float alpha, float[] x, float[] y, float[] dy, float[] dx) : IElementBlockBody
     {
-        var xa = Array(x); var ya = Array(y); var dya = Array(dy); var dxa = Array(dx);
-        ForElementBlocks(x.Length, (start, count) =>
+        public void Run(int start, int count)
         {
-            var xs = xa.AsSpan(start, count); var ys = ya.AsSpan(start, count);
-            var dys = dya.AsSpan(start, count); var dxs = dxa.AsSpan(start, count);
+            var xs = x.AsSpan(start, count); var ys = y.AsSpan(start, count);
+            var dys = dy.AsSpan(start, count); var dxs = dx.AsSpan(start, count);
             switch (kind)
             {
                 case ActivationKind.ReLU:
@@ -109,7 +128,7 @@ public sealed partial class CpuBackend
                 default:
                     throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown activation.");
             }
-        });
+        }
     }
 
     /// <summary>dx = dy * PiecewiseSlope(x, 0), eight lanes at a time (the same product per element as the scalar form).</summary>
@@ -142,29 +161,31 @@ public sealed partial class CpuBackend
 
     // ---- softmax over the last dimension of [N, K] ----
 
-    public void SoftmaxForward(Tensor x, Tensor y, bool log)
+    public void SoftmaxForward(Tensor x, Tensor y, bool log) =>
+        For(x.Shape[0], new SoftmaxForwardBody(Array(x), Array(y), x.Shape[1], log));
+
+    private readonly struct SoftmaxForwardBody(float[] x, float[] y, int k, bool log) : IParallelBody
     {
-        int n = x.Shape[0], k = x.Shape[1];
-        var xa = Array(x); var ya = Array(y);
-        For(n, row =>
+        public void Run(int row)
         {
-            var xs = xa.AsSpan(row * k, k); var ys = ya.AsSpan(row * k, k);
+            var xs = x.AsSpan(row * k, k); var ys = y.AsSpan(row * k, k);
             double max = TensorPrimitives.Max<float>(xs), logSum = LogSumExpShifted(xs, max);
             for (int j = 0; j < k; j++)
             {
                 double shifted = xs[j] - max;
                 ys[j] = (float)(log ? shifted - logSum : Math.Exp(shifted - logSum));
             }
-        });
+        }
     }
 
-    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log)
+    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log) =>
+        For(y.Shape[0], new SoftmaxBackwardBody(Array(y), Array(dy), Array(dx), y.Shape[1], log));
+
+    private readonly struct SoftmaxBackwardBody(float[] y, float[] dy, float[] dx, int k, bool log) : IParallelBody
     {
-        int n = y.Shape[0], k = y.Shape[1];
-        var ya = Array(y); var dya = Array(dy); var dxa = Array(dx);
-        For(n, row =>
+        public void Run(int row)
         {
-            var ys = ya.AsSpan(row * k, k); var dys = dya.AsSpan(row * k, k); var dxs = dxa.AsSpan(row * k, k);
+            var ys = y.AsSpan(row * k, k); var dys = dy.AsSpan(row * k, k); var dxs = dx.AsSpan(row * k, k);
             if (log)
             {
                 // y = log softmax: dx = dy - softmax * sum(dy), softmax = exp(y).
@@ -179,35 +200,45 @@ public sealed partial class CpuBackend
                 for (int j = 0; j < k; j++) dot += (double)dys[j] * ys[j];
                 for (int j = 0; j < k; j++) dxs[j] = (float)(ys[j] * (dys[j] - dot));
             }
-        });
+        }
     }
 
     public void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities)
     {
         int n = logits.Shape[0], k = logits.Shape[1];
-        var xa = Array(logits); var la = Array(labels); var lossa = Array(loss); var pa = Array(probabilities);
+        var la = Array(labels);
         CheckLabels(la, n, k);
-        For(n, row =>
+        For(n, new CrossEntropyForwardBody(Array(logits), la, Array(loss), Array(probabilities), k));
+    }
+
+    private readonly struct CrossEntropyForwardBody(float[] logits, float[] labels, float[] loss, float[] probabilities, int k) : IParallelBody
+    {
+        public void Run(int row)
         {
-            var xs = xa.AsSpan(row * k, k); var ps = pa.AsSpan(row * k, k);
+            var xs = logits.AsSpan(row * k, k); var ps = probabilities.AsSpan(row * k, k);
             double max = TensorPrimitives.Max<float>(xs), logSum = LogSumExpShifted(xs, max);
             for (int j = 0; j < k; j++) ps[j] = (float)Math.Exp(xs[j] - max - logSum);
             // -log softmax[label] = logsumexp - x[label], both relative to the row max.
-            lossa[row] = (float)(logSum - (xs[(int)la[row]] - max));
-        });
+            loss[row] = (float)(logSum - (xs[(int)labels[row]] - max));
+        }
     }
 
     public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float scale, Tensor dlogits)
     {
         int n = probabilities.Shape[0], k = probabilities.Shape[1];
-        var pa = Array(probabilities); var la = Array(labels); var da = Array(dlogits);
+        var la = Array(labels);
         CheckLabels(la, n, k);
-        For(n, row =>
+        For(n, new CrossEntropyBackwardBody(Array(probabilities), la, scale, Array(dlogits), k));
+    }
+
+    private readonly struct CrossEntropyBackwardBody(float[] probabilities, float[] labels, float scale, float[] dlogits, int k) : IParallelBody
+    {
+        public void Run(int row)
         {
-            var ps = pa.AsSpan(row * k, k); var ds = da.AsSpan(row * k, k);
-            int label = (int)la[row];
+            var ps = probabilities.AsSpan(row * k, k); var ds = dlogits.AsSpan(row * k, k);
+            int label = (int)labels[row];
             for (int j = 0; j < k; j++) ds[j] = scale * (j == label ? ps[j] - 1f : ps[j]);
-        });
+        }
     }
 
     /// <summary>log sum_j exp(x[j] - max) in double; the sum is at least 1 when max is the row's maximum.</summary>

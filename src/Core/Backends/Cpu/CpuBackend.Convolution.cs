@@ -58,39 +58,56 @@ public sealed partial class CpuBackend
     private void ReferenceConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
     {
         var p = new ConvPlan(g, ConvolutionColumnBudget);
-        float[] xa = Array(x), wa = Array(w), ya = Array(y);
-        float[]? ba = bias is null ? null : Array(bias);
         bool perImage = p.N >= MaxThreads;
-        Each(p.N, perImage, n =>
+        Each(p.N, perImage, new ReferenceForwardImage(this, p, perImage, Array(x), Array(w), bias is null ? null : Array(bias), Array(y)));
+    }
+
+    /// <summary>Image n of the reference forward: slab by slab, im2col then one axpy per (output channel, cols row).</summary>
+    private readonly struct ReferenceForwardImage(CpuBackend backend, ConvPlan p, bool perImage, float[] xa, float[] wa, float[]? ba, float[] ya)
+        : IParallelBody
+    {
+        public void Run(int n)
         {
             float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
             try
             {
                 for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
                 {
-                    int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
-                    Each(p.C, !perImage, c => p.Im2ColChannel(xa, n, c, l0, l1, cols));
-                    // y[n, o, slab] = bias[o] + sum_r W[o, r] * cols[g*CgK + r, slab]
-                    Each(p.O, !perImage, o =>
-                    {
-                        var yRow = ya.AsSpan((n * p.O + o) * p.YV + l0 * p.Y2, len);
-                        yRow.Fill(ba is null ? 0f : ba[o]);
-                        int first = o / p.Og * p.CgK;
-                        for (int r = 0; r < p.CgK; r++)
-                            TensorPrimitives.MultiplyAdd(cols.AsSpan((first + r) * len, len), wa[o * p.CgK + r], yRow, yRow);
-                    });
+                    int l1 = Math.Min(p.Lines, l0 + p.SlabLines);
+                    backend.Each(p.C, !perImage, new Im2ColBody(p, xa, n, l0, l1, cols, fast: false));
+                    backend.Each(p.O, !perImage, new ReferenceForwardRow(p, n, l0, l1, cols, wa, ba, ya));
                 }
             }
             finally { ArrayPool<float>.Shared.Return(cols); }
-        });
+        }
+    }
+
+    /// <summary>y[n, o, slab] = bias[o] + sum_r W[o, r] * cols[g*CgK + r, slab] for output channel o.</summary>
+    private readonly struct ReferenceForwardRow(ConvPlan p, int n, int l0, int l1, float[] cols, float[] wa, float[]? ba, float[] ya) : IParallelBody
+    {
+        public void Run(int o)
+        {
+            int len = (l1 - l0) * p.Y2;
+            var yRow = ya.AsSpan((n * p.O + o) * p.YV + l0 * p.Y2, len);
+            yRow.Fill(ba is null ? 0f : ba[o]);
+            int first = o / p.Og * p.CgK;
+            for (int r = 0; r < p.CgK; r++)
+                TensorPrimitives.MultiplyAdd(cols.AsSpan((first + r) * len, len), wa[o * p.CgK + r], yRow, yRow);
+        }
     }
 
     private void ReferenceConvolutionBackwardData(ConvGeometry g, Tensor w, Tensor dy, Tensor dx)
     {
         var p = new ConvPlan(g, ConvolutionColumnBudget);
-        float[] wa = Array(w), dya = Array(dy), dxa = Array(dx);
         bool perImage = p.N >= MaxThreads;
-        Each(p.N, perImage, n =>
+        Each(p.N, perImage, new ReferenceBackwardDataImage(this, p, perImage, Array(w), Array(dy), Array(dx)));
+    }
+
+    /// <summary>Image n of the reference input gradient: dx[n] cleared, then slab by slab cols = Wᵀ dy and col2im.</summary>
+    private readonly struct ReferenceBackwardDataImage(CpuBackend backend, ConvPlan p, bool perImage, float[] wa, float[] dya, float[] dxa)
+        : IParallelBody
+    {
+        public void Run(int n)
         {
             float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
             try
@@ -98,26 +115,32 @@ public sealed partial class CpuBackend
                 dxa.AsSpan(n * p.C * p.XV, p.C * p.XV).Clear();
                 for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
                 {
-                    int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
+                    int l1 = Math.Min(p.Lines, l0 + p.SlabLines);
                     // Channel c owns cols rows [c*KV, (c+1)*KV) and its own plane of dx, so channels are independent.
-                    Each(p.C, !perImage, c =>
-                    {
-                        int group = c / p.Cg;
-                        for (int t = 0; t < p.KV; t++)
-                        {
-                            // cols[c, t] = sum_o W[o, (c mod Cg, t)] * dy[n, o, slab] over the group's output channels
-                            int row = c * p.KV + t, wCol = (c - group * p.Cg) * p.KV + t;
-                            var colsRow = cols.AsSpan(row * len, len);
-                            colsRow.Clear();
-                            for (int o = group * p.Og; o < (group + 1) * p.Og; o++)
-                                TensorPrimitives.MultiplyAdd(dya.AsSpan((n * p.O + o) * p.YV + l0 * p.Y2, len), wa[o * p.CgK + wCol], colsRow, colsRow);
-                        }
-                        p.Col2ImChannel(cols, c, l0, l1, dxa, n);
-                    });
+                    backend.Each(p.C, !perImage, new ReferenceBackwardDataChannel(p, n, l0, l1, cols, wa, dya, dxa));
                 }
             }
             finally { ArrayPool<float>.Shared.Return(cols); }
-        });
+        }
+    }
+
+    private readonly struct ReferenceBackwardDataChannel(ConvPlan p, int n, int l0, int l1, float[] cols, float[] wa, float[] dya, float[] dxa)
+        : IParallelBody
+    {
+        public void Run(int c)
+        {
+            int len = (l1 - l0) * p.Y2, group = c / p.Cg;
+            for (int t = 0; t < p.KV; t++)
+            {
+                // cols[c, t] = sum_o W[o, (c mod Cg, t)] * dy[n, o, slab] over the group's output channels
+                int row = c * p.KV + t, wCol = (c - group * p.Cg) * p.KV + t;
+                var colsRow = cols.AsSpan(row * len, len);
+                colsRow.Clear();
+                for (int o = group * p.Og; o < (group + 1) * p.Og; o++)
+                    TensorPrimitives.MultiplyAdd(dya.AsSpan((n * p.O + o) * p.YV + l0 * p.Y2, len), wa[o * p.CgK + wCol], colsRow, colsRow);
+            }
+            p.Col2ImChannel(cols, c, l0, l1, dxa, n);
+        }
     }
 
     private void ReferenceConvolutionBackwardFilter(ConvGeometry g, Tensor x, Tensor dy, Tensor dw)
@@ -136,30 +159,7 @@ public sealed partial class CpuBackend
         for (int n0 = 0; n0 < p.N; n0 += wave)
         {
             int count = Math.Min(wave, p.N - n0);
-            Each(count, perImage, j =>
-            {
-                int n = n0 + j;
-                double[] part = partials[j];
-                System.Array.Clear(part);
-                float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
-                try
-                {
-                    for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
-                    {
-                        int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
-                        Each(p.C, !perImage, c => p.Im2ColChannel(xa, n, c, l0, l1, cols));
-                        // dW[o, r] += dy[n, o, slab] . cols[g*CgK + r, slab]
-                        Each(p.O, !perImage, o =>
-                        {
-                            var dyRow = dya.AsSpan((n * p.O + o) * p.YV + l0 * p.Y2, len);
-                            int first = o / p.Og * p.CgK;
-                            for (int r = 0; r < p.CgK; r++)
-                                part[o * p.CgK + r] += TensorPrimitives.Dot(dyRow, cols.AsSpan((first + r) * len, len));
-                        });
-                    }
-                }
-                finally { ArrayPool<float>.Shared.Return(cols); }
-            });
+            Each(count, perImage, new ReferenceFilterImage(this, p, perImage, n0, xa, dya, partials));
             for (int j = 0; j < count; j++)
             {
                 double[] part = partials[j];
@@ -170,18 +170,68 @@ public sealed partial class CpuBackend
         for (int i = 0; i < size; i++) dwSpan[i] = (float)total[i];
     }
 
+    /// <summary>Image n0 + j of a wave: its filter gradient, from zero, into partials[j].</summary>
+    private readonly struct ReferenceFilterImage(CpuBackend backend, ConvPlan p, bool perImage, int n0, float[] xa, float[] dya, double[][] partials)
+        : IParallelBody
+    {
+        public void Run(int j)
+        {
+            int n = n0 + j;
+            double[] part = partials[j];
+            System.Array.Clear(part);
+            float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
+            try
+            {
+                for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
+                {
+                    int l1 = Math.Min(p.Lines, l0 + p.SlabLines);
+                    backend.Each(p.C, !perImage, new Im2ColBody(p, xa, n, l0, l1, cols, fast: false));
+                    backend.Each(p.O, !perImage, new ReferenceFilterRow(p, n, l0, l1, cols, dya, part));
+                }
+            }
+            finally { ArrayPool<float>.Shared.Return(cols); }
+        }
+    }
+
+    /// <summary>dW[o, r] += dy[n, o, slab] . cols[g*CgK + r, slab] for output channel o.</summary>
+    private readonly struct ReferenceFilterRow(ConvPlan p, int n, int l0, int l1, float[] cols, float[] dya, double[] part) : IParallelBody
+    {
+        public void Run(int o)
+        {
+            int len = (l1 - l0) * p.Y2;
+            var dyRow = dya.AsSpan((n * p.O + o) * p.YV + l0 * p.Y2, len);
+            int first = o / p.Og * p.CgK;
+            for (int r = 0; r < p.CgK; r++)
+                part[o * p.CgK + r] += TensorPrimitives.Dot(dyRow, cols.AsSpan((first + r) * len, len));
+        }
+    }
+
+    /// <summary>The cols rows of channel c of image n for output lines [l0, l1) (<see cref="ConvPlan.Im2ColChannel"/> or its fast twin).</summary>
+    private readonly struct Im2ColBody(ConvPlan p, float[] x, int n, int l0, int l1, float[] cols, bool fast) : IParallelBody
+    {
+        public void Run(int c)
+        {
+            if (fast) p.Im2ColChannelFast(x, n, c, l0, l1, cols);
+            else p.Im2ColChannel(x, n, c, l0, l1, cols);
+        }
+    }
+
     public void Im2Col(ConvGeometry g, Tensor x, Tensor cols)
     {
         CheckConvTensor(x, g.Input, "x");
         var p = new ConvPlan(g, int.MaxValue);
         CheckLength(cols, p.N * p.Rows * p.YV, "cols");
-        float[] xa = Array(x), ca = Array(cols);
-        // The tensor holds the columns of every image: write image n's [Rows, YV] block in place.
-        For(p.N * p.C, nc =>
+        For(p.N * p.C, new Im2ColAllBody(p, Array(x), Array(cols)));
+    }
+
+    /// <summary>The tensor holds the columns of every image: write image n's [Rows, YV] block in place, channel (n, c) per index.</summary>
+    private readonly struct Im2ColAllBody(ConvPlan p, float[] x, float[] cols) : IParallelBody
+    {
+        public void Run(int nc)
         {
             int n = nc / p.C;
-            p.Im2ColChannel(xa, n, nc % p.C, 0, p.Lines, ca, n * p.Rows * p.YV);
-        });
+            p.Im2ColChannel(x, n, nc % p.C, 0, p.Lines, cols, n * p.Rows * p.YV);
+        }
     }
 
     public void Col2Im(ConvGeometry g, Tensor cols, Tensor x)
@@ -189,20 +239,40 @@ public sealed partial class CpuBackend
         CheckConvTensor(x, g.Input, "x");
         var p = new ConvPlan(g, int.MaxValue);
         CheckLength(cols, p.N * p.Rows * p.YV, "cols");
-        float[] xa = Array(x), ca = Array(cols);
-        For(p.N * p.C, nc =>
-        {
-            int n = nc / p.C;
-            xa.AsSpan(nc * p.XV, p.XV).Clear();
-            p.Col2ImChannel(ca, nc % p.C, 0, p.Lines, xa, n, n * p.Rows * p.YV);
-        });
+        For(p.N * p.C, new Col2ImAllBody(p, Array(cols), Array(x)));
     }
 
-    /// <summary>Runs body(i) for i in [0, count): across threads when <paramref name="parallel"/>, else in order on this thread.</summary>
-    private void Each(int count, bool parallel, Action<int> body)
+    private readonly struct Col2ImAllBody(ConvPlan p, float[] cols, float[] x) : IParallelBody
+    {
+        public void Run(int nc)
+        {
+            int n = nc / p.C;
+            x.AsSpan(nc * p.XV, p.XV).Clear();
+            p.Col2ImChannel(cols, nc % p.C, 0, p.Lines, x, n, n * p.Rows * p.YV);
+        }
+    }
+
+    /// <summary>Runs body.Run(i) for i in [0, count): across threads when <paramref name="parallel"/>, else in order on this thread.</summary>
+    private void Each<TBody>(int count, bool parallel, TBody body) where TBody : struct, IParallelBody
     {
         if (parallel) { For(count, body); return; }
-        for (int i = 0; i < count; i++) body(i);
+        for (int i = 0; i < count; i++) body.Run(i);
+    }
+
+    /// <summary>A per-axis option padded to three dimensions: <paramref name="fill"/> for the <paramref name="pad"/> leading ones.</summary>
+    private static Int3 Lift(int[] values, int pad, int fill)
+    {
+        var r = new Int3();
+        for (int i = 0; i < 3; i++) r[i] = i < pad ? fill : values[i - pad];
+        return r;
+    }
+
+    /// <summary>The spatial sizes of <paramref name="shape"/> [N, C, X...] padded to three dimensions with leading 1s.</summary>
+    private static Int3 LiftSpatial(Shape shape, int pad)
+    {
+        var r = new Int3();
+        for (int i = 0; i < 3; i++) r[i] = i < pad ? 1 : shape[i - pad + 2];
+        return r;
     }
 
     private static void CheckConvTensor(Tensor t, Shape expected, string name)
@@ -215,41 +285,35 @@ public sealed partial class CpuBackend
     /// A convolution's geometry with 1-D and 2-D problems padded to three spatial dimensions by leading
     /// size-1 dimensions (kernel 1, stride 1, padding 0, dilation 1), so one set of loops serves every rank.
     /// Output positions are read as lines: line l = (y0, y1) covers the Y2 positions along the last dimension.
+    /// A struct of plain ints: building one per call allocates nothing.
     /// </summary>
-    private sealed class ConvPlan
+    private readonly struct ConvPlan
     {
-        public readonly int N, C, O, Cg, Og, KV, CgK, Rows, XV, YV;
+        public readonly int N, C, O, Groups, Cg, Og, KV, CgK, Rows, XV, YV;
         public readonly int X0, X1, X2, K0, K1, K2, Y1, Y2, Lines, SlabLines;
-        private readonly int[] _offset, _stride;
+        private readonly Int3 _offset, _stride;
         private readonly int _dilation0, _dilation1, _dilation2;
         private readonly bool _flip;
 
         public ConvPlan(ConvGeometry g, int columnBudget)
         {
             N = g.BatchSize; C = g.InChannels; O = g.OutChannels;
-            Cg = g.InChannelsPerGroup; Og = g.OutChannelsPerGroup;
+            Groups = g.Groups; Cg = g.InChannelsPerGroup; Og = g.OutChannelsPerGroup;
             KV = g.KernelVolume; CgK = Cg * KV; Rows = C * KV;
             XV = g.InputVolume; YV = g.OutputVolume;
             int pad = 3 - g.SpatialRank;
-            int[] x = Lift(g.InputSize, pad, 1), k = Lift(g.KernelSize, pad, 1), y = Lift(g.OutputSize, pad, 1);
-            int[] s = Lift(g.Stride, pad, 1), d = Lift(g.Dilation, pad, 1), p = Lift(g.Padding, pad, 0);
+            Int3 x = LiftSpatial(g.Input, pad), k = LiftSpatial(g.Filter, pad), y = LiftSpatial(g.Output, pad);
+            Int3 d = Lift(g.Dilation, pad, 1), p = Lift(g.Padding, pad, 0);
             (X0, X1, X2) = (x[0], x[1], x[2]);
             (K0, K1, K2) = (k[0], k[1], k[2]);
             (Y1, Y2) = (y[1], y[2]);
             Lines = y[0] * y[1];
-            _stride = s;
-            _offset = [-p[0], -p[1], -p[2]];
+            _stride = Lift(g.Stride, pad, 1);
+            for (int i = 0; i < 3; i++) _offset[i] = -p[i];
             (_dilation0, _dilation1, _dilation2) = (d[0], d[1], d[2]);
             _flip = g.Mode == ConvolutionMode.Convolution;
             long lineFloats = (long)Rows * Y2;
             SlabLines = (int)Math.Clamp(columnBudget / lineFloats, 1, Lines);
-        }
-
-        private static int[] Lift(int[] values, int pad, int fill)
-        {
-            var r = new int[3];
-            for (int i = 0; i < 3; i++) r[i] = i < pad ? fill : values[i - pad];
-            return r;
         }
 
         /// <summary>

@@ -28,42 +28,47 @@ public sealed partial class CpuBackend
         {
             float[][] packed = PackFilterRows(g, wa, transposedTaps: false);
             try { ShiftedConvolution(sp, packed, xa, ba, ya); }
-            finally { ReturnAll(packed); }
+            finally { ReturnAll(packed, g.Groups); sp.Release(); }
             return;
         }
         var p = new ConvPlan(g, ConvolutionColumnBudget);
-        var isa = GemmIsa;
-        int groups = g.Groups;
-        float[][] packedW = PackFilters(p, groups, wa, transposed: false);
+        float[][] packedW = PackFilters(p, wa, transposed: false);
         try
         {
             bool perImage = p.N >= MaxThreads;
-            CpuBackend? inner = perImage ? null : this;
-            Each(p.N, perImage, n =>
-            {
-                float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
-                try
-                {
-                    for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
-                    {
-                        int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
-                        Each(p.C, !perImage, c => p.Im2ColChannelFast(xa, n, c, l0, l1, cols));
-                        for (int gi = 0; gi < groups; gi++)
-                            Sgemm.MultiplyPacked(p.Og, len, p.CgK, 1f, packedW[gi],
-                                MatrixView.RowMajor(cols, gi * p.CgK * len, len), 0f,
-                                ya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV, inner, isa);
-                    }
-                    if (ba is not null)
-                        for (int o = 0; o < p.O; o++)
-                        {
-                            var row = ya.AsSpan((n * p.O + o) * p.YV, p.YV);
-                            TensorPrimitives.Add(row, ba[o], row);
-                        }
-                }
-                finally { ArrayPool<float>.Shared.Return(cols); }
-            });
+            Each(p.N, perImage, new FastForwardImage(this, p, perImage, packedW, xa, ba, ya));
         }
-        finally { ReturnAll(packedW); }
+        finally { ReturnAll(packedW, p.Groups); }
+    }
+
+    /// <summary>Image n: slab by slab, im2col then y[n]_g = W_g * cols_g per group, then the bias.</summary>
+    private readonly struct FastForwardImage(CpuBackend backend, ConvPlan p, bool perImage, float[][] packedW, float[] xa, float[]? ba, float[] ya)
+        : IParallelBody
+    {
+        public void Run(int n)
+        {
+            CpuBackend? inner = perImage ? null : backend;
+            float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
+            try
+            {
+                for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
+                {
+                    int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
+                    backend.Each(p.C, !perImage, new Im2ColBody(p, xa, n, l0, l1, cols, fast: true));
+                    for (int gi = 0; gi < p.Groups; gi++)
+                        Sgemm.MultiplyPacked(p.Og, len, p.CgK, 1f, packedW[gi],
+                            MatrixView.RowMajor(cols, gi * p.CgK * len, len), 0f,
+                            ya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV, inner, backend.GemmIsa);
+                }
+                if (ba is not null)
+                    for (int o = 0; o < p.O; o++)
+                    {
+                        var row = ya.AsSpan((n * p.O + o) * p.YV, p.YV);
+                        TensorPrimitives.Add(row, ba[o], row);
+                    }
+            }
+            finally { ArrayPool<float>.Shared.Return(cols); }
+        }
     }
 
     private void FastConvolutionBackwardData(ConvGeometry g, float[] wa, float[] dya, float[] dxa)
@@ -72,92 +77,118 @@ public sealed partial class CpuBackend
         {
             float[][] packed = PackFilterRows(g, wa, transposedTaps: true);
             try { ShiftedConvolution(sp, packed, dya, null, dxa); }
-            finally { ReturnAll(packed); }
+            finally { ReturnAll(packed, g.Groups); sp.Release(); }
             return;
         }
         var p = new ConvPlan(g, ConvolutionColumnBudget);
-        var isa = GemmIsa;
-        int groups = g.Groups;
-        float[][] packedWT = PackFilters(p, groups, wa, transposed: true);
+        float[][] packedWT = PackFilters(p, wa, transposed: true);
         try
         {
             bool perImage = p.N >= MaxThreads;
-            CpuBackend? inner = perImage ? null : this;
-            Each(p.N, perImage, n =>
-            {
-                float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
-                try
-                {
-                    dxa.AsSpan(n * p.C * p.XV, p.C * p.XV).Clear();
-                    for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
-                    {
-                        int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
-                        for (int gi = 0; gi < groups; gi++)
-                            Sgemm.MultiplyPacked(p.CgK, len, p.Og, 1f, packedWT[gi],
-                                MatrixView.RowMajor(dya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV), 0f,
-                                cols, gi * p.CgK * len, len, inner, isa);
-                        Each(p.C, !perImage, c => p.Col2ImChannel(cols, c, l0, l1, dxa, n));
-                    }
-                }
-                finally { ArrayPool<float>.Shared.Return(cols); }
-            });
+            Each(p.N, perImage, new FastBackwardDataImage(this, p, perImage, packedWT, dya, dxa));
         }
-        finally { ReturnAll(packedWT); }
+        finally { ReturnAll(packedWT, p.Groups); }
+    }
+
+    /// <summary>Image n: dx[n] cleared, then slab by slab cols_g = W_gᵀ * dy[n]_g per group and col2im.</summary>
+    private readonly struct FastBackwardDataImage(CpuBackend backend, ConvPlan p, bool perImage, float[][] packedWT, float[] dya, float[] dxa)
+        : IParallelBody
+    {
+        public void Run(int n)
+        {
+            CpuBackend? inner = perImage ? null : backend;
+            float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
+            try
+            {
+                dxa.AsSpan(n * p.C * p.XV, p.C * p.XV).Clear();
+                for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
+                {
+                    int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
+                    for (int gi = 0; gi < p.Groups; gi++)
+                        Sgemm.MultiplyPacked(p.CgK, len, p.Og, 1f, packedWT[gi],
+                            MatrixView.RowMajor(dya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV), 0f,
+                            cols, gi * p.CgK * len, len, inner, backend.GemmIsa);
+                    backend.Each(p.C, !perImage, new Col2ImBody(p, cols, n, l0, l1, dxa));
+                }
+            }
+            finally { ArrayPool<float>.Shared.Return(cols); }
+        }
+    }
+
+    /// <summary>Adds the cols rows of channel c onto dx[n, c] for output lines [l0, l1).</summary>
+    private readonly struct Col2ImBody(ConvPlan p, float[] cols, int n, int l0, int l1, float[] dx) : IParallelBody
+    {
+        public void Run(int c) => p.Col2ImChannel(cols, c, l0, l1, dx, n);
     }
 
     private void FastConvolutionBackwardFilter(ConvGeometry g, float[] xa, float[] dya, float[] dwa)
     {
         // The shifted path multiplies the dropped grid columns (dy = 0 there) by real inputs: exact for finite x,
         // but 0 * Inf would be NaN, so inputs holding Inf or NaN take the im2col path, which matches the reference.
-        if (ShiftedConvPlan.ForForward(g, ConvolutionColumnBudget) is { } sp
-            && float.IsFinite(TensorPrimitives.MaxMagnitude(xa.AsSpan(0, g.Input.Length))))
+        if (ShiftedConvPlan.ForForward(g, ConvolutionColumnBudget) is { } sp)
         {
-            // With few input channels per group a tap's GEMM would be a sliver of one or two columns: dot products do better.
-            if (sp.InG >= 8) ShiftedFilterGradientByTap(sp, g, xa, dya, dwa);
-            else ShiftedFilterGradient(sp, g, xa, dya, dwa);
-            return;
+            try
+            {
+                if (float.IsFinite(TensorPrimitives.MaxMagnitude(xa.AsSpan(0, g.Input.Length))))
+                {
+                    // With few input channels per group a tap's GEMM would be a sliver of one or two columns: dot products do better.
+                    if (sp.InG >= 8) ShiftedFilterGradientByTap(sp, xa, dya, dwa);
+                    else ShiftedFilterGradient(sp, xa, dya, dwa);
+                    return;
+                }
+            }
+            finally { sp.Release(); }
         }
         var p = new ConvPlan(g, ConvolutionColumnBudget);
-        var isa = GemmIsa;
-        int groups = g.Groups, size = p.O * p.CgK;
+        int size = p.O * p.CgK;
         int chunks = Math.Min(p.N, FilterChunks);
         bool perChunk = chunks >= MaxThreads;
-        CpuBackend? inner = perChunk ? null : this;
-        var partials = new float[chunks][];
-        for (int j = 0; j < chunks; j++) partials[j] = ArrayPool<float>.Shared.Rent(size);
+        float[][] partials = RentAll(chunks, size);
         try
         {
-            Each(chunks, perChunk, j =>
-            {
-                float[] part = partials[j];
-                float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
-                try
-                {
-                    bool first = true;
-                    for (int n = p.N * j / chunks; n < p.N * (j + 1) / chunks; n++)
-                        for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
-                        {
-                            int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
-                            Each(p.C, !perChunk, c => p.Im2ColChannelFast(xa, n, c, l0, l1, cols));
-                            // part_g (+)= dy[n]_g (Og x len) * cols_gᵀ (len x CgK); cols_gᵀ is cols_g read with swapped strides.
-                            for (int gi = 0; gi < groups; gi++)
-                                Sgemm.Multiply(p.Og, p.CgK, len, 1f,
-                                    MatrixView.RowMajor(dya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV),
-                                    MatrixView.Transposed(cols, gi * p.CgK * len, len), first ? 0f : 1f,
-                                    part, gi * p.Og * p.CgK, p.CgK, inner, isa);
-                            first = false;
-                        }
-                }
-                finally { ArrayPool<float>.Shared.Return(cols); }
-            });
+            Each(chunks, perChunk, new FastFilterChunk(this, p, perChunk, chunks, partials, xa, dya));
             SumChunks(partials, chunks, size, dwa);
         }
-        finally { ReturnAll(partials); }
+        finally { ReturnAll(partials, chunks); }
+    }
+
+    /// <summary>Chunk j of the images: its filter gradient into partials[j], image after image in order.</summary>
+    private readonly struct FastFilterChunk(CpuBackend backend, ConvPlan p, bool perChunk, int chunks, float[][] partials, float[] xa, float[] dya)
+        : IParallelBody
+    {
+        public void Run(int j)
+        {
+            CpuBackend? inner = perChunk ? null : backend;
+            float[] part = partials[j];
+            float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
+            try
+            {
+                bool first = true;
+                for (int n = p.N * j / chunks; n < p.N * (j + 1) / chunks; n++)
+                    for (int l0 = 0; l0 < p.Lines; l0 += p.SlabLines)
+                    {
+                        int l1 = Math.Min(p.Lines, l0 + p.SlabLines), len = (l1 - l0) * p.Y2;
+                        backend.Each(p.C, !perChunk, new Im2ColBody(p, xa, n, l0, l1, cols, fast: true));
+                        // part_g (+)= dy[n]_g (Og x len) * cols_gᵀ (len x CgK); cols_gᵀ is cols_g read with swapped strides.
+                        for (int gi = 0; gi < p.Groups; gi++)
+                            Sgemm.Multiply(p.Og, p.CgK, len, 1f,
+                                MatrixView.RowMajor(dya, (n * p.O + gi * p.Og) * p.YV + l0 * p.Y2, p.YV),
+                                MatrixView.Transposed(cols, gi * p.CgK * len, len), first ? 0f : 1f,
+                                part, gi * p.Og * p.CgK, p.CgK, inner, backend.GemmIsa);
+                        first = false;
+                    }
+            }
+            finally { ArrayPool<float>.Shared.Return(cols); }
+        }
     }
 
     /// <summary>dw[i] = sum over chunks j, in order and in double, of partials[j][i].</summary>
     private void SumChunks(float[][] partials, int chunks, int size, float[] dwa) =>
-        For((size + ElementwiseBlock - 1) / ElementwiseBlock, block =>
+        For((size + ElementwiseBlock - 1) / ElementwiseBlock, new SumChunksBody(partials, chunks, size, dwa));
+
+    private readonly struct SumChunksBody(float[][] partials, int chunks, int size, float[] dwa) : IParallelBody
+    {
+        public void Run(int block)
         {
             int start = block * ElementwiseBlock, end = Math.Min(size, start + ElementwiseBlock);
             for (int i = start; i < end; i++)
@@ -166,60 +197,60 @@ public sealed partial class CpuBackend
                 for (int j = 0; j < chunks; j++) s += partials[j][i];
                 dwa[i] = (float)s;
             }
-        });
+        }
+    }
 
     /// <summary>
     /// dW_g[o, (c, t)] = sum over images and grid positions q of dyGrid[n, o, q] * padded(x)[n, c, q + shift(t)]:
     /// dot products of contiguous rows (<see cref="DotGemm"/>), dy placed on the padded grid with zeros in the
     /// dropped columns. Images are summed in fixed chunks as in the im2col path.
     /// </summary>
-    private void ShiftedFilterGradient(ShiftedConvPlan sp, ConvGeometry g, float[] xa, float[] dya, float[] dwa)
+    private void ShiftedFilterGradient(ShiftedConvPlan sp, float[] xa, float[] dya, float[] dwa)
     {
-        int groups = g.Groups, og = sp.OutG, cgk = sp.InG * sp.Taps, size = sp.OutChannels * cgk;
-        int outVolume = sp.Out[0] * sp.Out[1] * sp.Out[2];
+        int size = sp.OutChannels * sp.InG * sp.Taps;
         int chunks = Math.Min(sp.N, FilterChunks);
-        bool perChunk = chunks >= MaxThreads, vector = GemmIsa != GemmIsa.Scalar;
-        CpuBackend? inner = perChunk ? null : this;
-        var partials = new float[chunks][];
-        for (int j = 0; j < chunks; j++) partials[j] = ArrayPool<float>.Shared.Rent(size);
+        bool perChunk = chunks >= MaxThreads;
+        float[][] partials = RentAll(chunks, size);
         try
         {
-            Each(chunks, perChunk, j =>
-            {
-                float[] part = partials[j];
-                float[] padded = ArrayPool<float>.Shared.Rent(sp.InChannels * sp.PlaneVolume);
-                float[] grid = ArrayPool<float>.Shared.Rent(sp.OutChannels * sp.GridLength);
-                try
-                {
-                    bool first = true;
-                    for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
-                    {
-                        sp.PadImage(xa, n, padded);
-                        var gridSpan = grid.AsSpan(0, sp.OutChannels * sp.GridLength);
-                        gridSpan.Clear();
-                        for (int o = 0; o < sp.OutChannels; o++)
-                        {
-                            int src = (n * sp.OutChannels + o) * outVolume;
-                            for (int y0 = 0; y0 < sp.Out[0]; y0++)
-                                for (int y1 = 0; y1 < sp.Out[1]; y1++, src += sp.Out[2])
-                                    dya.AsSpan(src, sp.Out[2]).CopyTo(gridSpan.Slice(o * sp.GridLength + (y0 * sp.Hp + y1) * sp.Wp));
-                        }
-                        for (int gi = 0; gi < groups; gi++)
-                            DotGemm.Multiply(og, cgk, sp.GridLength, grid, gi * og * sp.GridLength, sp.GridLength,
-                                padded, gi * sp.InG * sp.PlaneVolume, sp.RowOffsets, 0, first ? 0f : 1f,
-                                part, gi * og * cgk, cgk, inner, vector);
-                        first = false;
-                    }
-                }
-                finally
-                {
-                    ArrayPool<float>.Shared.Return(padded);
-                    ArrayPool<float>.Shared.Return(grid);
-                }
-            });
+            Each(chunks, perChunk, new ShiftedFilterChunk(this, sp, perChunk, chunks, partials, xa, dya));
             SumChunks(partials, chunks, size, dwa);
         }
-        finally { ReturnAll(partials); }
+        finally { ReturnAll(partials, chunks); }
+    }
+
+    /// <summary>Chunk j of the images for <see cref="ShiftedFilterGradient"/>: its partial gradient into partials[j].</summary>
+    private readonly struct ShiftedFilterChunk(CpuBackend backend, ShiftedConvPlan sp, bool perChunk, int chunks, float[][] partials,
+        float[] xa, float[] dya) : IParallelBody
+    {
+        public void Run(int j)
+        {
+            CpuBackend? inner = perChunk ? null : backend;
+            bool vector = backend.GemmIsa != GemmIsa.Scalar;
+            int og = sp.OutG, cgk = sp.InG * sp.Taps;
+            float[] part = partials[j];
+            float[] padded = ArrayPool<float>.Shared.Rent(sp.InChannels * sp.PlaneVolume);
+            float[] grid = ArrayPool<float>.Shared.Rent(sp.OutChannels * sp.GridLength);
+            try
+            {
+                bool first = true;
+                for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
+                {
+                    sp.PadImage(xa, n, padded);
+                    sp.PlaceOnGrid(dya, n, grid);
+                    for (int gi = 0; gi < sp.Groups; gi++)
+                        DotGemm.Multiply(og, cgk, sp.GridLength, grid, gi * og * sp.GridLength, sp.GridLength,
+                            padded, gi * sp.InG * sp.PlaneVolume, sp.RowOffsets, 0, first ? 0f : 1f,
+                            part, gi * og * cgk, cgk, inner, vector);
+                    first = false;
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(padded);
+                ArrayPool<float>.Shared.Return(grid);
+            }
+        }
     }
 
     /// <summary>
@@ -228,93 +259,96 @@ public sealed partial class CpuBackend
     /// packed once per image for all taps. Per chunk the partial is kept tap-major ([t][o][c]) and put back into
     /// the filter layout [o][c][t] when the chunks are added (in chunk order, in double).
     /// </summary>
-    private void ShiftedFilterGradientByTap(ShiftedConvPlan sp, ConvGeometry g, float[] xa, float[] dya, float[] dwa)
+    private void ShiftedFilterGradientByTap(ShiftedConvPlan sp, float[] xa, float[] dya, float[] dwa)
     {
-        var isa = GemmIsa;
-        int groups = g.Groups, og = sp.OutG, cg = sp.InG, taps = sp.Taps, c = sp.InChannels, o = sp.OutChannels;
-        int size = o * cg * taps, outVolume = sp.Out[0] * sp.Out[1] * sp.Out[2], lq = sp.GridLength;
+        int size = sp.OutChannels * sp.InG * sp.Taps;
         int chunks = Math.Min(sp.N, FilterChunks);
         bool perChunk = chunks >= MaxThreads;
-        CpuBackend? inner = perChunk ? null : this;
-        var partials = new float[chunks][];
-        for (int j = 0; j < chunks; j++) partials[j] = ArrayPool<float>.Shared.Rent(size);
+        float[][] partials = RentAll(chunks, size);
         try
         {
-            Each(chunks, perChunk, j =>
-            {
-                float[] part = partials[j];
-                float[] padded = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
-                float[] positionMajor = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
-                float[] grid = ArrayPool<float>.Shared.Rent(o * lq);
-                float[] packedA = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(og, lq, isa));
-                try
-                {
-                    bool first = true;
-                    for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
-                    {
-                        sp.PadImage(xa, n, padded);
-                        // P[pos, ch] = padded[ch, pos]
-                        for (int ch = 0; ch < c; ch++)
-                        {
-                            var plane = padded.AsSpan(ch * sp.PlaneVolume, sp.PlaneVolume);
-                            for (int pos = 0; pos < plane.Length; pos++) positionMajor[pos * c + ch] = plane[pos];
-                        }
-                        var gridSpan = grid.AsSpan(0, o * lq);
-                        gridSpan.Clear();
-                        for (int oc = 0; oc < o; oc++)
-                        {
-                            int src = (n * o + oc) * outVolume;
-                            for (int y0 = 0; y0 < sp.Out[0]; y0++)
-                                for (int y1 = 0; y1 < sp.Out[1]; y1++, src += sp.Out[2])
-                                    dya.AsSpan(src, sp.Out[2]).CopyTo(gridSpan.Slice(oc * lq + (y0 * sp.Hp + y1) * sp.Wp));
-                        }
-                        for (int gi = 0; gi < groups; gi++)
-                        {
-                            Sgemm.PackA(og, lq, MatrixView.RowMajor(grid, gi * og * lq, lq), packedA, isa, inner);
-                            for (int t = 0; t < taps; t++)
-                                // RowOffsets[t] is channel 0's offset for tap t: the tap's shift on the padded grid.
-                                Sgemm.MultiplyPacked(og, cg, lq, 1f, packedA,
-                                    MatrixView.RowMajor(positionMajor, sp.RowOffsets[t] * c + gi * cg, c), first ? 0f : 1f,
-                                    part, (t * o + gi * og) * cg, cg, inner, isa);
-                        }
-                        first = false;
-                    }
-                }
-                finally
-                {
-                    ArrayPool<float>.Shared.Return(padded);
-                    ArrayPool<float>.Shared.Return(positionMajor);
-                    ArrayPool<float>.Shared.Return(grid);
-                    ArrayPool<float>.Shared.Return(packedA);
-                }
-            });
-            // dw[oc, ch, t] = sum over chunks of part[t, oc, ch], chunks in order, in double.
-            For(o, oc =>
-            {
-                for (int ch = 0; ch < cg; ch++)
-                    for (int t = 0; t < taps; t++)
-                    {
-                        double sum = 0;
-                        int index = (t * o + oc) * cg + ch;
-                        for (int j = 0; j < chunks; j++) sum += partials[j][index];
-                        dwa[(oc * cg + ch) * taps + t] = (float)sum;
-                    }
-            });
+            Each(chunks, perChunk, new ShiftedFilterByTapChunk(this, sp, perChunk, chunks, partials, xa, dya));
+            For(sp.OutChannels, new TapMajorSumBody(sp, chunks, partials, dwa));
         }
-        finally { ReturnAll(partials); }
+        finally { ReturnAll(partials, chunks); }
+    }
+
+    /// <summary>Chunk j of the images for <see cref="ShiftedFilterGradientByTap"/>: its tap-major partial into partials[j].</summary>
+    private readonly struct ShiftedFilterByTapChunk(CpuBackend backend, ShiftedConvPlan sp, bool perChunk, int chunks, float[][] partials,
+        float[] xa, float[] dya) : IParallelBody
+    {
+        public void Run(int j)
+        {
+            CpuBackend? inner = perChunk ? null : backend;
+            var isa = backend.GemmIsa;
+            int og = sp.OutG, cg = sp.InG, c = sp.InChannels, o = sp.OutChannels, lq = sp.GridLength;
+            float[] part = partials[j];
+            float[] padded = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
+            float[] positionMajor = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
+            float[] grid = ArrayPool<float>.Shared.Rent(o * lq);
+            float[] packedA = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(og, lq, isa));
+            try
+            {
+                bool first = true;
+                for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
+                {
+                    sp.PadImage(xa, n, padded);
+                    // P[pos, ch] = padded[ch, pos]
+                    for (int ch = 0; ch < c; ch++)
+                    {
+                        var plane = padded.AsSpan(ch * sp.PlaneVolume, sp.PlaneVolume);
+                        for (int pos = 0; pos < plane.Length; pos++) positionMajor[pos * c + ch] = plane[pos];
+                    }
+                    sp.PlaceOnGrid(dya, n, grid);
+                    for (int gi = 0; gi < sp.Groups; gi++)
+                    {
+                        Sgemm.PackA(og, lq, MatrixView.RowMajor(grid, gi * og * lq, lq), packedA, isa, inner);
+                        for (int t = 0; t < sp.Taps; t++)
+                            // RowOffsets[t] is channel 0's offset for tap t: the tap's shift on the padded grid.
+                            Sgemm.MultiplyPacked(og, cg, lq, 1f, packedA,
+                                MatrixView.RowMajor(positionMajor, sp.RowOffsets[t] * c + gi * cg, c), first ? 0f : 1f,
+                                part, (t * o + gi * og) * cg, cg, inner, isa);
+                    }
+                    first = false;
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(padded);
+                ArrayPool<float>.Shared.Return(positionMajor);
+                ArrayPool<float>.Shared.Return(grid);
+                ArrayPool<float>.Shared.Return(packedA);
+            }
+        }
+    }
+
+    /// <summary>dw[oc, ch, t] = sum over chunks of part[t, oc, ch], chunks in order, in double; output channel oc per index.</summary>
+    private readonly struct TapMajorSumBody(ShiftedConvPlan sp, int chunks, float[][] partials, float[] dwa) : IParallelBody
+    {
+        public void Run(int oc)
+        {
+            int cg = sp.InG, taps = sp.Taps, o = sp.OutChannels;
+            for (int ch = 0; ch < cg; ch++)
+                for (int t = 0; t < taps; t++)
+                {
+                    double sum = 0;
+                    int index = (t * o + oc) * cg + ch;
+                    for (int j = 0; j < chunks; j++) sum += partials[j][index];
+                    dwa[(oc * cg + ch) * taps + t] = (float)sum;
+                }
+        }
     }
 
     /// <summary>
     /// Packs each group's filter [Og, CgK] (or its transpose [CgK, Og]) as the A operand of the GEMM.
     /// The arrays are rented; give them back with <see cref="ReturnAll"/>.
     /// </summary>
-    private float[][] PackFilters(ConvPlan p, int groups, float[] wa, bool transposed)
+    private float[][] PackFilters(ConvPlan p, float[] wa, bool transposed)
     {
-        var packed = new float[groups][];
         int m = transposed ? p.CgK : p.Og, k = transposed ? p.Og : p.CgK;
-        for (int gi = 0; gi < groups; gi++)
+        float[][] packed = RentAll(p.Groups, Sgemm.PackedASize(m, k, GemmIsa));
+        for (int gi = 0; gi < p.Groups; gi++)
         {
-            packed[gi] = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(m, k, GemmIsa));
             int start = gi * p.Og * p.CgK;
             var view = transposed ? MatrixView.Transposed(wa, start, p.CgK) : MatrixView.RowMajor(wa, start, p.CgK);
             Sgemm.PackA(m, k, view, packed[gi], GemmIsa, this);
@@ -322,9 +356,19 @@ public sealed partial class CpuBackend
         return packed;
     }
 
-    private static void ReturnAll(float[][] arrays)
+    /// <summary><paramref name="count"/> rented arrays of at least <paramref name="size"/> floats, in a rented array of arrays.</summary>
+    private static float[][] RentAll(int count, int size)
     {
-        foreach (var a in arrays) ArrayPool<float>.Shared.Return(a);
+        float[][] arrays = ArrayPool<float[]>.Shared.Rent(count);
+        for (int i = 0; i < count; i++) arrays[i] = ArrayPool<float>.Shared.Rent(size);
+        return arrays;
+    }
+
+    /// <summary>Gives back the first <paramref name="count"/> arrays of a <see cref="RentAll"/>, then the array of arrays (cleared).</summary>
+    private static void ReturnAll(float[][] arrays, int count)
+    {
+        for (int i = 0; i < count; i++) ArrayPool<float>.Shared.Return(arrays[i]);
+        ArrayPool<float[]>.Shared.Return(arrays, clearArray: true);
     }
 
     // ---- stride-1 convolutions without im2col ----
@@ -342,49 +386,47 @@ public sealed partial class CpuBackend
     // The input gradient is the same computation run on dy: a stride-1 correlation of dy padded by
     // (K-1)d - P with the filter transposed over channels and its taps reversed.
 
-    /// <summary>The geometry of one stride-1 correlation on the padded grid (three spatial dims, leading ones of size 1).</summary>
-    private sealed class ShiftedConvPlan
+    /// <summary>
+    /// The geometry of one stride-1 correlation on the padded grid (three spatial dims, leading ones of size 1).
+    /// A struct, so building one allocates nothing; its <see cref="RowOffsets"/> are rented: call <see cref="Release"/>.
+    /// </summary>
+    private struct ShiftedConvPlan
     {
         public int N, InChannels, OutChannels, Groups, InG, OutG, Taps, Depth;
-        public int[] In = new int[3], Pad = new int[3], Out = new int[3];
+        public Int3 In, Pad, Out;
         public int Hp, Wp, PlaneVolume, GridLength;
-        /// <summary>Per B row (channel in group, tap): offset of its slice in the padded image.</summary>
-        public int[] RowOffsets = [];
+        /// <summary>Per B row (channel in group, tap): offset of its slice in the padded image (rented, may be longer).</summary>
+        public int[] RowOffsets;
 
         /// <summary>The forward convolution as a shifted correlation, or null when a stride is not 1 or it would not pay.</summary>
         public static ShiftedConvPlan? ForForward(ConvGeometry g, int budget) =>
-            Create(g, g.BatchSize, g.InChannels, g.OutChannels, g.InputSize, g.OutputSize, g.Padding, reverse: g.Mode == ConvolutionMode.Convolution, budget);
+            Create(g, g.InChannels, g.OutChannels, g.Input, g.Output, Lift(g.Padding, 3 - g.SpatialRank, 0),
+                reverse: g.Mode == ConvolutionMode.Convolution, budget);
 
         /// <summary>The input gradient as a shifted correlation over dy padded by (K-1)d - P, or null.</summary>
         public static ShiftedConvPlan? ForBackwardData(ConvGeometry g, int budget)
         {
-            int rank = g.SpatialRank;
-            var pad = new int[rank];
+            int rank = g.SpatialRank, lead = 3 - rank;
+            var pad = new Int3();
             for (int i = 0; i < rank; i++)
             {
-                pad[i] = (g.KernelSize[i] - 1) * g.Dilation[i] - g.Padding[i];
-                if (pad[i] < 0) return null;
+                pad[lead + i] = (g.Filter[i + 2] - 1) * g.Dilation[i] - g.Padding[i];
+                if (pad[lead + i] < 0) return null;
             }
-            return Create(g, g.BatchSize, g.OutChannels, g.InChannels, g.OutputSize, g.InputSize, pad, reverse: g.Mode != ConvolutionMode.Convolution, budget);
+            return Create(g, g.OutChannels, g.InChannels, g.Output, g.Input, pad, reverse: g.Mode != ConvolutionMode.Convolution, budget);
         }
 
-        private static ShiftedConvPlan? Create(ConvGeometry g, int n, int inChannels, int outChannels, int[] inSize, int[] outSize,
-            int[] padding, bool reverse, int budget)
+        private static ShiftedConvPlan? Create(ConvGeometry g, int inChannels, int outChannels, Shape inShape, Shape outShape,
+            Int3 padding, bool reverse, int budget)
         {
             foreach (int s in g.Stride) if (s != 1) return null;
             int lead = 3 - g.SpatialRank;
-            var p = new ShiftedConvPlan { N = n, InChannels = inChannels, OutChannels = outChannels, Groups = g.Groups };
+            var p = new ShiftedConvPlan { N = g.BatchSize, InChannels = inChannels, OutChannels = outChannels, Groups = g.Groups, RowOffsets = [] };
             p.InG = inChannels / g.Groups; p.OutG = outChannels / g.Groups;
-            var k = new int[3]; var d = new int[3];
-            for (int i = 0; i < 3; i++)
-            {
-                bool real = i >= lead;
-                p.In[i] = real ? inSize[i - lead] : 1;
-                p.Out[i] = real ? outSize[i - lead] : 1;
-                p.Pad[i] = real ? padding[i - lead] : 0;
-                k[i] = real ? g.KernelSize[i - lead] : 1;
-                d[i] = real ? g.Dilation[i - lead] : 1;
-            }
+            Int3 k = LiftSpatial(g.Filter, lead), d = Lift(g.Dilation, lead, 1);
+            p.In = LiftSpatial(inShape, lead);
+            p.Out = LiftSpatial(outShape, lead);
+            p.Pad = padding;
             int dp = p.In[0] + 2 * p.Pad[0];
             p.Hp = p.In[1] + 2 * p.Pad[1]; p.Wp = p.In[2] + 2 * p.Pad[2];
             long plane = (long)dp * p.Hp * p.Wp;
@@ -396,7 +438,7 @@ public sealed partial class CpuBackend
             if (plane * inChannels > budget || (long)p.OutG * p.GridLength > budget || p.GridLength > 2 * outVolume) return null;
             p.PlaneVolume = (int)plane;
             p.Taps = k[0] * k[1] * k[2];
-            p.RowOffsets = new int[p.InG * p.Taps];
+            p.RowOffsets = ArrayPool<int>.Shared.Rent(p.InG * p.Taps);
             for (int c = 0; c < p.InG; c++)
                 for (int t = 0; t < p.Taps; t++)
                 {
@@ -407,8 +449,11 @@ public sealed partial class CpuBackend
             return p;
         }
 
+        /// <summary>Gives the rented <see cref="RowOffsets"/> back.</summary>
+        public readonly void Release() => ArrayPool<int>.Shared.Return(RowOffsets);
+
         /// <summary>Writes the zero-padded copy of planes [n, 0..InChannels) of <paramref name="x"/> into <paramref name="padded"/>.</summary>
-        public void PadImage(float[] x, int n, float[] padded)
+        public readonly void PadImage(float[] x, int n, float[] padded)
         {
             int inVolume = In[0] * In[1] * In[2];
             for (int c = 0; c < InChannels; c++)
@@ -421,23 +466,39 @@ public sealed partial class CpuBackend
                         x.AsSpan(src, In[2]).CopyTo(dst.Slice(((i0 + Pad[0]) * Hp + i1 + Pad[1]) * Wp + Pad[2]));
             }
         }
+
+        /// <summary>Writes [n, 0..OutChannels) of the output-shaped <paramref name="y"/> onto the grid [OutChannels, GridLength], zeros in the dropped columns.</summary>
+        public readonly void PlaceOnGrid(float[] y, int n, float[] grid)
+        {
+            int outVolume = Out[0] * Out[1] * Out[2];
+            var gridSpan = grid.AsSpan(0, OutChannels * GridLength);
+            gridSpan.Clear();
+            for (int o = 0; o < OutChannels; o++)
+            {
+                int src = (n * OutChannels + o) * outVolume;
+                for (int y0 = 0; y0 < Out[0]; y0++)
+                    for (int y1 = 0; y1 < Out[1]; y1++, src += Out[2])
+                        y.AsSpan(src, Out[2]).CopyTo(gridSpan.Slice(o * GridLength + (y0 * Hp + y1) * Wp));
+            }
+        }
     }
 
     /// <summary>
     /// Each group's filter as the A operand [OutG, InG * Taps] of a shifted correlation: the filter itself for the
     /// forward pass; for the input gradient (<paramref name="transposedTaps"/>) A[c, (o, t)] = W[o, c, t] over the group.
+    /// The arrays are rented; give them back with <see cref="ReturnAll"/>.
     /// </summary>
     private float[][] PackFilterRows(ConvGeometry g, float[] wa, bool transposedTaps)
     {
         int groups = g.Groups, og = g.OutChannelsPerGroup, cg = g.InChannelsPerGroup, kv = g.KernelVolume, cgk = cg * kv;
-        var packed = new float[groups][];
+        int m = transposedTaps ? cg : og, k = transposedTaps ? og * kv : cgk;
+        float[][] packed = RentAll(groups, Sgemm.PackedASize(m, k, GemmIsa));
         float[]? swapped = transposedTaps ? ArrayPool<float>.Shared.Rent(og * cgk) : null;
         try
         {
             for (int gi = 0; gi < groups; gi++)
             {
                 int start = gi * og * cgk;
-                int m = transposedTaps ? cg : og, k = transposedTaps ? og * kv : cgk;
                 MatrixView view;
                 if (swapped is not null)
                 {
@@ -447,7 +508,6 @@ public sealed partial class CpuBackend
                     view = MatrixView.RowMajor(swapped, 0, k);
                 }
                 else view = MatrixView.RowMajor(wa, start, k);
-                packed[gi] = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(m, k, GemmIsa));
                 Sgemm.PackA(m, k, view, packed[gi], GemmIsa, this);
             }
         }
@@ -458,12 +518,18 @@ public sealed partial class CpuBackend
     /// <summary>output[n, o, y] = bias[o] + sum over (c, t) of A[o, (c, t)] * padded(input)[n, c, y + shift(t)].</summary>
     private void ShiftedConvolution(ShiftedConvPlan p, float[][] packedA, float[] input, float[]? bias, float[] output)
     {
-        var isa = GemmIsa;
         bool perImage = p.N >= MaxThreads;
-        CpuBackend? inner = perImage ? null : this;
-        int outVolume = p.Out[0] * p.Out[1] * p.Out[2], k = p.InG * p.Taps;
-        Each(p.N, perImage, n =>
+        Each(p.N, perImage, new ShiftedImage(this, p, perImage, packedA, input, bias, output));
+    }
+
+    /// <summary>Image n of <see cref="ShiftedConvolution"/>: pad it, one GEMM per group onto the grid, keep the real output columns.</summary>
+    private readonly struct ShiftedImage(CpuBackend backend, ShiftedConvPlan p, bool perImage, float[][] packedA, float[] input, float[]? bias,
+        float[] output) : IParallelBody
+    {
+        public void Run(int n)
         {
+            CpuBackend? inner = perImage ? null : backend;
+            int outVolume = p.Out[0] * p.Out[1] * p.Out[2], k = p.InG * p.Taps;
             float[] padded = ArrayPool<float>.Shared.Rent(p.InChannels * p.PlaneVolume);
             float[] grid = ArrayPool<float>.Shared.Rent(p.OutG * p.GridLength);
             try
@@ -472,7 +538,7 @@ public sealed partial class CpuBackend
                 for (int gi = 0; gi < p.Groups; gi++)
                 {
                     Sgemm.MultiplyPacked(p.OutG, p.GridLength, k, 1f, packedA[gi],
-                        MatrixView.Rows(padded, gi * p.InG * p.PlaneVolume, p.RowOffsets), 0f, grid, 0, p.GridLength, inner, isa);
+                        MatrixView.Rows(padded, gi * p.InG * p.PlaneVolume, p.RowOffsets), 0f, grid, 0, p.GridLength, inner, backend.GemmIsa);
                     for (int o = 0; o < p.OutG; o++)
                     {
                         int channel = gi * p.OutG + o;
@@ -495,6 +561,6 @@ public sealed partial class CpuBackend
                 ArrayPool<float>.Shared.Return(padded);
                 ArrayPool<float>.Shared.Return(grid);
             }
-        });
+        }
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Backends.Cpu;
@@ -14,18 +15,22 @@ public sealed partial class CpuBackend
     public void LrnForward(LrnOptions options, Tensor x, Tensor y)
     {
         int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
-        var xa = Array(x); var ya = Array(y);
-        double beta = options.Beta;
-        For(n * c, row =>
+        For(n * c, new LrnForwardBody(options, Array(x), Array(y), c, inner));
+    }
+
+    private readonly struct LrnForwardBody(LrnOptions options, float[] x, float[] y, int c, int inner) : IParallelBody
+    {
+        public void Run(int row)
         {
+            double beta = options.Beta;
             int ch = row % c, sampleBase = (row - ch) * inner;
             for (int i = 0; i < inner; i++)
             {
-                double s = LrnScale(options, xa, sampleBase, c, ch, inner, i);
+                double s = LrnScale(options, x, sampleBase, c, ch, inner, i);
                 int at = row * inner + i;
-                ya[at] = (float)(xa[at] * Math.Pow(s, -beta));
+                y[at] = (float)(x[at] * Math.Pow(s, -beta));
             }
-        });
+        }
     }
 
     public void LrnBackward(LrnOptions options, Tensor x, Tensor y, Tensor dy, Tensor dx)
@@ -34,23 +39,44 @@ public sealed partial class CpuBackend
         //   dx[j] = dy[j] s[j]^-Beta - 2 Alpha Beta/Size x[j] sum_{c : j in W(c)} dy[c] y[c] / s[c],
         // and j in W(c) exactly when c lies in [j - hi, j + lo]. First s and dy*y/s everywhere, then the sum.
         int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
-        int lo = (options.Size - 1) / 2, hi = options.Size - 1 - lo;
-        var xa = Array(x); var ya = Array(y); var dya = Array(dy); var dxa = Array(dx);
-        var scale = new double[x.Length];
-        var ratio = new double[x.Length];
-        For(n * c, row =>
+        double[] scale = ArrayPool<double>.Shared.Rent(x.Length), ratio = ArrayPool<double>.Shared.Rent(x.Length);
+        try
+        {
+            float[] xa = Array(x), dya = Array(dy);
+            For(n * c, new LrnScalesBody(options, xa, Array(y), dya, c, inner, scale, ratio));
+            For(n * c, new LrnBackwardBody(options, xa, dya, Array(dx), c, inner, scale, ratio));
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(scale);
+            ArrayPool<double>.Shared.Return(ratio);
+        }
+    }
+
+    /// <summary>Per (n, c) row: the scales s and the ratios dy*y/s.</summary>
+    private readonly struct LrnScalesBody(LrnOptions options, float[] x, float[] y, float[] dy, int c, int inner,
+        double[] scale, double[] ratio) : IParallelBody
+    {
+        public void Run(int row)
         {
             int ch = row % c, sampleBase = (row - ch) * inner;
             for (int i = 0; i < inner; i++)
             {
                 int at = row * inner + i;
-                scale[at] = LrnScale(options, xa, sampleBase, c, ch, inner, i);
-                ratio[at] = (double)dya[at] * ya[at] / scale[at];
+                scale[at] = LrnScale(options, x, sampleBase, c, ch, inner, i);
+                ratio[at] = (double)dy[at] * y[at] / scale[at];
             }
-        });
-        double beta = options.Beta, factor = 2.0 * options.Alpha * options.Beta / options.Size;
-        For(n * c, row =>
+        }
+    }
+
+    /// <summary>Per (n, c) row: dx from the scales and the ratios of the channels whose window holds c.</summary>
+    private readonly struct LrnBackwardBody(LrnOptions options, float[] x, float[] dy, float[] dx, int c, int inner,
+        double[] scale, double[] ratio) : IParallelBody
+    {
+        public void Run(int row)
         {
+            int lo = (options.Size - 1) / 2, hi = options.Size - 1 - lo;
+            double beta = options.Beta, factor = 2.0 * options.Alpha * options.Beta / options.Size;
             int ch = row % c, sampleBase = (row - ch) * inner;
             int first = Math.Max(0, ch - hi), last = Math.Min(c - 1, ch + lo);
             for (int i = 0; i < inner; i++)
@@ -58,9 +84,9 @@ public sealed partial class CpuBackend
                 double sum = 0;
                 for (int k = first; k <= last; k++) sum += ratio[sampleBase + k * inner + i];
                 int at = row * inner + i;
-                dxa[at] = (float)(dya[at] * Math.Pow(scale[at], -beta) - factor * xa[at] * sum);
+                dx[at] = (float)(dy[at] * Math.Pow(scale[at], -beta) - factor * x[at] * sum);
             }
-        });
+        }
     }
 
     /// <summary>K + Alpha/Size * (sum of squares over the channel window of channel ch at position i), in double.</summary>
@@ -87,13 +113,20 @@ public sealed partial class CpuBackend
             FastBatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd);
             return;
         }
-        int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
-        long m = (long)n * inner;
-        var xa = Array(x); var ya = Array(y); var g = Array(gamma); var b = Array(beta);
-        var rm = Array(runningMean); var rv = Array(runningVariance);
-        var sm = Array(savedMean); var sis = Array(savedInvStd);
-        For(c, ch =>
+        For(x.Shape[1], new BatchNormTrainingBody(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd));
+    }
+
+    /// <summary>The arguments of a training-mode batch norm forward, read as [N, C, inner]; one channel per index.</summary>
+    private readonly struct BatchNormTrainingBody(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd) : IParallelBody
+    {
+        private readonly int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
+        private readonly float[] xa = Array(x), ya = Array(y), g = Array(gamma), b = Array(beta), rm = Array(runningMean),
+            rv = Array(runningVariance), sm = Array(savedMean), sis = Array(savedInvStd);
+
+        public void Run(int ch)
         {
+            long m = (long)n * inner;
             // Two passes (mean, then squared deviations) in double: no cancellation as in E[x²] - E[x]².
             double sum = 0;
             for (int s = 0; s < n; s++)
@@ -116,21 +149,26 @@ public sealed partial class CpuBackend
             double unbiased = m > 1 ? squares / (m - 1) : variance;
             rm[ch] = (float)((1.0 - momentum) * rm[ch] + (double)momentum * mean);
             rv[ch] = (float)((1.0 - momentum) * rv[ch] + (double)momentum * unbiased);
-        });
+        }
     }
 
     public void BatchNormForwardInference(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon, Tensor y)
     {
         int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
-        var xa = Array(x); var ya = Array(y); var g = Array(gamma); var b = Array(beta);
-        var mu = Array(mean); var va = Array(variance);
-        For(n * c, row =>
+        For(n * c, new BatchNormInferenceBody(Array(x), Array(gamma), Array(beta), Array(mean), Array(variance), epsilon, Array(y), c, inner));
+    }
+
+    /// <summary>One (n, c) row per index.</summary>
+    private readonly struct BatchNormInferenceBody(float[] x, float[] g, float[] b, float[] mu, float[] va, float epsilon, float[] y,
+        int c, int inner) : IParallelBody
+    {
+        public void Run(int row)
         {
             int ch = row % c;
             double gain = g[ch] / Math.Sqrt((double)va[ch] + epsilon), center = mu[ch], shift = b[ch];
             int start = row * inner;
-            for (int i = start; i < start + inner; i++) ya[i] = (float)(gain * (xa[i] - center) + shift);
-        });
+            for (int i = start; i < start + inner; i++) y[i] = (float)(gain * (x[i] - center) + shift);
+        }
     }
 
     public void BatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
@@ -143,13 +181,20 @@ public sealed partial class CpuBackend
         }
         // With xhat = (x - mean) invstd and m values per channel:
         //   dbeta = sum dy,  dgamma = sum dy xhat,  dx = gamma invstd / m * (m dy - dbeta - xhat dgamma).
-        int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
-        long m = (long)n * inner;
-        var xa = Array(x); var dya = Array(dy); var g = Array(gamma);
-        var sm = Array(savedMean); var sis = Array(savedInvStd);
-        var dxa = Array(dx); var dga = Array(dgamma); var dba = Array(dbeta);
-        For(c, ch =>
+        For(x.Shape[1], new BatchNormBackwardBody(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta));
+    }
+
+    /// <summary>The arguments of a batch norm backward, read as [N, C, inner]; one channel per index.</summary>
+    private readonly struct BatchNormBackwardBody(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta) : IParallelBody
+    {
+        private readonly int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
+        private readonly float[] xa = Array(x), dya = Array(dy), g = Array(gamma), sm = Array(savedMean), sis = Array(savedInvStd),
+            dxa = Array(dx), dga = Array(dgamma), dba = Array(dbeta);
+
+        public void Run(int ch)
         {
+            long m = (long)n * inner;
             double mean = sm[ch], invStd = sis[ch];
             double sumDy = 0, sumDyXhat = 0;
             for (int s = 0; s < n; s++)
@@ -170,6 +215,6 @@ public sealed partial class CpuBackend
                 for (int i = start; i < start + inner; i++)
                     dxa[i] = (float)(k * (m * (double)dya[i] - sumDy - (xa[i] - mean) * invStd * sumDyXhat));
             }
-        });
+        }
     }
 }

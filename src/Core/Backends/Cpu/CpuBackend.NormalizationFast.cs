@@ -10,15 +10,20 @@ namespace MLNet.ConvNet.Backends.Cpu;
 public sealed partial class CpuBackend
 {
     private void FastBatchNormForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
-        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd)
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd) =>
+        For(x.Shape[1], new FastBatchNormTrainingBody(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd));
+
+    /// <summary>The arguments of a training-mode batch norm forward, read as [N, C, inner]; one channel per index.</summary>
+    private readonly struct FastBatchNormTrainingBody(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd) : IParallelBody
     {
-        int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
-        long m = (long)n * inner;
-        var xa = Array(x); var ya = Array(y); var g = Array(gamma); var b = Array(beta);
-        var rm = Array(runningMean); var rv = Array(runningVariance);
-        var sm = Array(savedMean); var sis = Array(savedInvStd);
-        For(c, ch =>
+        private readonly int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
+        private readonly float[] xa = Array(x), ya = Array(y), g = Array(gamma), b = Array(beta), rm = Array(runningMean),
+            rv = Array(runningVariance), sm = Array(savedMean), sis = Array(savedInvStd);
+
+        public void Run(int ch)
         {
+            long m = (long)n * inner;
             double sum = 0;
             for (int s = 0; s < n; s++) sum += TensorPrimitives.Sum<float>(xa.AsSpan((s * c + ch) * inner, inner));
             double mean = sum / m;
@@ -47,7 +52,7 @@ public sealed partial class CpuBackend
             double unbiased = m > 1 ? squares / (m - 1) : variance;
             rm[ch] = (float)((1.0 - momentum) * rm[ch] + (double)momentum * mean);
             rv[ch] = (float)((1.0 - momentum) * rv[ch] + (double)momentum * unbiased);
-        });
+        }
     }
 
     /// <summary>y = (x - center) * a + b; centering first keeps values near the mean from cancelling against b.</summary>
@@ -78,17 +83,23 @@ public sealed partial class CpuBackend
     }
 
     private void FastBatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
-        Tensor dx, Tensor dgamma, Tensor dbeta)
+        Tensor dx, Tensor dgamma, Tensor dbeta) =>
+        For(x.Shape[1], new FastBatchNormBackwardBody(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta));
+
+    /// <summary>
+    /// dx = gamma invstd / m (m dy - dbeta - xhat dgamma) = A dy + B (x - mean) + C with
+    ///   A = gamma invstd,  B = -gamma invstd^2 dgamma / m,  C = -gamma invstd dbeta / m; one channel per index.
+    /// </summary>
+    private readonly struct FastBatchNormBackwardBody(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta) : IParallelBody
     {
-        // dx = gamma invstd / m (m dy - dbeta - xhat dgamma) = A dy + B (x - mean) + C with
-        //   A = gamma invstd,  B = -gamma invstd^2 dgamma / m,  C = -gamma invstd dbeta / m.
-        int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
-        long m = (long)n * inner;
-        var xa = Array(x); var dya = Array(dy); var g = Array(gamma);
-        var sm = Array(savedMean); var sis = Array(savedInvStd);
-        var dxa = Array(dx); var dga = Array(dgamma); var dba = Array(dbeta);
-        For(c, ch =>
+        private readonly int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
+        private readonly float[] xa = Array(x), dya = Array(dy), g = Array(gamma), sm = Array(savedMean), sis = Array(savedInvStd),
+            dxa = Array(dx), dga = Array(dgamma), dba = Array(dbeta);
+
+        public void Run(int ch)
         {
+            long m = (long)n * inner;
             double mean = sm[ch], invStd = sis[ch];
             double sumDy = 0, sumDyX = 0;
             for (int s = 0; s < n; s++)
@@ -111,6 +122,6 @@ public sealed partial class CpuBackend
                 Affine(xa.AsSpan(start, inner), (float)mean, bx, cc, dxRow);
                 TensorPrimitives.MultiplyAdd(dya.AsSpan(start, inner), a, dxRow, dxRow);
             }
-        });
+        }
     }
 }

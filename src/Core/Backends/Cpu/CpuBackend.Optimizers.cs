@@ -15,11 +15,14 @@ public sealed partial class CpuBackend
             if (velocity is null) throw new ArgumentNullException(nameof(velocity), "SgdStep: momentum > 0 needs a velocity tensor.");
             SameLength(param, velocity);
         }
-        float[] p = Array(param), g = Array(grad);
-        float[]? vel = momentum != 0f ? Array(velocity!) : null;
         int n = param.Length;
-        double lr = learningRate, mu = momentum, wd = weightDecay;
-        For((n + OptimizerChunk - 1) / OptimizerChunk, chunk =>
+        For((n + OptimizerChunk - 1) / OptimizerChunk,
+            new SgdBody(Array(param), Array(grad), momentum != 0f ? Array(velocity!) : null, n, learningRate, momentum, nesterov, weightDecay));
+    }
+
+    private readonly struct SgdBody(float[] p, float[] g, float[]? vel, int n, double lr, double mu, bool nesterov, double wd) : IParallelBody
+    {
+        public void Run(int chunk)
         {
             int end = Math.Min(n, (chunk + 1) * OptimizerChunk);
             for (int i = chunk * OptimizerChunk; i < end; i++)
@@ -34,7 +37,7 @@ public sealed partial class CpuBackend
                 }
                 p[i] = (float)(p[i] - lr * d);
             }
-        });
+        }
     }
 
     public void AdamStep(Tensor param, Tensor grad, Tensor m, Tensor v, float learningRate, float beta1, float beta2, float epsilon,
@@ -42,11 +45,18 @@ public sealed partial class CpuBackend
     {
         SameLength(param, grad); SameLength(param, m); SameLength(param, v);
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, "AdamStep: step is 1-based.");
-        float[] p = Array(param), g = Array(grad), ma = Array(m), va = Array(v);
         int n = param.Length;
-        double lr = learningRate, b1 = beta1, b2 = beta2, eps = epsilon, wd = weightDecay;
+        double b1 = beta1, b2 = beta2;
         double c1 = 1 - Math.Pow(b1, step), c2 = 1 - Math.Pow(b2, step);
-        For((n + OptimizerChunk - 1) / OptimizerChunk, chunk =>
+        For((n + OptimizerChunk - 1) / OptimizerChunk,
+            new AdamBody(Array(param), Array(grad), Array(m), Array(v), n, learningRate, b1, b2, epsilon, weightDecay, decoupled, c1, c2));
+    }
+
+    /// <summary>c1 and c2 are the bias corrections 1 - beta1^step and 1 - beta2^step.</summary>
+    private readonly struct AdamBody(float[] p, float[] g, float[] ma, float[] va, int n, double lr, double b1, double b2, double eps,
+        double wd, bool decoupled, double c1, double c2) : IParallelBody
+    {
+        public void Run(int chunk)
         {
             int end = Math.Min(n, (chunk + 1) * OptimizerChunk);
             for (int i = chunk * OptimizerChunk; i < end; i++)
@@ -60,6 +70,6 @@ public sealed partial class CpuBackend
                 va[i] = (float)vi;
                 p[i] = (float)(pi - lr * (mi / c1) / (Math.Sqrt(vi / c2) + eps));
             }
-        });
+        }
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Backends.Cpu;
@@ -18,11 +19,16 @@ public sealed partial class CpuBackend
     {
         if (!UseReferenceKernels && IsMaxPool2x2(g)) { MaxPool2x2Forward(g, Array(x), Array(y)); return; }
         var plan = new PoolPlan(g);
-        var xa = Array(x); var ya = Array(y);
-        For(plan.Planes, plane =>
+        For(plan.Planes, new PoolForwardBody(plan, Array(x), Array(y)));
+    }
+
+    /// <summary>One (n, c) plane per index.</summary>
+    private readonly struct PoolForwardBody(PoolPlan plan, float[] x, float[] y) : IParallelBody
+    {
+        public void Run(int plane)
         {
-            var xs = new ReadOnlySpan<float>(xa, plane * plan.InVolume, plan.InVolume);
-            var ys = ya.AsSpan(plane * plan.OutVolume, plan.OutVolume);
+            var xs = new ReadOnlySpan<float>(x, plane * plan.InVolume, plan.InVolume);
+            var ys = y.AsSpan(plane * plan.OutVolume, plan.OutVolume);
             int o = 0;
             for (int od = 0; od < plan.Out[0]; od++)
             for (int oh = 0; oh < plan.Out[1]; oh++)
@@ -33,7 +39,7 @@ public sealed partial class CpuBackend
                     ? xs[plan.ArgMax(xs, w)]
                     : (float)(plan.Sum(xs, w) / plan.Divisor(w));
             }
-        });
+        }
     }
 
     /// <summary>
@@ -47,14 +53,20 @@ public sealed partial class CpuBackend
     {
         if (!UseReferenceKernels && IsMaxPool2x2(g)) { MaxPool2x2Backward(g, Array(x), Array(dy), Array(dx)); return; }
         var plan = new PoolPlan(g);
-        var dya = Array(dy); var dxa = Array(dx);
         // Only max pooling looks at x; fetching its array costs nothing but would mislead a reader.
-        var xa = plan.Mode == PoolingMode.Max ? Array(x) : null;
-        For(plan.Planes, plane =>
+        For(plan.Planes, new PoolBackwardBody(plan, plan.Mode == PoolingMode.Max ? Array(x) : null, Array(dy), Array(dx)));
+    }
+
+    /// <summary>One (n, c) plane per index.</summary>
+    private readonly struct PoolBackwardBody(PoolPlan plan, float[]? x, float[] dy, float[] dx) : IParallelBody
+    {
+        public void Run(int plane)
         {
-            var acc = new double[plan.InVolume];
-            var dys = new ReadOnlySpan<float>(dya, plane * plan.OutVolume, plan.OutVolume);
-            var xs = xa is null ? default : new ReadOnlySpan<float>(xa, plane * plan.InVolume, plan.InVolume);
+            double[] rented = ArrayPool<double>.Shared.Rent(plan.InVolume);
+            var acc = rented.AsSpan(0, plan.InVolume);
+            acc.Clear();
+            var dys = new ReadOnlySpan<float>(dy, plane * plan.OutVolume, plan.OutVolume);
+            var xs = x is null ? default : new ReadOnlySpan<float>(x, plane * plan.InVolume, plan.InVolume);
             int o = 0;
             for (int od = 0; od < plan.Out[0]; od++)
             for (int oh = 0; oh < plan.Out[1]; oh++)
@@ -74,9 +86,10 @@ public sealed partial class CpuBackend
                     for (int c = w.W0; c < w.W1; c++) acc[row + c] += share;
                 }
             }
-            var dxs = dxa.AsSpan(plane * plan.InVolume, plan.InVolume);
+            var dxs = dx.AsSpan(plane * plan.InVolume, plan.InVolume);
             for (int i = 0; i < acc.Length; i++) dxs[i] = (float)acc[i];
-        });
+            ArrayPool<double>.Shared.Return(rented);
+        }
     }
 
     /// <summary>The in-input part of one window: half-open ranges [D0, D1) x [H0, H1) x [W0, W1).</summary>
@@ -85,8 +98,8 @@ public sealed partial class CpuBackend
         public int Count => (D1 - D0) * (H1 - H0) * (W1 - W0);
     }
 
-    /// <summary>A <see cref="PoolGeometry"/> padded to three spatial dimensions.</summary>
-    private sealed class PoolPlan
+    /// <summary>A <see cref="PoolGeometry"/> padded to three spatial dimensions (a struct: building one allocates nothing).</summary>
+    private readonly struct PoolPlan
     {
         public PoolPlan(PoolGeometry g)
         {
@@ -107,7 +120,7 @@ public sealed partial class CpuBackend
             Mode = g.Mode;
         }
 
-        public readonly int[] In = new int[3], Out = new int[3], Window = new int[3], Stride = new int[3], Padding = new int[3];
+        public readonly Int3 In, Out, Window, Stride, Padding;
         public readonly int Planes, InVolume, OutVolume, WindowVolume;
         public readonly PoolingMode Mode;
 

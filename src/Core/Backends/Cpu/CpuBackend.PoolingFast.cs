@@ -31,14 +31,19 @@ public sealed partial class CpuBackend
         return (Vector256.ConditionalSelect(take, v, m), Vector256.ConditionalSelect(take, Vector256.Create(index), best));
     }
 
-    private void MaxPool2x2Forward(PoolGeometry g, float[] xa, float[] ya)
+    private void MaxPool2x2Forward(PoolGeometry g, float[] xa, float[] ya) =>
+        ForRows(g.Input[0] * g.Input[1] * g.Output[2], new MaxPool2x2ForwardBody(g, xa, ya));
+
+    /// <summary>One output row per index.</summary>
+    private readonly struct MaxPool2x2ForwardBody(PoolGeometry g, float[] xa, float[] ya) : IParallelBody
     {
-        int planes = g.Input[0] * g.Input[1], h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
-        // A vector step at output column j reads input columns 2j .. 2j + 8: keep it inside the row.
-        int vectorColumns = Vector256.IsHardwareAccelerated && w >= 9 ? (w - 9) / 2 / 4 * 4 + 4 : 0;
-        var even = Vector256.Create(0, 2, 4, 6, 0, 2, 4, 6);
-        ForRows(planes * oh, row =>
+        private readonly int h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
+
+        public void Run(int row)
         {
+            // A vector step at output column j reads input columns 2j .. 2j + 8: keep it inside the row.
+            int vectorColumns = Vector256.IsHardwareAccelerated && w >= 9 ? (w - 9) / 2 / 4 * 4 + 4 : 0;
+            var even = Vector256.Create(0, 2, 4, 6, 0, 2, 4, 6);
             int plane = row / oh, r = row % oh;
             var r0 = xa.AsSpan(plane * h * w + 2 * r * w, w);
             var r1 = xa.AsSpan(plane * h * w + (2 * r + 1) * w, w);
@@ -59,21 +64,26 @@ public sealed partial class CpuBackend
                 if (Replaces(r1[2 * j + 1], m)) m = r1[2 * j + 1];
                 ys[j] = m;
             }
-        });
+        }
     }
 
-    private void MaxPool2x2Backward(PoolGeometry g, float[] xa, float[] dya, float[] dxa)
+    private void MaxPool2x2Backward(PoolGeometry g, float[] xa, float[] dya, float[] dxa) =>
+        ForRows(g.Input[0] * g.Input[1] * g.Output[2], new MaxPool2x2BackwardBody(g, xa, dya, dxa));
+
+    /// <summary>The two input rows under one output row per index.</summary>
+    private readonly struct MaxPool2x2BackwardBody(PoolGeometry g, float[] xa, float[] dya, float[] dxa) : IParallelBody
     {
-        int planes = g.Input[0] * g.Input[1], h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
-        int vectorColumns = Vector256.IsHardwareAccelerated && w >= 9 ? (w - 9) / 2 / 4 * 4 + 4 : 0;
-        // Lane l of a step covers input column 2j + l, in window l / 2: spread each window's winner (kept in its
-        // even lane) and its dy to both of its lanes, then keep dy where the lane is the winner.
-        var pairs = Vector256.Create(0, 0, 2, 2, 4, 4, 6, 6);
-        var spread = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3);
-        var top = Vector256.Create(0f, 1, 0, 1, 0, 1, 0, 1);
-        var bottom = top + Vector256.Create(2f);
-        ForRows(planes * oh, row =>
+        private readonly int h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
+
+        public void Run(int row)
         {
+            int vectorColumns = Vector256.IsHardwareAccelerated && w >= 9 ? (w - 9) / 2 / 4 * 4 + 4 : 0;
+            // Lane l of a step covers input column 2j + l, in window l / 2: spread each window's winner (kept in its
+            // even lane) and its dy to both of its lanes, then keep dy where the lane is the winner.
+            var pairs = Vector256.Create(0, 0, 2, 2, 4, 4, 6, 6);
+            var spread = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3);
+            var top = Vector256.Create(0f, 1, 0, 1, 0, 1, 0, 1);
+            var bottom = top + Vector256.Create(2f);
             int plane = row / oh, r = row % oh;
             int start0 = plane * h * w + 2 * r * w, start1 = start0 + w;
             var x0 = xa.AsSpan(start0, w); var x1 = xa.AsSpan(start1, w);
@@ -108,17 +118,22 @@ public sealed partial class CpuBackend
             if (2 * ow < w) { d0[(2 * ow)..].Clear(); d1[(2 * ow)..].Clear(); }
             // An odd height leaves a last row outside every window: the plane's last output row clears it.
             if (r == oh - 1 && 2 * oh < h) dxa.AsSpan(plane * h * w + 2 * oh * w, (h - 2 * oh) * w).Clear();
-        });
+        }
     }
 
-    /// <summary>Runs body(row) over output rows in blocks sized to amortize scheduling (each row is independent).</summary>
-    private void ForRows(int rows, Action<int> body)
+    /// <summary>Output rows per parallel index: enough to amortize scheduling.</summary>
+    private const int RowBlock = 64;
+
+    /// <summary>Runs body.Run(row) over output rows in blocks of <see cref="RowBlock"/> (each row is independent).</summary>
+    private void ForRows<TBody>(int rows, TBody body) where TBody : struct, IParallelBody =>
+        For((rows + RowBlock - 1) / RowBlock, new RowBlocks<TBody>(rows, body));
+
+    private readonly struct RowBlocks<TBody>(int rows, TBody body) : IParallelBody where TBody : struct, IParallelBody
     {
-        const int block = 64;
-        For((rows + block - 1) / block, b =>
+        public void Run(int block)
         {
-            int end = Math.Min(rows, (b + 1) * block);
-            for (int row = b * block; row < end; row++) body(row);
-        });
+            int end = Math.Min(rows, (block + 1) * RowBlock);
+            for (int row = block * RowBlock; row < end; row++) body.Run(row);
+        }
     }
 }

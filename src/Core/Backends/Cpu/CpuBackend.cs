@@ -17,6 +17,12 @@ public sealed class CpuStorage : TensorStorage
 /// output slices (never over a reduction, so results do not depend on the thread count).
 /// One file per op family: CpuBackend.Convolution.cs, CpuBackend.Pooling.cs, ...
 /// </summary>
+/// <remarks>
+/// After warm-up a kernel call allocates nothing on the managed heap: parallel loops run through
+/// <see cref="For{TBody}"/> with a small readonly struct holding the loop's arguments (where a lambda would capture
+/// them), plans are structs, and scratch buffers are rented from <see cref="System.Buffers.ArrayPool{T}"/>.
+/// tests/Core.Tests/KernelAllocationTests.cs checks it.
+/// </remarks>
 public sealed partial class CpuBackend : IBackend
 {
     /// <summary>A shared instance using every core.</summary>
@@ -27,10 +33,10 @@ public sealed partial class CpuBackend : IBackend
     {
         if (maxThreads is <= 0) throw new ArgumentOutOfRangeException(nameof(maxThreads), maxThreads, "maxThreads must be at least 1.");
         MaxThreads = maxThreads ?? Environment.ProcessorCount;
-        _parallel = new ParallelOptions { MaxDegreeOfParallelism = MaxThreads };
     }
 
-    private readonly ParallelOptions _parallel;
+    /// <summary>The workers of <see cref="For{TBody}"/>, shared by the backends with this thread count; started on first use.</summary>
+    private WorkerPool? _pool;
 
     /// <summary>The most threads a kernel uses.</summary>
     public int MaxThreads { get; }
@@ -59,12 +65,16 @@ public sealed partial class CpuBackend : IBackend
         t.Storage is CpuStorage s ? s.Data
         : throw new ArgumentException($"Tensor {t.Shape} lives on backend '{t.Backend.Name}', not on the CPU; copy it explicitly.", nameof(t));
 
-    /// <summary>Runs body(i) for i in [0, count), in parallel when there is more than one item and thread.</summary>
-    internal void For(int count, Action<int> body)
+    /// <summary>
+    /// Runs body.Run(i) for i in [0, count) on up to <see cref="MaxThreads"/> threads (see <see cref="WorkerPool"/>),
+    /// in order on this thread when there is one item or one thread, or when the pool is busy (a concurrent caller,
+    /// or a call from inside a body). Allocates nothing. An exception from the body is rethrown as it was thrown.
+    /// </summary>
+    internal void For<TBody>(int count, TBody body) where TBody : struct, IParallelBody
     {
         if (count <= 0) return;
-        if (count == 1 || MaxThreads == 1) { for (int i = 0; i < count; i++) body(i); return; }
-        Parallel.For(0, count, _parallel, body);
+        if (count > 1 && MaxThreads > 1 && (_pool ??= WorkerPool.ForThreads(MaxThreads)).TryRun(count, ref body)) return;
+        for (int i = 0; i < count; i++) body.Run(i);
     }
 
     // ---- memory ----
@@ -106,32 +116,39 @@ public sealed partial class CpuBackend : IBackend
     {
         int n = y.Shape[0], c = y.Shape[1], inner = y.Shape.SizeFrom(2);
         CheckLength(bias, c, "bias");
-        var ya = Array(y); var b = Array(bias);
-        For(n * c, nc =>
+        For(n * c, new AddChannelBiasBody(Array(y), Array(bias), c, inner));
+    }
+
+    private readonly struct AddChannelBiasBody(float[] y, float[] bias, int channels, int inner) : IParallelBody
+    {
+        public void Run(int nc)
         {
-            var row = ya.AsSpan(nc * inner, inner);
-            TensorPrimitives.Add(row, b[nc % c], row);
-        });
+            var row = y.AsSpan(nc * inner, inner);
+            TensorPrimitives.Add(row, bias[nc % channels], row);
+        }
     }
 
     public void SumPerChannel(Tensor dy, Tensor db)
     {
         int n = dy.Shape[0], c = dy.Shape[1], inner = dy.Shape.SizeFrom(2);
         CheckLength(db, c, "db");
-        var d = Array(dy); var o = Array(db);
-        bool reference = UseReferenceKernels;
-        For(c, ch =>
+        For(c, new SumPerChannelBody(Array(dy), Array(db), n, c, inner, UseReferenceKernels));
+    }
+
+    private readonly struct SumPerChannelBody(float[] dy, float[] db, int n, int c, int inner, bool reference) : IParallelBody
+    {
+        public void Run(int ch)
         {
             double s = 0;
             for (int i = 0; i < n; i++)
             {
-                var row = d.AsSpan((i * c + ch) * inner, inner);
+                var row = dy.AsSpan((i * c + ch) * inner, inner);
                 // Fast path: each row summed in float SIMD, the rows in double (a scalar double chain is latency-bound).
                 if (!reference) s += TensorPrimitives.Sum<float>(row);
                 else foreach (float v in row) s += v;
             }
-            o[ch] = (float)s;
-        });
+            db[ch] = (float)s;
+        }
     }
 
     // ---- matrix product ----
@@ -157,6 +174,13 @@ public sealed partial class CpuBackend : IBackend
         var av = transA ? MatrixView.Transposed(Array(a), 0, m) : MatrixView.RowMajor(Array(a), 0, k);
         var bv = transB ? MatrixView.Transposed(Array(b), 0, k) : MatrixView.RowMajor(Array(b), 0, n);
         Sgemm.Multiply(m, n, k, alpha, av, bv, beta, Array(c), 0, n, this, GemmIsa);
+    }
+
+    /// <summary>Three ints stored inline (a per-axis value of a plan padded to three spatial dimensions), so plans need no arrays.</summary>
+    [System.Runtime.CompilerServices.InlineArray(3)]
+    private struct Int3
+    {
+        private int _element;
     }
 
     private static void SameLength(Tensor a, Tensor b)

@@ -27,24 +27,29 @@ internal static class Gemm
         {
             if (transA) { aT = ArrayPool<float>.Shared.Rent(m * k); Transpose(a, k, m, aT); }
             if (transB) { bT = ArrayPool<float>.Shared.Rent(k * n); Transpose(b, n, k, bT); }
-            float[] aa = aT ?? a, bb = bT ?? b, cc = c;
-            backend.For(m, i =>
-            {
-                var cRow = cc.AsSpan(i * n, n);
-                if (beta == 0f) cRow.Clear();
-                else if (beta != 1f) TensorPrimitives.Multiply(cRow, beta, cRow);
-                var aRow = aa.AsSpan(i * k, k);
-                for (int p = 0; p < k; p++)
-                {
-                    float s = alpha * aRow[p];
-                    TensorPrimitives.MultiplyAdd(bb.AsSpan(p * n, n), s, cRow, cRow);
-                }
-            });
+            backend.For(m, new RowBody(n, k, aT ?? a, bT ?? b, c, alpha, beta));
         }
         finally
         {
             if (aT is not null) ArrayPool<float>.Shared.Return(aT);
             if (bT is not null) ArrayPool<float>.Shared.Return(bT);
+        }
+    }
+
+    /// <summary>Row i of C (A and B row-major).</summary>
+    private readonly struct RowBody(int n, int k, float[] a, float[] b, float[] c, float alpha, float beta) : IParallelBody
+    {
+        public void Run(int i)
+        {
+            var cRow = c.AsSpan(i * n, n);
+            if (beta == 0f) cRow.Clear();
+            else if (beta != 1f) TensorPrimitives.Multiply(cRow, beta, cRow);
+            var aRow = a.AsSpan(i * k, k);
+            for (int p = 0; p < k; p++)
+            {
+                float s = alpha * aRow[p];
+                TensorPrimitives.MultiplyAdd(b.AsSpan(p * n, n), s, cRow, cRow);
+            }
         }
     }
 

@@ -27,7 +27,16 @@ internal static class DotGemm
         float beta, float[] c, int cOffset, int ldc, CpuBackend? parallel, bool vector)
     {
         int blocks = (m + 3) / 4;
-        void Block(int blk)
+        var body = new BlockBody(m, n, k, a, aOffset, lda, b, bOffset, bRows, ldb, beta, c, cOffset, ldc, vector);
+        if (parallel is null || blocks == 1 || (long)m * n * k < 1 << 18) for (int blk = 0; blk < blocks; blk++) body.Run(blk);
+        else parallel.For(blocks, body);
+    }
+
+    /// <summary>Rows [4 blk, 4 blk + 4) of C.</summary>
+    private readonly struct BlockBody(int m, int n, int k, float[] a, int aOffset, int lda, float[] b, int bOffset, int[]? bRows, int ldb,
+        float beta, float[] c, int cOffset, int ldc, bool vector) : IParallelBody
+    {
+        public void Run(int blk)
         {
             int i0 = blk * 4, rows = Math.Min(4, m - i0);
             Span<float> tile = stackalloc float[16];
@@ -43,8 +52,6 @@ internal static class DotGemm
                 }
             }
         }
-        if (parallel is null || blocks == 1 || (long)m * n * k < 1 << 18) for (int blk = 0; blk < blocks; blk++) Block(blk);
-        else parallel.For(blocks, Block);
     }
 
     /// <summary>tile[r * 4 + j] = dot(A row r, B row j0 + j) for the valid rows and columns (missing ones repeat row 0).</summary>

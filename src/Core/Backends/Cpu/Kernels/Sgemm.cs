@@ -130,11 +130,22 @@ internal static class Sgemm
     {
         if (a.RowOffsets is not null) throw new ArgumentException("Row offsets describe a B operand only.", nameof(a));
         int mr = Tile(isa).Mr;
-        int slivers = (m + mr - 1) / mr, mPad = slivers * mr;
-        float[] src = a.Data;
-        int rs = a.RowStride, cs = a.ColStride, off = a.Offset;
-        void PackSliver(int s)
+        int slivers = (m + mr - 1) / mr;
+        var body = new PackSliverBody(m, k, a, packed, mr);
+        if (parallel is not null && (long)m * k >= ParallelThreshold / 4 && slivers > 1)
+            parallel.For(slivers, body);
+        else
+            for (int s = 0; s < slivers; s++) body.Run(s);
+    }
+
+    /// <summary>Packs sliver s of A: rows [s MR, s MR + MR), every k-block.</summary>
+    private readonly struct PackSliverBody(int m, int k, MatrixView a, float[] packed, int mr) : IParallelBody
+    {
+        public void Run(int s)
         {
+            int mPad = (m + mr - 1) / mr * mr;
+            float[] src = a.Data;
+            int rs = a.RowStride, cs = a.ColStride, off = a.Offset;
             int i0 = s * mr, rows = Math.Min(mr, m - i0);
             for (int pc = 0; pc < k; pc += KC)
             {
@@ -148,10 +159,6 @@ internal static class Sgemm
                 }
             }
         }
-        if (parallel is not null && (long)m * k >= ParallelThreshold / 4 && slivers > 1)
-            parallel.For(slivers, PackSliver);
-        else
-            for (int s = 0; s < slivers; s++) PackSliver(s);
     }
 
     /// <summary>C = alpha * A * B + beta * C with A already packed by <see cref="PackA"/> (same m, k, isa).</summary>
@@ -171,16 +178,24 @@ internal static class Sgemm
             rowTasks = Math.Min(threads, rowSlivers);
             colTasks = rowTasks < threads ? Math.Min(colSlivers, threads / rowTasks) : 1;
         }
-        int tasks = rowTasks * colTasks;
-        void Task(int t)
+        var body = new TaskBody(m, n, k, alpha, packedA, b, beta, c, cOffset, ldc, isa, rowTasks, colTasks);
+        if (rowTasks * colTasks == 1) body.Run(0);
+        else parallel!.For(rowTasks * colTasks, body);
+    }
+
+    /// <summary>Task t: the rectangle (row part t / colTasks, column part t % colTasks) of C.</summary>
+    private readonly struct TaskBody(int m, int n, int k, float alpha, float[] packedA, MatrixView b, float beta,
+        float[] c, int cOffset, int ldc, GemmIsa isa, int rowTasks, int colTasks) : IParallelBody
+    {
+        public void Run(int t)
         {
+            var (mr, nr) = Tile(isa);
+            int rowSlivers = (m + mr - 1) / mr, colSlivers = (n + nr - 1) / nr;
             int rt = t / colTasks, ct = t % colTasks;
             int s0 = rowSlivers * rt / rowTasks, s1 = rowSlivers * (rt + 1) / rowTasks;
             int j0 = colSlivers * ct / colTasks * nr, j1 = Math.Min(n, colSlivers * (ct + 1) / colTasks * nr);
             RunBlock(m, k, s0, s1, j0, j1, alpha, packedA, b, beta, c, cOffset, ldc, isa);
         }
-        if (tasks == 1) Task(0);
-        else parallel!.For(tasks, Task);
     }
 
     /// <summary>The blocked loops for rows slivers [s0, s1) and columns [j0, j1) of C.</summary>

@@ -1,0 +1,250 @@
+using MLNet.ConvNet.Backends.Cpu;
+using MLNet.ConvNet.Data;
+using MLNet.ConvNet.Layers;
+using MLNet.ConvNet.Ops;
+using MLNet.ConvNet.Optimizers;
+using MLNet.ConvNet.Tests.TestKit;
+using MLNet.ConvNet.Training;
+using Xunit;
+
+namespace MLNet.ConvNet.Tests;
+
+/// <summary>
+/// Buffer reuse (Network.ReuseBuffers, the ops' "into" overloads, gradients written straight into Parameter.Gradient):
+/// the same numbers as the allocating path, no aliasing surprises when reuse is off, clear errors for bad outputs.
+/// </summary>
+public class BufferReuseTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static InMemoryDataset RandomImages(int count, int seed, int classes = 10)
+    {
+        var rng = new Random(seed);
+        var y = new int[count];
+        for (int i = 0; i < count; i++) y[i] = rng.Next(classes);
+        return new InMemoryDataset(TestData.Uniform(rng, count * 784, 1f), y, new Shape(1, 28, 28), classes);
+    }
+
+    /// <summary>
+    /// The Trainer (reuse on, gradients written directly) and a plain loop over the allocating ops (reuse off,
+    /// ZeroGrad then accumulate) take the same steps: bit-identical weights, for each preset that trains in a test's time.
+    /// </summary>
+    [Theory]
+    [InlineData("lenet5")]
+    [InlineData("cnn2bn")]
+    [InlineData("resnet")]
+    public void TrainerWithReuseMatchesAPlainAllocatingLoop(string preset)
+    {
+        var data = RandomImages(70, 3); // 70 = 32 + 32 + 6: a shorter last batch changes the buffers' shapes
+        var a = Presets.ByName(preset).Build(data.SampleShape, seed: 5);
+        var b = Presets.ByName(preset).Build(data.SampleShape, seed: 5);
+        var trainer = new Trainer(a, new Adam(a.Parameters, 1e-3), new TrainerOptions { Epochs = 2, BatchSize = 32, Seed = 9 });
+        trainer.Fit(data, cancellation: Ct);
+
+        // The Trainer's shuffle: its own Rng stream, one permutation per epoch (Trainer.cs).
+        var rng = new Rng(Rng.Mix(9, 0x5348_5546));
+        var opt = new Adam(b.Parameters, 1e-3);
+        Assert.False(b.ReuseBuffers);
+        var features = new float[32 * 784];
+        var labels = new int[32];
+        for (int epoch = 0; epoch < 2; epoch++)
+        {
+            var order = rng.Permutation(data.Count);
+            for (int start = 0; start < data.Count; start += 32)
+            {
+                int n = Math.Min(32, data.Count - start);
+                data.CopyBatch(order.AsSpan(start, n), features.AsSpan(0, n * 784), labels.AsSpan(0, n));
+                var x = Tensor.FromHost(features.AsSpan(0, n * 784), new Shape(n, 1, 28, 28));
+                var ce = CrossEntropy.Forward(b.Forward(x, training: true), labels.AsSpan(0, n));
+                opt.ZeroGrad();
+                b.BackwardParameters(CrossEntropy.Backward(ce));
+                opt.Step();
+            }
+        }
+        Assert.Equal(b.ComputeHash(), a.ComputeHash());
+        Assert.False(a.ReuseBuffers); // Fit restores the setting
+    }
+
+    [Fact]
+    public void WithoutReuseEveryForwardReturnsANewTensor()
+    {
+        var net = Presets.LeNet5().Build(new Shape(1, 28, 28), seed: 1);
+        var rng = new Random(4);
+        var x1 = Tensor.FromHost(TestData.Uniform(rng, 2 * 784), 2, 1, 28, 28);
+        var x2 = Tensor.FromHost(TestData.Uniform(rng, 2 * 784), 2, 1, 28, 28);
+        var y1 = net.Forward(x1, training: false);
+        var kept = y1.ToHost();
+        var y2 = net.Forward(x2, training: false);
+        Assert.NotSame(y1, y2);
+        Assert.Equal(kept, y1.ToHost());               // the first result survives the second call
+        Assert.NotEqual(kept, y2.ToHost());
+
+        net.ReuseBuffers = true;
+        Assert.All(net.AllLayers(), l => Assert.True(l.ReuseBuffers));
+        var r1 = net.Forward(x1, training: false);
+        var r2 = net.Forward(x2, training: false);
+        Assert.Same(r1, r2);                           // documented: the network's buffer, overwritten by the next call
+        Assert.Equal(y2.ToHost(), r2.ToHost());        // and the same numbers as the allocating path
+    }
+
+    [Fact]
+    public void ResidualChildrenFollowTheSetting()
+    {
+        var net = Presets.SmallResNet().Build(new Shape(1, 28, 28), seed: 1);
+        net.ReuseBuffers = true;
+        Assert.All(net.AllLayers(), l => Assert.True(l.ReuseBuffers));
+        net.ReuseBuffers = false;
+        Assert.All(net.AllLayers(), l => Assert.False(l.ReuseBuffers));
+    }
+
+    /// <summary>
+    /// Without ZeroGrad in between, a second backward pass adds to the gradients (the first one wrote them directly):
+    /// the sum of two passes equals twice one pass, for every parameter kind (conv, batch norm, dense).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GradientsAccumulateAcrossBackwardPassesWithoutZeroGrad(bool reuse)
+    {
+        var net = CheckpointTests.SmallNet(2);
+        net.ReuseBuffers = reuse;
+        var opt = new Sgd(net.Parameters, 0.1);
+        var x = Tensor.FromHost(TestData.Uniform(new Random(6), 6 * 64), 6, 1, 8, 8);
+        int[] labels = [0, 1, 2, 2, 1, 0];
+        // Dropout draws a new mask per forward pass; p = 0.3 would make the two passes differ, so take it out of play.
+        foreach (var d in net.AllLayers().OfType<Layers.Dropout>()) d.Step = 0;
+        opt.ZeroGrad();
+        net.Backward(CrossEntropy.Backward(CrossEntropy.Forward(net.Forward(x, training: true), labels)));
+        var once = net.Parameters.Select(p => p.Gradient.ToHost()).ToArray();
+        foreach (var d in net.AllLayers().OfType<Layers.Dropout>()) d.Step = 0;
+        // Batch norm's running statistics move, but training-mode outputs use batch statistics: the same gradients.
+        net.Backward(CrossEntropy.Backward(CrossEntropy.Forward(net.Forward(x, training: true), labels)));
+        for (int i = 0; i < once.Length; i++)
+        {
+            var twice = net.Parameters[i].Gradient.ToHost();
+            Assert.Contains(once[i], v => v != 0f);
+            for (int j = 0; j < twice.Length; j++)
+                Assert.True(twice[j] == 2 * once[i][j], $"{net.Parameters[i].Name}[{j}]: {twice[j]} vs 2 x {once[i][j]}");
+        }
+    }
+
+    [Fact]
+    public void IntoOverloadsRejectWrongShapeBackendAndAliasing()
+    {
+        var rng = new Random(8);
+        var x = Tensor.FromHost(TestData.Uniform(rng, 2 * 3 * 5 * 5), 2, 3, 5, 5);
+        var w = Tensor.FromHost(TestData.Uniform(rng, 4 * 3 * 3 * 3), 4, 3, 3, 3);
+        var g = ConvGeometry.Create(x.Shape, w.Shape, new ConvolutionOptions { Padding = 1 });
+
+        var wrongShape = Assert.ThrowsAny<ArgumentException>(() => Convolution.Forward(g, x, w, null, Tensor.Zeros(new Shape(2, 4, 4, 4))));
+        Assert.Equal("y", wrongShape.ParamName);
+        Assert.Contains("[2, 4, 5, 5]", wrongShape.Message);
+
+        var otherBackend = new CpuBackend(1).Allocate(g.Output);
+        var wrongBackend = Assert.ThrowsAny<ArgumentException>(() => Convolution.Forward(g, x, w, null, otherBackend));
+        Assert.Contains("lives on", wrongBackend.Message);
+
+        var inPlace = Assert.ThrowsAny<ArgumentException>(() => Ops.Activation.Forward(ActivationKind.ReLU, x, x.Reshape(2, 3, 5, 5)));
+        Assert.Contains("shares memory", inPlace.Message);
+
+        var wrongInput = Assert.ThrowsAny<ArgumentException>(() => Convolution.Forward(g, Tensor.Zeros(new Shape(2, 3, 6, 6)), w, null, Tensor.Zeros(g.Output)));
+        Assert.Equal("x", wrongInput.ParamName);
+
+        var cache = BatchNormCache.Allocate(CpuBackend.Default, 5);
+        var bnOut = Tensor.Zeros(x.Shape);
+        var gamma = Tensor.Zeros(new Shape(3)); var beta = Tensor.Zeros(new Shape(3));
+        var badCache = Assert.ThrowsAny<ArgumentException>(() =>
+            Ops.BatchNorm.ForwardTraining(x, gamma, beta, Tensor.Zeros(new Shape(3)), Tensor.Zeros(new Shape(3)), cache, bnOut));
+        Assert.Equal("cache", badCache.ParamName);
+    }
+
+    /// <summary>Each "into" overload writes exactly what its allocating twin returns, on random data.</summary>
+    [Fact]
+    public void IntoOverloadsMatchTheAllocatingOps()
+    {
+        var rng = new Random(11);
+        Tensor R(params int[] dims) => Tensor.FromHost(TestData.Uniform(rng, new Shape(dims).Length), dims);
+        var x = R(3, 4, 7, 6); var w = R(6, 2, 3, 3); var bias = R(6);
+        var options = new ConvolutionOptions { Padding = 1, Stride = 2, Groups = 2 };
+        var g = ConvGeometry.Create(x.Shape, w.Shape, options);
+        var y = Tensor.Zeros(g.Output);
+        Convolution.Forward(g, x, w, bias, y);
+        Assert.Equal(Convolution.Forward(x, w, bias, options).ToHost(), y.ToHost());
+        var dy = R(g.Output.ToArray());
+        var dx = Tensor.Zeros(x.Shape); var dw = Tensor.Zeros(w.Shape); var db = Tensor.Zeros(bias.Shape);
+        Convolution.BackwardData(g, w, dy, dx); Convolution.BackwardFilter(g, x, dy, dw); Convolution.BackwardBias(dy, db);
+        Assert.Equal(Convolution.BackwardData(x.Shape, w, dy, options).ToHost(), dx.ToHost());
+        Assert.Equal(Convolution.BackwardFilter(x, w.Shape, dy, options).ToHost(), dw.ToHost());
+        Assert.Equal(Convolution.BackwardBias(dy).ToHost(), db.ToHost());
+
+        var pg = PoolGeometry.Create(x.Shape, new PoolingOptions { Window = 3, Stride = 2, Padding = 1 });
+        var py = Tensor.Zeros(pg.Output);
+        Pooling.Forward(pg, x, py);
+        Assert.Equal(Pooling.Forward(x, new PoolingOptions { Window = 3, Stride = 2, Padding = 1 }).ToHost(), py.ToHost());
+        var pdy = R(pg.Output.ToArray()); var pdx = Tensor.Zeros(x.Shape);
+        Pooling.Backward(pg, x, py, pdy, pdx);
+        Assert.Equal(Pooling.Backward(x, py, pdy, new PoolingOptions { Window = 3, Stride = 2, Padding = 1 }).ToHost(), pdx.ToHost());
+
+        var d = R(3, 10); var dwt = R(4, 10); var dbias = R(4); var dout = Tensor.Zeros(new Shape(3, 4));
+        Ops.Dense.Forward(d, dwt, dbias, dout);
+        Assert.Equal(Ops.Dense.Forward(d, dwt, dbias).ToHost(), dout.ToHost());
+        var ddy = R(3, 4); var ddx = Tensor.Zeros(d.Shape); var ddw = Tensor.Zeros(dwt.Shape);
+        Ops.Dense.BackwardData(dwt, ddy, ddx); Ops.Dense.BackwardWeight(d, ddy, ddw);
+        Assert.Equal(Ops.Dense.BackwardData(d.Shape, dwt, ddy).ToHost(), ddx.ToHost());
+        Assert.Equal(Ops.Dense.BackwardWeight(d, ddy).ToHost(), ddw.ToHost());
+
+        int[] labels = [3, 0, 2];
+        var reference = CrossEntropy.Forward(dout, labels);
+        var loss = Tensor.Zeros(new Shape(3)); var probabilities = Tensor.Zeros(dout.Shape);
+        float mean = CrossEntropy.Forward(dout, Tensor.FromHost([3f, 0f, 2f], 3), loss, probabilities);
+        Assert.Equal(reference.MeanLoss, mean);
+        Assert.Equal(reference.Probabilities.ToHost(), probabilities.ToHost());
+        var dlogits = Tensor.Zeros(dout.Shape);
+        CrossEntropy.Backward(probabilities, reference.Labels, dlogits);
+        Assert.Equal(CrossEntropy.Backward(reference).ToHost(), dlogits.ToHost());
+        Assert.ThrowsAny<ArgumentException>(() => CrossEntropy.Forward(dout, Tensor.FromHost([3f, 0f, 4f], 3), loss, probabilities));
+    }
+}
+
+/// <summary>
+/// After warm-up a training step allocates nothing on the managed heap (issue 5). Measured with the process-wide
+/// counter, so this class runs alone (other tests allocate on other threads).
+/// </summary>
+[Collection(nameof(AllocationCollection))]
+public class TrainingAllocationTests
+{
+    [Theory]
+    [InlineData("lenet5", 1)]
+    [InlineData("lenet5", 2)]
+    [InlineData("cnn2bn", 2)]
+    public void AWarmTrainingStepAllocatesNothing(string preset, int threads)
+    {
+        var backend = new CpuBackend(threads);
+        var rng = new Random(1);
+        int count = 64 * 16;
+        var y = new int[count];
+        for (int i = 0; i < count; i++) y[i] = rng.Next(10);
+        var data = new InMemoryDataset(TestData.Uniform(rng, count * 784, 1f), y, new Shape(1, 28, 28), 10);
+        var net = Presets.ByName(preset, backend: backend).Build(data.SampleShape, seed: 2);
+        var perStep = new List<long>();
+        long last = 0;
+        var trainer = new Trainer(net, new Adam(net.Parameters, 1e-3), new TrainerOptions
+        {
+            Epochs = 1, BatchSize = 64,
+            OnBatch = p =>
+            {
+                long now = GC.GetTotalAllocatedBytes(precise: true);
+                // Batches 1-10 warm up: buffers, JIT tiers, and ArrayPool's per-thread caches, which fill on whichever thread
+                // first takes a given loop index (the pool hands indices out dynamically).
+                if (p.Batch > 10) perStep.Add(now - last);
+                last = GC.GetTotalAllocatedBytes(precise: true);
+            },
+        });
+        trainer.Fit(data, cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(6, perStep.Count);
+        Assert.True(perStep.All(b => b == 0), $"{preset}, {threads} thread(s): bytes allocated per step after warm-up: {string.Join(", ", perStep)}");
+    }
+}
+
+[CollectionDefinition(nameof(AllocationCollection), DisableParallelization = true)]
+public class AllocationCollection;
