@@ -19,42 +19,38 @@ namespace MLNet.ConvNet.Trainers;
 /// afterwards: serial scoring (one cursor, one PredictionEngine) uses one copy however many cursors it opens; n
 /// cursors or engines running at once use at most n copies, each made once (weights restored from the capture) and
 /// kept for reuse. Renting per call rather than holding a copy per cursor keeps the copies bounded by the real
-/// concurrency and costs a lock-free bag operation per batch. A copy also keeps its input tensor for the next call of
-/// the same row count, so a cursor's full batches allocate no input.</para>
-/// <para>Threads within a call: for small samples, rows, not layers, are spread over the cores. A call is cut into
-/// chunks of <see cref="ChunkRows"/> rows (at most <see cref="ChunkMacs"/> multiply-adds and a largest activation of at
-/// most <see cref="ChunkActivationBytes"/>: 4 rows of LeNet-5), and as many workers as the trained network's CPU
-/// backend has threads each take chunks in turn and run them on a copy whose backend has one thread. A small chunk
-/// keeps every layer's outputs in cache and out of the large-object heap, and one parallel loop per call replaces one
-/// per layer: on the 2-core machine LeNet-5 scored about twice as fast this way as in batches of 256 with each
-/// layer's loop parallel (benchmarks/Inference, --profile). A sample whose largest activation is above the bound by
-/// itself (cnn2bn: 32 x 28 x 28 floats, 100 KB) gains nothing from chunks, measured slower that way, and runs as one
-/// batch on a copy with the backend's threads; so does a call with fewer chunks than workers. Rows are independent
-/// and the kernels give bit-identical results for any thread count, so the answers do not depend on the workers. A
-/// call below <see cref="SmallCallMacs"/> (one LeNet-5 image) runs on one thread, where a dozen parallel loops would
-/// cost more than the work they split.</para>
+/// concurrency and costs a lock-free bag operation per batch. A copy reuses its tensors (<c>Network.ReuseBuffers</c>:
+/// each layer keeps its outputs for the last two row counts, the copy its input), so a warm call allocates only the
+/// probabilities; the price is memory: one set of activations per copy and row count (cnn2bn, 256 rows: about
+/// 100 MB).</para>
+/// <para>Threads within a call: rows, not layers, are spread over the cores. A call is cut into chunks of
+/// <see cref="ChunkRows"/> rows, and as many workers as the trained network's CPU backend has threads each take chunks
+/// in turn and run them on a copy whose backend has one thread: one parallel loop per call instead of one per layer,
+/// and a chunk's activations small enough to stay in cache. On the 2-core machine (benchmarks/Inference --profile)
+/// that scored LeNet-5 at 86,000 to 94,000 images/s with chunks of 4 to 16 rows against 64,000 for batches of 256 with
+/// each layer's loop parallel, and cnn2bn at 7,100 with chunks of 8 (6,300 to 6,700 for 2 to 16, 6,200 for 256).
+/// A call with fewer chunks than workers runs as one batch on a copy with the backend's threads, and a call below
+/// <see cref="SmallCallMacs"/> multiply-adds (one LeNet-5 or cnn2bn image: PredictionEngine) on one thread, where a
+/// parallel loop per layer costs more than it splits (one cnn2bn image: 370 microseconds on one thread, 470 on
+/// two). Rows are independent and the kernels give bit-identical results for any thread count, so the answers do not
+/// depend on the workers.</para>
 /// </remarks>
 internal sealed class NetworkScorer
 {
     /// <summary>
     /// Rows a cursor reads ahead and scores per call (256): enough chunks to keep every worker busy to the end of the
-    /// call (64 chunks of 4 LeNet-5 rows), few enough that a cursor reads ahead little.
+    /// call (32 chunks of 8 rows), few enough that a cursor reads ahead little.
     /// </summary>
     public const int DefaultBatchSize = 256;
 
-    /// <summary>The most work of one chunk of two rows or more (2M multiply-adds: on the order of 100 microseconds of one core).</summary>
-    public const long ChunkMacs = 2 << 20;
+    /// <summary>Rows per forward pass when a call is spread over the workers (8: see the remarks).</summary>
+    public const int DefaultChunkRows = 8;
 
     /// <summary>
-    /// The most bytes of a chunk's largest activation (80,000): below .NET's large-object threshold (85,000 bytes), so
-    /// the engine's per-layer outputs are short-lived small objects and stay in cache. On the 2-core machine LeNet-5
-    /// scored 1.5 times faster in chunks of 4 rows (75 KB) than of 5 (94 KB), and chunks of 16 or 256 rows slower
-    /// still. Network copies that reuse their buffers would make this bound matter less.
+    /// Calls with fewer multiply-adds than this (16M, about a millisecond of one core) run on one thread as one batch:
+    /// LeNet-5 needs 0.42M per sample, cnn2bn 4.2M.
     /// </summary>
-    public const long ChunkActivationBytes = 80_000;
-
-    /// <summary>Calls with fewer multiply-adds than this (1M) run on one thread, as one batch.</summary>
-    public const long SmallCallMacs = 1 << 20;
+    public const long SmallCallMacs = 16 << 20;
 
     private readonly Checkpoint _weights;
     private readonly Network _template;
@@ -74,11 +70,7 @@ internal sealed class NetworkScorer
         Classes = output[0];
         BatchSize = batchSize;
         MacsPerSample = Math.Max(1, CountMacs(trained));
-        LargestActivation = trained.AllLayers().Where(l => l.Children.Count == 0).Max(l => l.OutputShape(l.BuiltInput!.Value).SizeFrom(1));
-        // A sample whose largest activation alone is above the bound gains nothing from chunks (every layer output is a
-        // large object anyway): the call then runs as one batch with each layer's loop parallel.
-        long rowsThatFit = ChunkActivationBytes / (4L * LargestActivation);
-        ChunkRows = chunkRows ?? (rowsThatFit < 1 ? batchSize : (int)Math.Clamp(Math.Min(ChunkMacs / MacsPerSample, rowsThatFit), 1, batchSize));
+        ChunkRows = Math.Clamp(chunkRows ?? DefaultChunkRows, 1, batchSize);
         // Another backend (a GPU one day) runs each call as one batch; so does a CPU backend limited to one thread.
         _singleThread = trained.Backend is CpuBackend { MaxThreads: > 1 } ? new CpuBackend(maxThreads: 1) : null;
         _workers = trained.Backend is CpuBackend cpu ? cpu.MaxThreads : 1;
@@ -97,10 +89,7 @@ internal sealed class NetworkScorer
     /// <summary>The most rows a cursor sends per <see cref="Score"/> call.</summary>
     public int BatchSize { get; }
 
-    /// <summary>The most values one layer outputs per sample (LeNet-5: 6 x 28 x 28 = 4,704).</summary>
-    public int LargestActivation { get; }
-
-    /// <summary>Rows per forward pass when a call is spread over the workers (<see cref="BatchSize"/>: never spread).</summary>
+    /// <summary>Rows per forward pass when a call is spread over the workers.</summary>
     public int ChunkRows { get; }
 
     /// <summary>Multiply-adds of one sample's forward pass in the convolutions and dense layers.</summary>
@@ -178,8 +167,12 @@ internal sealed class NetworkScorer
     /// <summary>A new network of the same layers as <paramref name="source"/> on <paramref name="backend"/>, holding the captured weights.</summary>
     private Network Copy(Network source, IBackend backend)
     {
+        // A copy runs one forward pass at a time and nothing outside Score keeps its tensors, so its layers may write
+        // into tensors they keep (no allocation per call once warm).
+        // (Set after Build, which creates a residual block's shortcut layers.)
         var copy = new Network(source.Layers.Select(CopyLayer), backend);
         copy.Build(SampleShape);
+        copy.ReuseBuffers = true;
         // Restore checks every tensor's name and shape against the capture: a copy that is not the same architecture fails here.
         _weights.Restore(copy);
         return copy;

@@ -21,7 +21,10 @@ public sealed class ScoredModel
     public ScoredModel()
     {
         var options = Tiny.Options(epochs: 1, seed: 4);
-        options.NetworkFactory = k => new Network(new Conv(4, 3), new BatchNorm(), Activation.Relu(), new Pool(), new Flatten(), new Dropout(0.25f), new Dense(k));
+        // 16 x 9 x 784 + 3,136 x 10 = 144k multiply-adds per image: a cursor's 256 rows are above SmallCallMacs, so
+        // they are scored in chunks over the cores; the 257th row alone on one thread.
+        options.NetworkFactory = k => new Network(new Conv(16, 3, Conv.DefaultOptions with { Padding = 1 }), new BatchNorm(), Activation.Relu(), new Pool(),
+            new Flatten(), new Dropout(0.25f), new Dense(k));
         Model = new ConvNetTrainer(options).Fit(Tiny.Data(Ml, 300));
         Rows = FashionData.TestRows(TestCount);
         Test = FashionData.Keyed(Ml, Rows);
@@ -71,6 +74,7 @@ public sealed class InferenceTests(ScoredModel s) : IClassFixture<ScoredModel>
     [Fact]
     public void Fitted_scores_match_the_loaded_model_within_1e_5_and_every_PredictedLabel_is_identical()
     {
+        Assert.True(NetworkScorer.DefaultBatchSize * s.Model.Scorer.MacsPerSample >= NetworkScorer.SmallCallMacs, "the fixture should exercise chunks");
         var ml2 = new MLContext(seed: 9);
         var loaded = s.SaveAndLoad(ml2).Transform(FashionData.Keyed(ml2, s.Rows));
         var scores = loaded.GetColumn<float[]>("Score").ToArray();
@@ -351,8 +355,7 @@ public sealed class NetworkScorerTests
         var scorer = new NetworkScorer(network);
         // conv1 6x25 weights at 28x28, conv2 16x150 at 10x10, dense 400x120 + 120x84 + 84x10.
         Assert.Equal(6 * 25 * 784 + 16 * 150 * 100 + 400 * 120 + 120 * 84 + 84 * 10, scorer.MacsPerSample);
-        Assert.Equal(6 * 28 * 28, scorer.LargestActivation);
-        Assert.Equal(4, scorer.ChunkRows); // 5 rows fit in ChunkMacs, but 5 x 4,704 floats are above ChunkActivationBytes
+        Assert.Equal(NetworkScorer.DefaultChunkRows, scorer.ChunkRows);
         var rng = new Rng(3);
         var x = Enumerable.Range(0, 256 * 784).Select(_ => (float)rng.NextNormal()).ToArray();
         var expected = Softmax.Forward(network.Forward(Tensor.FromHost(x, new Shape(256, 1, 28, 28)), training: false)).ToHost();
@@ -361,15 +364,15 @@ public sealed class NetworkScorerTests
         AssertClose(expected, p, BatchTolerance, "256 rows in chunks");
         Assert.InRange(scorer.Copies, 1, 1 + Environment.ProcessorCount); // the first copy, and one-thread copies for the workers
         int copies = scorer.Copies;
-        scorer.Score(x, 1, p, new int[1]); // one LeNet-5 image: a small call, on a one-thread copy already made
+        scorer.Score(x, 1, p, new int[1]); // one image: a small call, on a one-thread copy already made
         Assert.Equal(expected[..10], p[..10]);
         scorer.Score(x, 256, p, new int[256]);
         Assert.Equal(copies, scorer.Copies);
 
-        // cnn2bn's first activation (32 x 28 x 28 floats, 100 KB) is above ChunkActivationBytes by itself: no chunks.
-        var cnn = new NetworkScorer(Presets.Cnn2Bn(classes: 10).Build(new Shape(1, 28, 28), seed: 1));
-        Assert.Equal(32 * 28 * 28, cnn.LargestActivation);
-        Assert.Equal(cnn.BatchSize, cnn.ChunkRows);
+        // Fewer chunks than workers, above SmallCallMacs: one batch on a copy with the backend's threads, the same answer.
+        var wide = new NetworkScorer(network, chunkRows: 256);
+        wide.Score(x, 256, p, new int[256]);
+        AssertClose(expected, p, BatchTolerance, "256 rows as one batch");
     }
 
     [Fact]
