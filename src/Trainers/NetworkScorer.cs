@@ -16,13 +16,13 @@ namespace MLNet.ConvNet.Trainers;
 /// network (it is public as <see cref="ConvNetTransformer.Network"/>) never reach scoring.</para>
 /// <para>Threads: a layer's Forward writes per-layer fields (the cache for Backward, and buffers it may reuse), so one
 /// network must never run two forward passes at once. Each forward pass rents a copy from a pool and gives it back
-/// afterwards: serial scoring (one cursor, one PredictionEngine) uses one copy however many cursors it opens; n
-/// cursors or engines running at once use at most n copies, each made once (weights restored from the capture) and
-/// kept for reuse. Renting per call rather than holding a copy per cursor keeps the copies bounded by the real
-/// concurrency and costs a lock-free bag operation per batch. A copy reuses its tensors (<c>Network.ReuseBuffers</c>:
+/// afterwards, so there are never more copies than forward passes that ran at the same time (serial scoring: one per
+/// worker, below), each made once (weights restored from the capture) and kept for reuse, however many cursors and
+/// PredictionEngines come and go. Renting per forward pass rather than holding a copy per cursor keeps the copies
+/// bounded by the real concurrency and costs a lock-free bag operation per chunk. A copy reuses its tensors (<c>Network.ReuseBuffers</c>:
 /// each layer keeps its outputs for the last two row counts, the copy its input), so a warm call allocates only the
-/// probabilities; the price is memory: one set of activations per copy and row count (cnn2bn, 256 rows: about
-/// 100 MB).</para>
+/// probabilities; the price is memory: one set of activations per copy and row count (cnn2bn, a chunk of 8 rows:
+/// about 3 MB; 256 rows: about 100 MB).</para>
 /// <para>Threads within a call: rows, not layers, are spread over the cores. A call is cut into chunks of
 /// <see cref="ChunkRows"/> rows, and as many workers as the trained network's CPU backend has threads each take chunks
 /// in turn and run them on a copy whose backend has one thread: one parallel loop per call instead of one per layer,
@@ -95,7 +95,7 @@ internal sealed class NetworkScorer
     /// <summary>Multiply-adds of one sample's forward pass in the convolutions and dense layers.</summary>
     public long MacsPerSample { get; }
 
-    /// <summary>How many network copies exist (tests check that serial scoring needs one per kind of call).</summary>
+    /// <summary>How many network copies exist (tests check that repeated calls reuse them).</summary>
     internal int Copies => Volatile.Read(ref _copies);
 
     /// <summary>
