@@ -22,7 +22,7 @@ namespace MLNet.ConvNet.Trainers;
 /// bounded by the real concurrency and costs a lock-free bag operation per chunk. A copy reuses its tensors (<c>Network.ReuseBuffers</c>:
 /// each layer keeps its outputs for the last two row counts, the copy its input), so a warm call allocates only the
 /// probabilities; the price is memory: one set of activations per copy and row count (cnn2bn, a chunk of 8 rows:
-/// about 3 MB; 256 rows: about 100 MB).</para>
+/// about 4 MB; 256 rows: about 100 MB).</para>
 /// <para>Threads within a call: rows, not layers, are spread over the cores. A call is cut into chunks of
 /// <see cref="ChunkRows"/> rows, and as many workers as the trained network's CPU backend has threads each take chunks
 /// in turn and run them on a copy whose backend has one thread: one parallel loop per call instead of one per layer,
