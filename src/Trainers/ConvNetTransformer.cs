@@ -12,17 +12,25 @@ namespace MLNet.ConvNet.Trainers;
 /// ML.NET's own trainers. Made by <see cref="ConvNetTrainer.Fit"/>.
 /// </summary>
 /// <remarks>
-/// <para>Scoring and saving go through an ML.NET-native twin (<see cref="ToMLNetTransformer"/>): <c>ApplyOnnxModel</c>
-/// over the network exported to ONNX at the end of training, then the columns that make PredictedLabel a key. ML.NET
-/// cannot save a third-party transformer, so <see cref="ICanSaveModel.Save"/> saves the twin: after
-/// <c>mlContext.Model.Load</c> the model is a <c>TransformerChain&lt;ITransformer&gt;</c> of ML.NET types, not this class,
-/// and it scores exactly as this transformer does (same graph, same ONNX Runtime).</para>
-/// <para><see cref="Network"/> is the trained network itself; <see cref="Transform"/> and saving use the weights as
-/// they were when training ended (later changes to the network reach only <see cref="ExportOnnx(Stream)"/>).</para>
+/// <para>Scoring runs this project's engine: <see cref="Transform"/>'s cursors read ahead 256 rows, score them
+/// (<c>Network.Forward(x, training: false)</c>, then softmax, on chunks of rows spread over the cores) and serve the
+/// rows one by one; PredictionEngine's row mapper scores one row per call. The network scored is a private copy made when training ended, so later changes
+/// to <see cref="Network"/> reach only <see cref="ExportOnnx(Stream)"/>. Cursors, rows and PredictionEngines may run
+/// at once on different threads: each forward pass rents its own copy of the network (see the scorer's remarks).</para>
+/// <para>Saving goes through an ML.NET-native twin (<see cref="ToMLNetTransformer"/>): <c>ApplyOnnxModel</c> over the
+/// network exported to ONNX at the end of training, then the columns that make PredictedLabel a key. ML.NET cannot
+/// save a third-party transformer, so <see cref="ICanSaveModel.Save"/> saves the twin: after
+/// <c>mlContext.Model.Load</c> the model is a <c>TransformerChain&lt;ITransformer&gt;</c> of ML.NET types, not this
+/// class, and it scores with ONNX Runtime, one row at a time. Both give the same schema; their scores differ by float
+/// rounding (the two implementations sum in different orders: a few 1e-7 on probabilities), so a PredictedLabel can
+/// differ only where two classes tie to that precision.</para>
+/// <para>A row whose features hold NaN gets NaN scores and a missing PredictedLabel (key 0) here; ONNX Runtime follows
+/// its own NaN rules (docs/mlnet-trainer.md).</para>
 /// </remarks>
 public sealed class ConvNetTransformer : ITransformer
 {
     private readonly ITransformer _twin;
+    private readonly NetworkScorer _scorer;
 
     internal ConvNetTransformer(Network network, LabelClasses classes, string featureColumnName, string labelColumnName,
         IReadOnlyList<EpochMetrics> history, int? bestEpoch, bool stoppedEarly, IDataView schemaSource)
@@ -30,6 +38,7 @@ public sealed class ConvNetTransformer : ITransformer
         Network = network; Classes = classes; FeatureColumnName = featureColumnName; LabelColumnName = labelColumnName;
         History = history; BestEpoch = bestEpoch; StoppedEarly = stoppedEarly;
         _twin = MLNetGraph.BuildTwin(MLNetGraph.ForMLNet(network, featureColumnName, classes.Names), featureColumnName, classes, schemaSource);
+        _scorer = new NetworkScorer(network);
     }
 
     /// <summary>The trained network: layers, weights (<see cref="Network.Parameters"/>), <see cref="Network.ComputeHash"/>.</summary>
@@ -60,7 +69,7 @@ public sealed class ConvNetTransformer : ITransformer
     public bool StoppedEarly { get; }
 
     /// <summary>True: the transformer maps row to row (PredictionEngine works).</summary>
-    public bool IsRowToRowMapper => _twin.IsRowToRowMapper;
+    public bool IsRowToRowMapper => true;
 
     /// <summary>The input schema plus Score and PredictedLabel; throws naming the feature column when it is missing or does not fit.</summary>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
@@ -69,22 +78,27 @@ public sealed class ConvNetTransformer : ITransformer
         return _twin.GetOutputSchema(inputSchema);
     }
 
-    /// <summary>Scores <paramref name="input"/> lazily (ML.NET's usual contract): adds Score and PredictedLabel.</summary>
+    /// <summary>
+    /// Scores <paramref name="input"/> lazily (ML.NET's usual contract): adds Score and PredictedLabel, computed by the
+    /// engine 256 rows at a time as a cursor reaches them.
+    /// </summary>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        CheckInput(input.Schema);
-        return _twin.Transform(input);
+        return new ScoredDataView(_scorer, input, Plan(input.Schema));
     }
 
-    /// <summary>The row-to-row mapper PredictionEngine uses.</summary>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
-    {
-        CheckInput(inputSchema);
-        return _twin.GetRowToRowMapper(inputSchema);
-    }
+    /// <summary>The row-to-row mapper PredictionEngine uses: one forward pass per row.</summary>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new ScoringRowMapper(_scorer, Plan(inputSchema));
 
-    /// <summary>The ML.NET-native pipeline that scores and saves for this transformer (what <c>Model.Load</c> gives back).</summary>
+    /// <summary>The output columns' sources for <paramref name="inputSchema"/>; the schema is the twin's (what a loaded model gives).</summary>
+    private ScoringPlan Plan(DataViewSchema inputSchema) =>
+        ScoringPlan.Create(inputSchema, GetOutputSchema(inputSchema), FeatureColumnName);
+
+    /// <summary>The scorer (tests check how many network copies it made).</summary>
+    internal NetworkScorer Scorer => _scorer;
+
+    /// <summary>The ML.NET-native pipeline that saves for this transformer (what <c>Model.Load</c> gives back; it scores with ONNX Runtime).</summary>
     public ITransformer ToMLNetTransformer() => _twin;
 
     /// <summary>Saves the ML.NET-native twin (see the remarks): <c>mlContext.Model.Save(transformer, schema, path)</c> calls this.</summary>

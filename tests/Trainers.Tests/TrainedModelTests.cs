@@ -90,7 +90,7 @@ public sealed class TrainedModelTests(TrainedModel trained) : IClassFixture<Trai
     }
 
     [Fact]
-    public void Save_then_Load_in_a_new_MLContext_gives_identical_metrics()
+    public void Save_then_Load_in_a_new_MLContext_gives_identical_accuracy_and_log_loss_within_1e_6()
     {
         string path = Path.Combine(Path.GetTempPath(), $"convnet-{Guid.NewGuid():N}.zip");
         try
@@ -104,7 +104,9 @@ public sealed class TrainedModelTests(TrainedModel trained) : IClassFixture<Trai
             var m2 = ml2.MulticlassClassification.Evaluate(loaded.Transform(test2));
             Assert.Equal(trained.Metrics.MicroAccuracy, m2.MicroAccuracy);
             Assert.Equal(trained.Metrics.MacroAccuracy, m2.MacroAccuracy);
-            Assert.Equal(trained.Metrics.LogLoss, m2.LogLoss);
+            // The fitted model scores with the engine, the loaded one with ONNX Runtime: probabilities differ by float
+            // rounding (a few 1e-7), so the log-loss does in its last digits; the predictions are the same.
+            Assert.Equal(trained.Metrics.LogLoss, m2.LogLoss, 1e-6);
             Assert.Equal(trained.Metrics.ConfusionMatrix.Counts, m2.ConfusionMatrix.Counts);
         }
         finally { File.Delete(path); }
@@ -135,7 +137,7 @@ public sealed class TrainedModelTests(TrainedModel trained) : IClassFixture<Trai
             Assert.Equal(row.IndexOf(row.ToArray().Max()), (int)index[r]);
         }
 
-        // The ML.NET route (one row at a time through ApplyOnnxModel) gives the same scores.
+        // The fitted ML.NET transformer (the engine in mini-batches behind a cursor) gives the same scores.
         var mlScores = trained.Model.Transform(trained.Ml.Data.LoadFromEnumerable(rows)).GetColumn<float[]>("Score").SelectMany(s => s).ToArray();
         for (int i = 0; i < engine.Length; i++) Assert.True(Math.Abs(engine[i] - mlScores[i]) <= 1e-4, $"value {i}: engine {engine[i]} vs ML.NET {mlScores[i]}");
     }
@@ -156,7 +158,8 @@ public sealed class TrainedModelTests(TrainedModel trained) : IClassFixture<Trai
             var a = fitted.Predict(rows[i]);
             var b = loaded.Predict(rows[i]);
             Assert.Equal(10, a.Score.Length);
-            Assert.Equal(a.Score, b.Score);
+            // Engine vs ONNX Runtime: float rounding only (see Exported_onnx_in_OnnxRuntime_matches_the_engine_within_1e_4).
+            for (int k = 0; k < 10; k++) Assert.Equal(a.Score[k], b.Score[k], 1e-5);
             Assert.InRange(a.PredictedLabel, 1u, 10u);
             Assert.Equal(a.PredictedLabel, b.PredictedLabel);
             Assert.Equal(batch[i], a.PredictedLabel);
