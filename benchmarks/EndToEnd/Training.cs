@@ -25,9 +25,11 @@ public static partial class Program
         const int batch = 64;
         int batches = (train.Count + batch - 1) / batch;
 
-        // Per epoch: bytes allocated and gen0 collections from batch 4 on (batches 1-3 of the first epoch warm up
-        // buffers, pools and the JIT's tiers), measured between progress callbacks, so the callback's own work is out.
-        long bytes = 0, lastBytes = 0; int steadyBatches = 0, gen0 = 0, lastGen0 = 0;
+        // Per epoch, measured between progress callbacks (so the callbacks' own work is out): bytes allocated and gen0
+        // collections in the steady steps, batches 4 to N-1 (batches 1-3 re-warm the batch-64 buffers after the previous
+        // epoch's evaluation at batch 1000 took their place, and the shorter last batch gets buffers of its own), and
+        // the epoch's total including those.
+        long bytes = 0, lastBytes = 0, epochBytes = 0; int steadyBatches = 0, gen0 = 0, lastGen0 = 0;
         var trainer = new Trainer(net, new Adam(net.Parameters, 1e-3), new TrainerOptions
         {
             Epochs = s.Epochs, BatchSize = batch, Seed = (ulong)s.Seed,
@@ -35,7 +37,8 @@ public static partial class Program
             {
                 long now = GC.GetTotalAllocatedBytes(precise: true);
                 int collections = GC.CollectionCount(0);
-                if (p.Epoch > 1 || p.Batch > 3) { bytes += now - lastBytes; gen0 += collections - lastGen0; steadyBatches++; }
+                if (p.Batch > 1 || p.Epoch > 1) epochBytes += now - lastBytes;
+                if (p.Batch > 3 && p.Batch < p.BatchCount) { bytes += now - lastBytes; gen0 += collections - lastGen0; steadyBatches++; }
                 lastBytes = GC.GetTotalAllocatedBytes(precise: true);
                 lastGen0 = GC.CollectionCount(0);
             },
@@ -52,8 +55,11 @@ public static partial class Program
                 Report($"{name}.epoch{m.Epoch}.test_acc_pct", $"{eval.Accuracy * 100:F2}");
                 Report($"{name}.epoch{m.Epoch}.infer10k_s", $"{inferSec:F3} ({test.Count / inferSec:F0} img/s)");
                 Report($"{name}.epoch{m.Epoch}.alloc_bytes_per_step", $"{bytesPerStep:F0}");
-                Report($"{name}.epoch{m.Epoch}.gen0_collections", $"{gen0}");
-                bytes = 0; gen0 = 0; steadyBatches = 0;
+                Report($"{name}.epoch{m.Epoch}.gen0_collections_steady", $"{gen0}");
+                Report($"{name}.epoch{m.Epoch}.alloc_bytes_epoch_total", $"{epochBytes}");
+                bytes = 0; gen0 = 0; steadyBatches = 0; epochBytes = 0;
+                lastBytes = GC.GetTotalAllocatedBytes(precise: true); // the evaluation is not a training step
+                lastGen0 = GC.CollectionCount(0);
             },
         });
         trainer.Fit(train);
