@@ -126,6 +126,46 @@ public class OptimizerTests
         }
     }
 
+    /// <summary>
+    /// The kernel's documented arithmetic (each update in double, state and parameter rounded to float after every
+    /// step) written here as a plain scalar loop gives the same bits as the kernel, whose vector lanes must not change
+    /// a single rounding. Sizes straddle the vector width and the kernel's 4096-element chunks.
+    /// </summary>
+    [Theory]
+    [InlineData(false, 4096 + 37)]
+    [InlineData(true, 4096 * 2 + 5)]
+    [InlineData(false, 3)]
+    public void AdamIsBitIdenticalToItsScalarDoubleFormula(bool decoupled, int size)
+    {
+        var ps = MakeParameters(CpuBackend.Default, 5, size);
+        const float lr = 3e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, wd = 0.02f;
+        Optimizer opt = decoupled ? new AdamW(ps, lr, beta1, beta2, eps, wd) : new Adam(ps, lr, beta1, beta2, eps, wd);
+        var p = ps[0].Value.ToHost();
+        var m = new float[size];
+        var v = new float[size];
+        var rng = new Random(6);
+        for (int step = 1; step <= 3; step++)
+        {
+            SetGradients(ps, rng);
+            var g = ps[0].Gradient.ToHost();
+            opt.Step();
+            double c1 = 1 - Math.Pow(beta1, step), c2 = 1 - Math.Pow(beta2, step);
+            for (int i = 0; i < size; i++)
+            {
+                double pi = p[i], gi = g[i];
+                if (decoupled) pi -= (double)lr * wd * pi; else gi += (double)wd * pi;
+                double mi = (double)beta1 * m[i] + (1 - (double)beta1) * gi;
+                double vi = (double)beta2 * v[i] + (1 - (double)beta2) * gi * gi;
+                m[i] = (float)mi; v[i] = (float)vi;
+                p[i] = (float)(pi - lr * (mi / c1) / (Math.Sqrt(vi / c2) + eps));
+            }
+            var got = ps[0].Value.ToHost();
+            for (int i = 0; i < size; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(got[i]) == BitConverter.SingleToInt32Bits(p[i]),
+                    $"step {step}, element {i}: kernel {got[i]:R} vs scalar {p[i]:R}");
+        }
+    }
+
     [Fact]
     public void AdamWDecayIsDecoupledFromTheGradientScale()
     {

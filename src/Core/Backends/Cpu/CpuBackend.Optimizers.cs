@@ -1,11 +1,15 @@
+using System.Numerics;
+
 namespace MLNet.ConvNet.Backends.Cpu;
 
 public sealed partial class CpuBackend
 {
     // Element-wise updates: each element is independent, so fixed-size chunks run in parallel and the result
-    // does not depend on the thread count. The arithmetic is in double (stored back as float): it costs little
-    // next to a training step and keeps the update equal to the float64 formula up to one rounding.
-    private const int OptimizerChunk = 1 << 14;
+    // does not depend on the thread count. The arithmetic is in double (stored back as float), which keeps the update
+    // equal to the float64 formula up to one rounding. Adam runs System.Numerics.Vector<double> lanes with the scalar
+    // loop's operations in the same order (separate multiply and add, no fused multiply-add; division and square root
+    // are correctly rounded in both), so vector and scalar elements give the same bits.
+    private const int OptimizerChunk = 1 << 12;
 
     public void SgdStep(Tensor param, Tensor grad, Tensor? velocity, float learningRate, float momentum, bool nesterov, float weightDecay)
     {
@@ -58,8 +62,9 @@ public sealed partial class CpuBackend
     {
         public void Run(int chunk)
         {
-            int end = Math.Min(n, (chunk + 1) * OptimizerChunk);
-            for (int i = chunk * OptimizerChunk; i < end; i++)
+            int i = chunk * OptimizerChunk, end = Math.Min(n, (chunk + 1) * OptimizerChunk);
+            if (Vector.IsHardwareAccelerated) i = RunVector(i, end);
+            for (; i < end; i++)
             {
                 double pi = p[i], gi = g[i];
                 if (decoupled) pi -= lr * wd * pi;
@@ -69,6 +74,39 @@ public sealed partial class CpuBackend
                 ma[i] = (float)mi;
                 va[i] = (float)vi;
                 p[i] = (float)(pi - lr * (mi / c1) / (Math.Sqrt(vi / c2) + eps));
+            }
+        }
+
+        /// <summary>The loop above on whole vectors of floats from <paramref name="start"/>; returns where the scalar tail begins.</summary>
+        private int RunVector(int start, int end)
+        {
+            int width = Vector<float>.Count, i = start;
+            var b1v = new Vector<double>(b1); var b2v = new Vector<double>(b2);
+            var a1 = new Vector<double>(1 - b1); var a2 = new Vector<double>(1 - b2);
+            var lrv = new Vector<double>(lr); var wdv = new Vector<double>(wd); var lrwd = new Vector<double>(lr * wd);
+            var c1v = new Vector<double>(c1); var c2v = new Vector<double>(c2); var epsv = new Vector<double>(eps);
+            bool isDecoupled = decoupled; // a local: local functions in a struct cannot read primary-constructor parameters
+            for (; i <= end - width; i += width)
+            {
+                Vector.Widen(new Vector<float>(p, i), out var p0, out var p1);
+                Vector.Widen(new Vector<float>(g, i), out var g0, out var g1);
+                Vector.Widen(new Vector<float>(ma, i), out var m0, out var m1);
+                Vector.Widen(new Vector<float>(va, i), out var v0, out var v1);
+                Update(ref p0, ref g0, ref m0, ref v0);
+                Update(ref p1, ref g1, ref m1, ref v1);
+                Vector.Narrow(m0, m1).CopyTo(ma, i);
+                Vector.Narrow(v0, v1).CopyTo(va, i);
+                Vector.Narrow(p0, p1).CopyTo(p, i);
+            }
+            return i;
+
+            void Update(ref Vector<double> pi, ref Vector<double> gi, ref Vector<double> mi, ref Vector<double> vi)
+            {
+                if (isDecoupled) pi -= lrwd * pi;
+                else gi += wdv * pi;
+                mi = b1v * mi + a1 * gi;
+                vi = b2v * vi + a2 * gi * gi;
+                pi -= lrv * (mi / c1v) / (Vector.SquareRoot(vi / c2v) + epsv);
             }
         }
     }
