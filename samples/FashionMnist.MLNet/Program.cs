@@ -7,7 +7,8 @@
 //
 // Options: --data DIR (else $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)  --net lenet5|cnn2bn|vgg|resnet
 //          --epochs 3  --batch 64  --lr 0.001  --optimizer adam|adamw|sgd  --seed 42  --threads N  --limit N (training
-//          images)  --flip  --crop-padding P  --schedule constant|cosine  --validation-fraction F  --patience N  --out DIR (default fashion-mnist-output)
+//          images)  --flip  --crop-padding P  --label-smoothing E (in [0, 1), default 0)  --schedule constant|cosine
+//          --validation-fraction F  --patience N  --out DIR (default fashion-mnist-output)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -46,6 +47,7 @@ var options = new ConvNetTrainer.Options
     Optimizer = Enum.Parse<ConvNetOptimizer>(opt.Str("optimizer", "adam"), ignoreCase: true),
     MaxThreads = opt.Has("threads") ? opt.Int("threads", 0) : null,
     RandomHorizontalFlip = opt.Has("flip"), RandomCropPadding = opt.Int("crop-padding", 0),
+    LabelSmoothing = opt.Double("label-smoothing", 0),
     // --schedule cosine: the rate falls from --lr to 0 along a half cosine over the run; constant otherwise.
     Schedule = opt.Str("schedule", "constant") switch
     {
@@ -62,7 +64,7 @@ var options = new ConvNetTrainer.Options
 };
 var pipeline = ml.MulticlassClassification.Trainers.ConvNet(options)
     .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
-Console.WriteLine($"training {net}: {epochs} epochs, batch {batchSize}, {options.Optimizer} lr {options.LearningRate}, seed {seed}");
+Console.WriteLine($"training {net}: {epochs} epochs, batch {batchSize}, {options.Optimizer} lr {options.LearningRate}, label smoothing {options.LabelSmoothing}, seed {seed}");
 var fitClock = Stopwatch.StartNew();
 var model = pipeline.Fit(train);
 fitClock.Stop();

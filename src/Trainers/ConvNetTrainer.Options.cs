@@ -125,6 +125,14 @@ public sealed partial class ConvNetTrainer
         /// </summary>
         public LearningRateSchedule? Schedule { get; set; }
 
+        /// <summary>
+        /// LabelSmoothing = 0: e in [0, 1). Training minimises the cross-entropy against the smoothed target
+        /// (1 - e) * onehot(label) + e / K for K classes, as PyTorch's <c>CrossEntropyLoss(label_smoothing = e)</c>; 0.1 is a
+        /// common choice. The training loss in the batch and epoch metrics is the smoothed loss; the validation loss is
+        /// the plain cross-entropy.
+        /// </summary>
+        public double LabelSmoothing { get; set; }
+
         /// <summary>RandomHorizontalFlip = false: mirror each training image left-right with probability 1/2 (the last dimension is the width).</summary>
         public bool RandomHorizontalFlip { get; set; }
 
@@ -202,6 +210,8 @@ public sealed partial class ConvNetTrainer
             Require(Momentum >= 0 && Momentum < 1, nameof(Momentum), Momentum, "must be in [0, 1).");
             Require(!Nesterov || Optimizer != ConvNetOptimizer.Sgd || Momentum > 0, nameof(Nesterov), Nesterov, "Nesterov momentum needs Momentum > 0.");
             Require(WeightDecay is null || (WeightDecay >= 0 && double.IsFinite(WeightDecay.Value)), nameof(WeightDecay), WeightDecay, "must be finite and >= 0.");
+            // Checked as the float the trainer uses, so a value just under 1 that rounds to 1f is refused here.
+            Require(LabelSmoothing >= 0 && (float)LabelSmoothing < 1, nameof(LabelSmoothing), LabelSmoothing, "must be in [0, 1).");
             Require(RandomCropPadding >= 0, nameof(RandomCropPadding), RandomCropPadding, "must be >= 0.");
             Require(ValidationFraction >= 0 && ValidationFraction < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1).");
             Require(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must be >= 0 (0 turns early stopping off).");

@@ -131,6 +131,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             BatchSize = o.BatchSize,
             Seed = seed,
             Schedule = o.Schedule,
+            LabelSmoothing = (float)o.LabelSmoothing,
             CheckpointPath = checkpointPath,
             ResumeFrom = resumeFrom,
             OnBatch = o.OnBatch,

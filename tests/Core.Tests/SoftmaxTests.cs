@@ -30,6 +30,23 @@ public class SoftmaxTests
         return sum / n;
     }
 
+    /// <summary>
+    /// Per-sample smoothed cross-entropy, written from the definition: q = (1 - e) onehot(label) + e / K and
+    /// loss = -sum_k q_k log softmax(x)_k, in double.
+    /// </summary>
+    private static double[] SmoothedLosses(double[] x, int n, int k, int[] labels, double e)
+    {
+        var logp = Reference(x, n, k, log: true);
+        var loss = new double[n];
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < k; j++)
+            {
+                double q = (j == labels[r] ? 1 - e : 0) + e / k;
+                loss[r] -= q * logp[r * k + j];
+            }
+        return loss;
+    }
+
     public static TheoryData<int, int, float> Sizes => new()
     {
         { 1, 1, 1f },
@@ -110,6 +127,107 @@ public class SoftmaxTests
         GradCheck.AssertClose(dlogits.ToHost(), want, "cross-entropy dlogits");
     }
 
+    /// <summary>Every size of <see cref="Sizes"/> with several smoothing values, including 0 and values near 1.</summary>
+    public static TheoryData<int, int, float, float> SmoothedSizes
+    {
+        get
+        {
+            var data = new TheoryData<int, int, float, float>();
+            foreach (var row in Sizes)
+            {
+                var (n, k, scale) = row.Data;
+                foreach (float e in new[] { 0f, 0.05f, 0.1f, 0.5f, 0.95f }) data.Add(n, k, scale, e);
+            }
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(SmoothedSizes))]
+    public void SmoothedCrossEntropyMatchesDefinition(int n, int k, float scale, float e)
+    {
+        var data = Logits(n, k, scale, 7 * n + k);
+        var labels = Labels(n, k, n * k + 1);
+        var x = Tensor.FromHost(data, n, k);
+        var result = CrossEntropy.Forward(x, labels, e);
+        var xd = TestData.ToDouble(data);
+        var want = SmoothedLosses(xd, n, k, labels, e);
+        // The loss is logsumexp (double) minus a q-weighted sum of K <= 100 logits in double, rounded once: 1e-6 of its scale.
+        GradCheck.AssertClose(result.LossPerSample.ToHost(), want, "smoothed loss per sample", relTol: 1e-6);
+        GradCheck.AssertClose([result.MeanLoss], [want.Average()], "smoothed mean loss", relTol: 1e-6);
+        GradCheck.AssertClose(result.Probabilities.ToHost(), Reference(xd, n, k, log: false), "probabilities", relTol: 1e-6);
+        Assert.Equal(e, result.LabelSmoothing);
+
+        // The caller-owned overload computes the same values bit for bit.
+        var (loss, probabilities) = (Tensor.Zeros(new Shape(n)), Tensor.Zeros(new Shape(n, k)));
+        float mean = CrossEntropy.Forward(x, result.Labels, loss, probabilities, e);
+        Assert.Equal(result.MeanLoss, mean);
+        Assert.Equal(result.LossPerSample.ToHost(), loss.ToHost());
+        Assert.Equal(result.Probabilities.ToHost(), probabilities.ToHost());
+    }
+
+    [Theory]
+    [MemberData(nameof(SmoothedSizes))]
+    public void SmoothedGradientMatchesFiniteDifferences(int n, int k, float scale, float e)
+    {
+        var data = Logits(n, k, Math.Min(scale, 5f), 5 * n + k);
+        var labels = Labels(n, k, 3 * n + k);
+        var result = CrossEntropy.Forward(Tensor.FromHost(data, n, k), labels, e);
+        var dlogits = CrossEntropy.Backward(result).ToHost();
+        var want = GradCheck.Numeric(v => [SmoothedLosses(v, n, k, labels, e).Average()], TestData.ToDouble(data), [1.0]);
+        // Default tolerance: (p - q) / N from float probabilities and a float q, error ~1e-7 of the scale.
+        GradCheck.AssertClose(dlogits, want, "smoothed dlogits");
+
+        // The caller-owned overload, given the same smoothing, writes the same gradient bit for bit.
+        var d = Tensor.Zeros(new Shape(n, k));
+        CrossEntropy.Backward(result.Probabilities, result.Labels, d, e);
+        Assert.Equal(dlogits, d.ToHost());
+    }
+
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void ZeroSmoothingKeepsThePlainArithmeticBitForBit(int n, int k, float scale)
+    {
+        var data = Logits(n, k, scale, 11 * n + k);
+        var labels = Labels(n, k, n + 5 * k);
+        var x = Tensor.FromHost(data, n, k);
+        var plain = CrossEntropy.Forward(x, labels);
+        var zero = CrossEntropy.Forward(x, labels, labelSmoothing: 0f);
+        Assert.Equal(plain.LossPerSample.ToHost(), zero.LossPerSample.ToHost());
+        Assert.Equal(plain.MeanLoss, zero.MeanLoss);
+        var dPlain = CrossEntropy.Backward(plain).ToHost();
+        Assert.Equal(dPlain, CrossEntropy.Backward(zero).ToHost());
+
+        // The arithmetic before label smoothing existed, replayed here: float32 loss = (float)(log sum exp(x - max) - (x[label] - max))
+        // with the sum in double in index order, and dlogits = (1/N) * (p - 1f) at the label, (1/N) * p elsewhere.
+        var p = plain.Probabilities.ToHost();
+        var loss = plain.LossPerSample.ToHost();
+        float invN = 1f / n;
+        for (int r = 0; r < n; r++)
+        {
+            var row = data.AsSpan(r * k, k);
+            double max = row.ToArray().Max(), sum = 0;
+            foreach (float v in row) sum += Math.Exp(v - max);
+            Assert.Equal((float)(Math.Log(sum) - (row[labels[r]] - max)), loss[r]);
+            for (int j = 0; j < k; j++)
+                Assert.Equal(invN * (j == labels[r] ? p[r * k + j] - 1f : p[r * k + j]), dPlain[r * k + j]);
+        }
+    }
+
+    [Fact]
+    public void SmoothedLossIsStableForHugeLogits()
+    {
+        float[] data = [1000f, -1000f, 0f, -1000f, 1000f, 999f];
+        int[] labels = [0, 2];
+        const int n = 2, k = 3;
+        const float e = 0.1f;
+        var result = CrossEntropy.Forward(Tensor.FromHost(data, n, k), labels, e);
+        var loss = result.LossPerSample.ToHost();
+        Assert.All(loss, v => Assert.True(float.IsFinite(v)));
+        GradCheck.AssertClose(loss, SmoothedLosses(TestData.ToDouble(data), n, k, labels, e), "smoothed loss", relTol: 1e-6);
+        Assert.All(CrossEntropy.Backward(result).ToHost(), v => Assert.True(float.IsFinite(v)));
+    }
+
     [Fact]
     public void StableForHugeLogits()
     {
@@ -155,7 +273,9 @@ public class SoftmaxTests
         {
             var x = Tensor.FromHost(data, new Shape(n, k), b);
             var ce = CrossEntropy.Forward(x, labels);
-            return [Softmax.Forward(x).ToHost(), Softmax.LogForward(x).ToHost(), ce.LossPerSample.ToHost(), CrossEntropy.Backward(ce).ToHost()];
+            var smoothed = CrossEntropy.Forward(x, labels, 0.2f);
+            return [Softmax.Forward(x).ToHost(), Softmax.LogForward(x).ToHost(), ce.LossPerSample.ToHost(), CrossEntropy.Backward(ce).ToHost(),
+                smoothed.LossPerSample.ToHost(), CrossEntropy.Backward(smoothed).ToHost()];
         }
         var one = Run(new CpuBackend(maxThreads: 1));
         var many = Run(new CpuBackend(maxThreads: 4));
@@ -218,9 +338,32 @@ public class SoftmaxTests
         var b = CpuBackend.Default;
         var logits = Tensor.Zeros(new Shape(2, 3));
         var labels = Tensor.FromHost([0f, label], 2);
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => b.SoftmaxCrossEntropyForward(logits, labels, Tensor.Zeros(new Shape(2)), Tensor.Zeros(new Shape(2, 3))));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => b.SoftmaxCrossEntropyForward(logits, labels, 0f, Tensor.Zeros(new Shape(2)), Tensor.Zeros(new Shape(2, 3))));
         Assert.Equal("labels", e.ParamName);
-        Assert.Throws<ArgumentOutOfRangeException>(() => b.SoftmaxCrossEntropyBackward(logits, labels, 1f, Tensor.Zeros(new Shape(2, 3))));
+        Assert.Throws<ArgumentOutOfRangeException>(() => b.SoftmaxCrossEntropyBackward(logits, labels, 0f, 1f, Tensor.Zeros(new Shape(2, 3))));
+    }
+
+    [Theory]
+    [InlineData(-0.1f)]
+    [InlineData(-float.Epsilon)]         // the smallest negative float
+    [InlineData(1f)]
+    [InlineData(1.5f)]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    public void RejectsLabelSmoothingOutsideZeroToOne(float e)
+    {
+        var x = Tensor.Zeros(new Shape(2, 3));
+        var labels = Tensor.FromHost([0f, 2f], 2);
+        void Check(Action call)
+        {
+            var error = Assert.Throws<ArgumentOutOfRangeException>(call);
+            Assert.Equal("labelSmoothing", error.ParamName);
+            Assert.Contains($"labelSmoothing = {e}", error.Message);
+            Assert.Contains("[0, 1)", error.Message);
+        }
+        Check(() => CrossEntropy.Forward(x, [0, 2], e));
+        Check(() => CrossEntropy.Forward(x, labels, Tensor.Zeros(new Shape(2)), Tensor.Zeros(new Shape(2, 3)), e));
+        Check(() => CrossEntropy.Backward(x, labels, Tensor.Zeros(new Shape(2, 3)), e));
     }
 
     [Fact]

@@ -161,6 +161,42 @@ public class TrainerTests
     }
 
     [Fact]
+    public void LabelSmoothingTrainsOnTheSmoothedLossAndValidatesOnThePlainOne()
+    {
+        const float e = 0.1f;
+        const int count = 30;
+        var data = Squares(count, 3);
+        // No batch norm or dropout: each sample's logits do not depend on the batch's order or on the step's random state.
+        static Network Net() => new Network(new Flatten(), new Dense(3)).Build(new Shape(1, 8, 8), seed: 5);
+        var features = new float[count * 64];
+        var labels = new int[count];
+        data.CopyBatch(Enumerable.Range(0, count).ToArray(), features, labels);
+        var x = Tensor.FromHost(features, new Shape(count, 1, 8, 8));
+        var logits0 = Net().Forward(x, training: false);
+        float smoothed0 = Ops.CrossEntropy.Forward(logits0, labels, e).MeanLoss, plain0 = Ops.CrossEntropy.Forward(logits0, labels).MeanLoss;
+        Assert.True(Math.Abs(smoothed0 - plain0) > 1e-3, $"the two losses must differ for the check to mean something: {smoothed0} vs {plain0}");
+
+        string Train(float smoothing, List<double> losses, out IReadOnlyList<EpochMetrics> history, out Network net)
+        {
+            net = Net();
+            var options = new TrainerOptions { Epochs = 2, BatchSize = count, Seed = 3, LabelSmoothing = smoothing, OnBatch = p => losses.Add(p.Loss) };
+            history = new Trainer(net, new Adam(net.Parameters, 1e-2), options).Fit(data, data, Ct);
+            return net.ComputeHash();
+        }
+        var smoothedLosses = new List<double>();
+        string smoothedHash = Train(e, smoothedLosses, out var history, out var trained);
+        // One batch of every sample, shuffled: the first step's loss is the smoothed loss of the untouched network, up to
+        // the order of the float32 mean (1e-6 relative).
+        Assert.Equal(smoothed0, smoothedLosses[0], smoothed0 * 1e-6);
+        // Validation reports the plain cross-entropy of the trained network.
+        Assert.Equal(Trainer.Evaluate(trained, data, cancellation: Ct).Loss, history[^1].ValidationLoss);
+        double plainAfter = Ops.CrossEntropy.Forward(trained.Forward(x, training: false), labels).MeanLoss;
+        Assert.Equal(plainAfter, history[^1].ValidationLoss, plainAfter * 1e-6);
+        // Smoothing changes the gradient, hence the weights.
+        Assert.NotEqual(smoothedHash, Train(0f, [], out _, out _));
+    }
+
+    [Fact]
     public void ALoneLastSampleJoinsThePreviousBatch()
     {
         // Batch norm after a dense layer needs two samples per batch in training mode.
@@ -178,6 +214,8 @@ public class TrainerTests
         var adam = new Adam(net.Parameters);
         Assert.Equal("BatchSize", Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(net, adam, new TrainerOptions { BatchSize = 0 })).ParamName);
         Assert.Equal("Epochs", Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(net, adam, new TrainerOptions { Epochs = -1 })).ParamName);
+        foreach (float e in new[] { -0.1f, 1f, float.NaN })
+            Assert.Equal("LabelSmoothing", Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(net, adam, new TrainerOptions { LabelSmoothing = e })).ParamName);
         Assert.Throws<ArgumentException>(() => new Trainer(Presets.LeNet5(), adam)); // not built
         var trainer = new Trainer(net, adam);
         Assert.Contains("empty", Assert.Throws<ArgumentException>(() => trainer.Fit(new InMemoryDataset([], [], new Shape(1, 8, 8), 3), cancellation: Ct)).Message);

@@ -167,6 +167,10 @@ public sealed class ErrorTests
     [InlineData("ValidationFraction", 1.0)]
     [InlineData("Momentum", 1.0)]
     [InlineData("RandomCropPadding", -1.0)]
+    [InlineData("LabelSmoothing", -0.1)]
+    [InlineData("LabelSmoothing", 1.0)]
+    [InlineData("LabelSmoothing", 0.99999999)]   // rounds to 1 as the float the trainer uses
+    [InlineData("LabelSmoothing", double.NaN)]
     public void Out_of_range_option_is_named(string option, double value)
     {
         var o = Tiny.Options();
@@ -178,6 +182,7 @@ public sealed class ErrorTests
             case "ValidationFraction": o.ValidationFraction = value; break;
             case "Momentum": o.Momentum = value; break;
             case "RandomCropPadding": o.RandomCropPadding = (int)value; break;
+            case "LabelSmoothing": o.LabelSmoothing = value; break;
         }
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => _ml.MulticlassClassification.Trainers.ConvNet(o));
         Assert.Equal($"options.{option}", e.ParamName);

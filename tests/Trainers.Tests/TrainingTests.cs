@@ -67,6 +67,26 @@ public sealed class TrainingTests
     }
 
     [Fact]
+    public void Label_smoothing_reaches_the_training_loss_and_zero_is_the_default()
+    {
+        var data = Tiny.Data(_ml, 300);
+        (string Hash, double FirstLoss) Run(double? smoothing)
+        {
+            var losses = new List<double>();
+            var o = Tiny.Options();
+            o.OnBatch = b => losses.Add(b.Loss);
+            if (smoothing is { } e) o.LabelSmoothing = e;
+            return (Fit(data, o).Network.ComputeHash(), losses[0]);
+        }
+        var plain = Run(null);
+        Assert.Equal(plain, Run(0));
+        // Same seed, so the same initial weights and first batch: only the smoothed target changes the first loss.
+        var smoothed = Run(0.1);
+        Assert.NotEqual(plain.FirstLoss, smoothed.FirstLoss);
+        Assert.NotEqual(plain.Hash, smoothed.Hash);
+    }
+
+    [Fact]
     public void Validation_data_is_evaluated_every_epoch_and_callbacks_report_progress()
     {
         var batches = new List<BatchProgress>();

@@ -116,10 +116,11 @@ public partial interface IBackend
     /// <summary>dx given y = (log-)softmax(x) and dy.</summary>
     void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log);
     /// <summary>
-    /// loss[n] = -log softmax(logits[n])[labels[n]]; probabilities = softmax(logits). Labels are class indices
-    /// stored as floats, shape [N].
+    /// loss[n] = -sum_k q[n,k] log softmax(logits[n])[k] with the target q = (1 - labelSmoothing) * onehot(labels[n])
+    /// + labelSmoothing / K; probabilities = softmax(logits). Labels are class indices stored as floats, shape [N].
+    /// labelSmoothing in [0, 1) (the op checks it); 0 gives -log softmax(logits[n])[labels[n]].
     /// </summary>
-    void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities);
-    /// <summary>dlogits = scale * (probabilities - onehot(labels)).</summary>
-    void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float scale, Tensor dlogits);
+    void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, float labelSmoothing, Tensor loss, Tensor probabilities);
+    /// <summary>dlogits = scale * (probabilities - q), q the smoothed target of <see cref="SoftmaxCrossEntropyForward"/>.</summary>
+    void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float labelSmoothing, float scale, Tensor dlogits);
 }

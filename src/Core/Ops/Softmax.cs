@@ -38,19 +38,29 @@ public static class Softmax
     }
 }
 
-/// <summary>Loss and probabilities from one <see cref="CrossEntropy.Forward(Tensor, ReadOnlySpan{int})"/> call.</summary>
-public sealed record CrossEntropyResult(float MeanLoss, Tensor LossPerSample, Tensor Probabilities, Tensor Labels);
+/// <summary>
+/// Loss and probabilities from one <see cref="CrossEntropy.Forward(Tensor, ReadOnlySpan{int}, float)"/> call;
+/// <see cref="CrossEntropy.Backward(CrossEntropyResult)"/> uses its <paramref name="LabelSmoothing"/>.
+/// </summary>
+public sealed record CrossEntropyResult(float MeanLoss, Tensor LossPerSample, Tensor Probabilities, Tensor Labels, float LabelSmoothing = 0);
 
-/// <summary>Softmax cross-entropy over a batch, fused for numerical stability.</summary>
+/// <summary>
+/// Softmax cross-entropy over a batch, fused for numerical stability, with optional label smoothing as PyTorch's
+/// <c>CrossEntropyLoss(label_smoothing)</c>: with K classes and <c>labelSmoothing = e</c> in [0, 1) the target is
+/// <c>q = (1 - e) * onehot(label) + e / K</c>, <c>loss[n] = -sum_k q_k log softmax(logits[n])_k</c> and the gradient of
+/// the mean loss is <c>(softmax - q) / N</c>. e = 0 (the default) is the plain cross-entropy.
+/// </summary>
 public static class CrossEntropy
 {
     /// <summary>
-    /// <c>loss[n] = logsumexp(logits[n]) - logits[n, labels[n]]</c>, computed as log-softmax so large logits do not
-    /// overflow; <c>MeanLoss</c> is the average over the batch.
+    /// <c>loss[n] = logsumexp(logits[n]) - sum_k q_k logits[n, k]</c> (<c>logsumexp(logits[n]) - logits[n, labels[n]]</c>
+    /// without smoothing), computed as log-softmax so large logits do not overflow; <c>MeanLoss</c> is the average over
+    /// the batch. <paramref name="labelSmoothing"/> = 0: e in [0, 1), see <see cref="CrossEntropy"/>.
     /// </summary>
-    public static CrossEntropyResult Forward(Tensor logits, ReadOnlySpan<int> labels)
+    public static CrossEntropyResult Forward(Tensor logits, ReadOnlySpan<int> labels, float labelSmoothing = 0)
     {
         Softmax.CheckLogits(logits.Shape, "CrossEntropy", nameof(logits));
+        CheckSmoothing(labelSmoothing, "CrossEntropy");
         int n = logits.Shape[0], k = logits.Shape[1];
         if (labels.Length != n)
             throw new ArgumentException($"CrossEntropy: {labels.Length} labels for logits {logits.Shape} ({n} rows).", nameof(labels));
@@ -65,50 +75,65 @@ public static class CrossEntropy
         var labelTensor = Tensor.FromHost(host, new Shape(n), b);
         var loss = b.Allocate(new Shape(n));
         var probs = b.Allocate(logits.Shape);
-        b.SoftmaxCrossEntropyForward(logits, labelTensor, loss, probs);
-        return new CrossEntropyResult((float)(b.Sum(loss) / n), loss, probs, labelTensor);
+        b.SoftmaxCrossEntropyForward(logits, labelTensor, labelSmoothing, loss, probs);
+        return new CrossEntropyResult((float)(b.Sum(loss) / n), loss, probs, labelTensor, labelSmoothing);
     }
 
-    /// <summary>Gradient of the mean loss with respect to the logits: <c>(softmax - onehot(labels)) / N</c>.</summary>
+    /// <summary>
+    /// Gradient of the mean loss with respect to the logits: <c>(softmax - q) / N</c>, q the target smoothed by the
+    /// forward call's <see cref="CrossEntropyResult.LabelSmoothing"/> (<c>onehot(labels)</c> when it is 0).
+    /// </summary>
     public static Tensor Backward(CrossEntropyResult forward)
     {
         ArgumentNullException.ThrowIfNull(forward);
         var p = forward.Probabilities;
         var d = p.Backend.Allocate(p.Shape);
-        Backward(p, forward.Labels, d);
+        Backward(p, forward.Labels, d, forward.LabelSmoothing);
         return d;
     }
 
     /// <summary>
-    /// <see cref="Forward(Tensor, ReadOnlySpan{int})"/> with every tensor owned by the caller, so a training loop allocates
-    /// nothing: <paramref name="labels"/> <c>[N]</c> holds class indices as floats on the logits' backend (the backend
-    /// rejects one outside [0, K)); writes <paramref name="loss"/> <c>[N]</c> and <paramref name="probabilities"/>
-    /// <c>[N, K]</c> and returns the mean loss.
+    /// <see cref="Forward(Tensor, ReadOnlySpan{int}, float)"/> with every tensor owned by the caller, so a training loop
+    /// allocates nothing: <paramref name="labels"/> <c>[N]</c> holds class indices as floats on the logits' backend (the
+    /// backend rejects one outside [0, K)); writes <paramref name="loss"/> <c>[N]</c> and <paramref name="probabilities"/>
+    /// <c>[N, K]</c> and returns the mean loss. <paramref name="labelSmoothing"/> = 0: e in [0, 1).
     /// </summary>
-    public static float Forward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities)
+    public static float Forward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities, float labelSmoothing = 0)
     {
         ArgumentNullException.ThrowIfNull(logits);
         ArgumentNullException.ThrowIfNull(labels);
         Softmax.CheckLogits(logits.Shape, "CrossEntropy", nameof(logits));
+        CheckSmoothing(labelSmoothing, "CrossEntropy");
         int n = logits.Shape[0];
         if (labels.Rank != 1 || labels.Shape[0] != n)
             throw new ArgumentException($"CrossEntropy: labels have shape {labels.Shape} for logits {logits.Shape}; expected [{n}].", nameof(labels));
         var b = logits.Backend;
         Outputs.Check(loss, labels.Shape, b, "CrossEntropy", nameof(loss), logits, labels);
         Outputs.Check(probabilities, logits.Shape, b, "CrossEntropy", nameof(probabilities), logits, labels, loss);
-        b.SoftmaxCrossEntropyForward(logits, labels, loss, probabilities);
+        b.SoftmaxCrossEntropyForward(logits, labels, labelSmoothing, loss, probabilities);
         return (float)(b.Sum(loss) / n);
     }
 
-    /// <summary>Gradient of the mean loss with respect to the logits into <paramref name="dlogits"/>: <c>(probabilities - onehot(labels)) / N</c>.</summary>
-    public static void Backward(Tensor probabilities, Tensor labels, Tensor dlogits)
+    /// <summary>
+    /// Gradient of the mean loss with respect to the logits into <paramref name="dlogits"/>: <c>(probabilities - q) / N</c>
+    /// with q smoothed by <paramref name="labelSmoothing"/> = 0 (pass the value given to the forward call).
+    /// </summary>
+    public static void Backward(Tensor probabilities, Tensor labels, Tensor dlogits, float labelSmoothing = 0)
     {
         ArgumentNullException.ThrowIfNull(probabilities);
         ArgumentNullException.ThrowIfNull(labels);
         Softmax.CheckLogits(probabilities.Shape, "CrossEntropy.Backward", nameof(probabilities));
+        CheckSmoothing(labelSmoothing, "CrossEntropy.Backward");
         if (labels.Rank != 1 || labels.Shape[0] != probabilities.Shape[0])
             throw new ArgumentException($"CrossEntropy.Backward: labels have shape {labels.Shape} for probabilities {probabilities.Shape}.", nameof(labels));
         Outputs.Check(dlogits, probabilities.Shape, probabilities.Backend, "CrossEntropy.Backward", nameof(dlogits), probabilities, labels);
-        probabilities.Backend.SoftmaxCrossEntropyBackward(probabilities, labels, 1f / probabilities.Shape[0], dlogits);
+        probabilities.Backend.SoftmaxCrossEntropyBackward(probabilities, labels, labelSmoothing, 1f / probabilities.Shape[0], dlogits);
+    }
+
+    /// <summary>Label smoothing e must be in [0, 1): e = 1 would make the target uniform whatever the label (NaN is refused too).</summary>
+    private static void CheckSmoothing(float labelSmoothing, string op)
+    {
+        if (!(labelSmoothing >= 0 && labelSmoothing < 1))
+            throw new ArgumentOutOfRangeException(nameof(labelSmoothing), labelSmoothing, $"{op}: labelSmoothing = {labelSmoothing} must be in [0, 1).");
     }
 }

@@ -27,6 +27,12 @@ public sealed record TrainerOptions
     public Action<EpochMetrics>? OnEpoch { get; init; }
     /// <summary>EvaluationBatchSize = 500: samples per forward pass when evaluating.</summary>
     public int EvaluationBatchSize { get; init; } = 500;
+    /// <summary>
+    /// LabelSmoothing = 0: e in [0, 1); training minimises the cross-entropy against the target (1 - e) * onehot(label) + e / K
+    /// (K classes), as PyTorch's <c>CrossEntropyLoss(label_smoothing = e)</c>. The training loss in the batch and epoch metrics
+    /// is that smoothed loss; validation and <see cref="Trainer.Evaluate"/> report the plain cross-entropy.
+    /// </summary>
+    public float LabelSmoothing { get; init; }
 }
 
 /// <summary>
@@ -52,6 +58,8 @@ public sealed class Trainer
         if (Options.Epochs < 0) throw new ArgumentOutOfRangeException("Epochs", Options.Epochs, "Epochs must be >= 0.");
         if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException("BatchSize", Options.BatchSize, "BatchSize must be >= 1.");
         if (Options.EvaluationBatchSize < 1) throw new ArgumentOutOfRangeException("EvaluationBatchSize", Options.EvaluationBatchSize, "EvaluationBatchSize must be >= 1.");
+        if (!(Options.LabelSmoothing >= 0 && Options.LabelSmoothing < 1))
+            throw new ArgumentOutOfRangeException("LabelSmoothing", Options.LabelSmoothing, "LabelSmoothing must be in [0, 1).");
         Network = network; Optimizer = optimizer;
         _rng = new Rng(Rng.Mix(Options.Seed, 0x5348_5546)); // a stream apart from the one that initialised the weights
     }
@@ -79,7 +87,7 @@ public sealed class Trainer
         var schedule = Options.Schedule ?? new ConstantSchedule();
         int n = train.Count, size = Options.BatchSize, batches = (n + size - 1) / size;
         if (batches > 1 && n % size == 1) batches--; // a lone last sample joins the previous batch: batch norm needs two
-        var batch = new Batch(train, size + 1, Network.Backend);
+        var batch = new Batch(train, size + 1, Network.Backend, Options.LabelSmoothing);
         string? saved = Options.ResumeFrom;
         bool reuse = Network.ReuseBuffers;
         Network.ReuseBuffers = true; // nothing here keeps a tensor across steps, so the layers may reuse theirs
@@ -117,14 +125,17 @@ public sealed class Trainer
         return history;
     }
 
-    /// <summary>Mean cross-entropy, accuracy and confusion matrix of <paramref name="network"/> in inference mode on <paramref name="data"/>.</summary>
+    /// <summary>
+    /// Mean cross-entropy, accuracy and confusion matrix of <paramref name="network"/> in inference mode on <paramref name="data"/>.
+    /// The loss is the plain cross-entropy (no label smoothing, whatever <see cref="TrainerOptions.LabelSmoothing"/> trained with).
+    /// </summary>
     public static Evaluation Evaluate(Network network, IDataset data, int batchSize = 500, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(network);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         int classes = CheckData(network, data, "data");
         var confusion = Enumerable.Range(0, classes).Select(_ => new int[classes]).ToArray();
-        var batch = new Batch(data, batchSize, network.Backend);
+        var batch = new Batch(data, batchSize, network.Backend, labelSmoothing: 0);
         var all = Enumerable.Range(0, data.Count).ToArray();
         double lossSum = 0; long correct = 0;
         bool reuse = network.ReuseBuffers;
@@ -161,9 +172,10 @@ public sealed class Trainer
     /// <summary>
     /// One mini-batch at a time: host buffers for features and labels, and the backend tensors for the input, labels,
     /// per-sample loss, probabilities and the loss gradient, all kept across batches (per batch size) so a warm
-    /// training step allocates nothing. Every load copies explicitly from the host to the backend.
+    /// training step allocates nothing. Every load copies explicitly from the host to the backend. The loss and its
+    /// gradient use <paramref name="labelSmoothing"/>.
     /// </summary>
-    private sealed class Batch(IDataset data, int capacity, Backends.IBackend backend)
+    private sealed class Batch(IDataset data, int capacity, Backends.IBackend backend, float labelSmoothing)
     {
         private readonly float[] _features = new float[capacity * data.SampleShape.Length];
         private readonly int[] _labels = new int[capacity];
@@ -189,19 +201,19 @@ public sealed class Trainer
             return x;
         }
 
-        /// <summary>Softmax cross-entropy of <paramref name="logits"/> against the loaded labels; returns the mean loss.</summary>
+        /// <summary>Softmax cross-entropy (smoothed by the batch's label smoothing) of <paramref name="logits"/> against the loaded labels; returns the mean loss.</summary>
         public float Loss(Tensor logits)
         {
             var loss = _loss.Get(backend, _labelTensor!.Shape, reuse: true);
             _probabilityTensor = _p.Get(backend, logits.Shape, reuse: true);
-            return CrossEntropy.Forward(logits, _labelTensor, loss, _probabilityTensor);
+            return CrossEntropy.Forward(logits, _labelTensor, loss, _probabilityTensor, labelSmoothing);
         }
 
         /// <summary>d(mean loss)/d(logits) for the last <see cref="Loss"/>.</summary>
         public Tensor LossGradient()
         {
             var d = _dlogits.Get(backend, _probabilityTensor!.Shape, reuse: true);
-            CrossEntropy.Backward(_probabilityTensor, _labelTensor!, d);
+            CrossEntropy.Backward(_probabilityTensor, _labelTensor!, d, labelSmoothing);
             return d;
         }
 

@@ -203,15 +203,15 @@ public sealed partial class CpuBackend
         }
     }
 
-    public void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities)
+    public void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, float labelSmoothing, Tensor loss, Tensor probabilities)
     {
         int n = logits.Shape[0], k = logits.Shape[1];
         var la = Array(labels);
         CheckLabels(la, n, k);
-        For(n, new CrossEntropyForwardBody(Array(logits), la, Array(loss), Array(probabilities), k));
+        For(n, new CrossEntropyForwardBody(Array(logits), la, labelSmoothing, Array(loss), Array(probabilities), k));
     }
 
-    private readonly struct CrossEntropyForwardBody(float[] logits, float[] labels, float[] loss, float[] probabilities, int k) : IParallelBody
+    private readonly struct CrossEntropyForwardBody(float[] logits, float[] labels, float smoothing, float[] loss, float[] probabilities, int k) : IParallelBody
     {
         public void Run(int row)
         {
@@ -219,25 +219,37 @@ public sealed partial class CpuBackend
             double max = TensorPrimitives.Max<float>(xs), logSum = LogSumExpShifted(xs, max);
             for (int j = 0; j < k; j++) ps[j] = (float)Math.Exp(xs[j] - max - logSum);
             // -log softmax[label] = logsumexp - x[label], both relative to the row max.
-            loss[row] = (float)(logSum - (xs[(int)labels[row]] - max));
+            double target = xs[(int)labels[row]] - max;
+            if (smoothing != 0)
+            {
+                // -sum_j q_j log softmax_j = logsumexp - sum_j q_j x_j (q sums to 1), with q = (1-e) onehot + e/K.
+                // Skipped at e = 0 so the plain loss keeps its arithmetic (and a -inf logit does not give 0 * -inf).
+                double sum = 0;
+                foreach (float v in xs) sum += v - max;
+                target = (1.0 - smoothing) * target + smoothing * (sum / k);
+            }
+            loss[row] = (float)(logSum - target);
         }
     }
 
-    public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float scale, Tensor dlogits)
+    public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float labelSmoothing, float scale, Tensor dlogits)
     {
         int n = probabilities.Shape[0], k = probabilities.Shape[1];
         var la = Array(labels);
         CheckLabels(la, n, k);
-        For(n, new CrossEntropyBackwardBody(Array(probabilities), la, scale, Array(dlogits), k));
+        // The smoothed target: off = e/K everywhere, on = 1 - e + e/K at the label; e = 0 gives exactly 1 and 0, and
+        // p - 0f == p, so the plain gradient is bit-identical to scale * (p - onehot).
+        float off = (float)((double)labelSmoothing / k), on = (float)(1.0 - labelSmoothing + (double)labelSmoothing / k);
+        For(n, new CrossEntropyBackwardBody(Array(probabilities), la, on, off, scale, Array(dlogits), k));
     }
 
-    private readonly struct CrossEntropyBackwardBody(float[] probabilities, float[] labels, float scale, float[] dlogits, int k) : IParallelBody
+    private readonly struct CrossEntropyBackwardBody(float[] probabilities, float[] labels, float on, float off, float scale, float[] dlogits, int k) : IParallelBody
     {
         public void Run(int row)
         {
             var ps = probabilities.AsSpan(row * k, k); var ds = dlogits.AsSpan(row * k, k);
             int label = (int)labels[row];
-            for (int j = 0; j < k; j++) ds[j] = scale * (j == label ? ps[j] - 1f : ps[j]);
+            for (int j = 0; j < k; j++) ds[j] = scale * (ps[j] - (j == label ? on : off));
         }
     }
 
