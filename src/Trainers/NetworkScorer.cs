@@ -74,8 +74,9 @@ internal sealed class NetworkScorer
         // Another backend (a GPU one day) runs each call as one batch; so does a CPU backend limited to one thread.
         _singleThread = trained.Backend is CpuBackend { MaxThreads: > 1 } ? new CpuBackend(maxThreads: 1) : null;
         _workers = trained.Backend is CpuBackend cpu ? cpu.MaxThreads : 1;
-        _weights = Checkpoint.Capture(trained);
-        _template = Copy(trained, trained.Backend);
+        // The template folds batch norm into the layer before it; the copies are copies of the template.
+        _template = FoldBatchNorm(Copy(trained, trained.Backend, Checkpoint.Capture(trained)));
+        _weights = Checkpoint.Capture(_template);
         _idle.Add(new Replica(_template));
         _copies = 1;
     }
@@ -94,6 +95,9 @@ internal sealed class NetworkScorer
 
     /// <summary>Multiply-adds of one sample's forward pass in the convolutions and dense layers.</summary>
     public long MacsPerSample { get; }
+
+    /// <summary>The network every copy copies: the trained one with batch norm folded (<see cref="FoldBatchNorm"/>; tests check it).</summary>
+    internal Network Template => _template;
 
     /// <summary>How many network copies exist (tests check that repeated calls reuse them).</summary>
     internal int Copies => Volatile.Read(ref _copies);
@@ -161,11 +165,11 @@ internal sealed class NetworkScorer
     {
         if (pool.TryTake(out var replica)) return replica;
         Interlocked.Increment(ref _copies);
-        return new Replica(Copy(_template, singleThread ? _singleThread! : _template.Backend));
+        return new Replica(Copy(_template, singleThread ? _singleThread! : _template.Backend, _weights));
     }
 
-    /// <summary>A new network of the same layers as <paramref name="source"/> on <paramref name="backend"/>, holding the captured weights.</summary>
-    private Network Copy(Network source, IBackend backend)
+    /// <summary>A new network of the same layers as <paramref name="source"/> on <paramref name="backend"/>, holding <paramref name="weights"/>.</summary>
+    private Network Copy(Network source, IBackend backend, Checkpoint weights)
     {
         // A copy runs one forward pass at a time and nothing outside Score keeps its tensors, so its layers may write
         // into tensors they keep (no allocation per call once warm).
@@ -174,8 +178,72 @@ internal sealed class NetworkScorer
         copy.Build(SampleShape);
         copy.ReuseBuffers = true;
         // Restore checks every tensor's name and shape against the capture: a copy that is not the same architecture fails here.
-        _weights.Restore(copy);
+        weights.Restore(copy);
         return copy;
+    }
+
+    /// <summary>
+    /// <paramref name="network"/> (itself when there is nothing to fold) with each inference-mode BatchNorm that directly
+    /// follows a Conv or Dense folded into that layer: per output channel s = gamma / sqrt(var + eps), w' = w s,
+    /// b' = (b - mean) s + beta (a layer without bias gets one). One pass over the activations less per batch norm,
+    /// as ONNX Runtime does; the scores change by float rounding only (the fold is computed in double).
+    /// </summary>
+    internal Network FoldBatchNorm(Network network)
+    {
+        var layers = network.Layers;
+        var kept = new List<Layer>();
+        var folds = new Dictionary<string, (Layer Source, BatchNorm Norm)>();
+        for (int i = 0; i < layers.Count; i++)
+        {
+            if (layers[i] is Conv or Dense && i + 1 < layers.Count && layers[i + 1] is BatchNorm norm)
+            {
+                Layer folded = layers[i] is Conv c ? new Conv(c.OutChannels, c.Kernel, c.Options, bias: true) : new Dense(((Dense)layers[i]).OutFeatures, bias: true);
+                folded.Name = layers[i].Name;
+                folds.Add(layers[i].Name!, (layers[i], norm)); // a built network names every layer
+                kept.Add(folded);
+                i++;
+            }
+            else kept.Add(CopyLayer(layers[i]));
+        }
+        if (folds.Count == 0) return network;
+        var result = new Network(kept, network.Backend);
+        result.Build(SampleShape);
+        result.ReuseBuffers = true;
+        var state = network.StateTensors().ToDictionary(t => t.Name, t => t.Value);
+        foreach (var (name, target) in result.StateTensors())
+            if (state.TryGetValue(name, out var same) && !folds.ContainsKey(name[..name.LastIndexOf('.')]))
+                target.CopyFromHost(same.ToHost());
+        foreach (var layer in result.Layers)
+        {
+            if (!folds.TryGetValue(layer.Name!, out var fold)) continue;
+            var (weight, bias) = fold.Source switch
+            {
+                Conv c => (c.Weight!.Value, c.Bias?.Value),
+                Dense d => (d.Weight!.Value, d.Bias?.Value),
+                _ => throw new InvalidOperationException(),
+            };
+            float[] w = weight.ToHost(), b = bias?.ToHost() ?? new float[weight.Shape[0]];
+            // BatchNorm.Parameters is [gamma, beta].
+            float[] gamma = fold.Norm.Parameters[0].Value.ToHost(), beta = fold.Norm.Parameters[1].Value.ToHost(),
+                mean = fold.Norm.RunningMean!.ToHost(), variance = fold.Norm.RunningVariance!.ToHost();
+            int outputs = b.Length, per = w.Length / outputs;
+            for (int o = 0; o < outputs; o++)
+            {
+                // The same scale as the batch norm kernel: gamma / sqrt(var + eps) in double.
+                double scale = gamma[o] / Math.Sqrt((double)variance[o] + fold.Norm.Epsilon);
+                for (int k = o * per; k < (o + 1) * per; k++) w[k] = (float)(w[k] * scale);
+                b[o] = (float)((b[o] - (double)mean[o]) * scale + beta[o]);
+            }
+            var (foldedWeight, foldedBias) = layer switch
+            {
+                Conv c => (c.Weight!.Value, c.Bias!.Value),
+                Dense d => (d.Weight!.Value, d.Bias!.Value),
+                _ => throw new InvalidOperationException(),
+            };
+            foldedWeight.CopyFromHost(w);
+            foldedBias.CopyFromHost(b);
+        }
+        return result;
     }
 
     /// <summary>Multiply-adds per sample: a convolution's weights once per output position, a dense layer's once.</summary>

@@ -7,8 +7,8 @@ namespace MLNet.ConvNet.Backends.Cpu;
 // Same rule as the reference (CpuBackend.Pooling.cs): the window is scanned (0,0), (0,1), (1,0), (1,1) and a
 // cell replaces the running maximum when it is strictly greater, or when it is NaN and the maximum is not, so
 // the first maximal cell (or first NaN) wins, and the forward value is that cell's value, bit for bit.
-// Forward: four loads per lane, the even lanes hold the windows (lane i of the load at 2w covers window w + i/2),
-// then one shuffle keeps the even lanes. Backward: the windows do not overlap, so each dx cell is written once.
+// Backward: the windows do not overlap, so each dx cell gets one value (an overlapped vector step writes it again,
+// the same bits).
 public sealed partial class CpuBackend
 {
     private static bool IsMaxPool2x2(PoolGeometry g) =>
@@ -19,20 +19,33 @@ public sealed partial class CpuBackend
     /// <summary>The running-maximum step of the scan: v replaces m when greater, or NaN over a number.</summary>
     private static bool Replaces(float v, float m) => v > m || (float.IsNaN(v) && !float.IsNaN(m));
 
-    private static Vector256<float> Step(Vector256<float> m, Vector256<float> v)
+    // Vector steps (rows of at least 8 columns, 4 outputs or more): a step at output column j loads input columns
+    // 2j .. 2j + 7 of both rows and splits each load into its even and odd columns, so lane i holds window j + i.
+    // It never reads past column 2j + 7, so the last step can start at ow - 4 and overlap the one before: no scalar
+    // tail, which on narrow rows (14 columns: 7 outputs) used to take 3 of the 7 windows through branches that
+    // mispredict on data. An overlapped window is computed twice from the same cells: the same bits either way.
+    private static bool VectorRows(int w) => Vector256.IsHardwareAccelerated && w >= 8;
+
+    /// <summary>Lanes 0..3: the even columns of a load, lanes 4..7: its odd columns.</summary>
+    private static Vector256<int> EvenOdd => Vector256.Create(0, 2, 4, 6, 1, 3, 5, 7);
+
+    /// <summary>The inverse of <see cref="EvenOdd"/>: back to column order.</summary>
+    private static Vector256<int> Interleave => Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
+
+    private static Vector128<float> Step(Vector128<float> m, Vector128<float> v)
     {
-        var take = Vector256.GreaterThan(v, m) | (Vector256.IsNaN(v) & ~Vector256.IsNaN(m));
-        return Vector256.ConditionalSelect(take, v, m);
+        var take = Vector128.GreaterThan(v, m) | (Vector128.IsNaN(v) & ~Vector128.IsNaN(m));
+        return Vector128.ConditionalSelect(take, v, m);
     }
 
-    private static (Vector256<float>, Vector256<float>) StepIndex(Vector256<float> m, Vector256<float> best, Vector256<float> v, float index)
+    private static (Vector128<float>, Vector128<int>) StepIndex(Vector128<float> m, Vector128<int> best, Vector128<float> v, int index)
     {
-        var take = Vector256.GreaterThan(v, m) | (Vector256.IsNaN(v) & ~Vector256.IsNaN(m));
-        return (Vector256.ConditionalSelect(take, v, m), Vector256.ConditionalSelect(take, Vector256.Create(index), best));
+        var take = Vector128.GreaterThan(v, m) | (Vector128.IsNaN(v) & ~Vector128.IsNaN(m));
+        return (Vector128.ConditionalSelect(take, v, m), Vector128.ConditionalSelect(take.AsInt32(), Vector128.Create(index), best));
     }
 
     private void MaxPool2x2Forward(PoolGeometry g, float[] xa, float[] ya) =>
-        ForRows(g.Input[0] * g.Input[1] * g.Output[2], new MaxPool2x2ForwardBody(g, xa, ya));
+        ForRows(g.Input[0] * g.Input[1] * g.Output[2], g.Output[3], new MaxPool2x2ForwardBody(g, xa, ya));
 
     /// <summary>One output row per index.</summary>
     private readonly struct MaxPool2x2ForwardBody(PoolGeometry g, float[] xa, float[] ya) : IParallelBody
@@ -41,22 +54,22 @@ public sealed partial class CpuBackend
 
         public void Run(int row)
         {
-            // A vector step at output column j reads input columns 2j .. 2j + 8: keep it inside the row.
-            int vectorColumns = Vector256.IsHardwareAccelerated && w >= 9 ? (w - 9) / 2 / 4 * 4 + 4 : 0;
-            var even = Vector256.Create(0, 2, 4, 6, 0, 2, 4, 6);
             int plane = row / oh, r = row % oh;
             var r0 = xa.AsSpan(plane * h * w + 2 * r * w, w);
             var r1 = xa.AsSpan(plane * h * w + (2 * r + 1) * w, w);
             var ys = ya.AsSpan(row * ow, ow);
-            int j = 0;
-            for (; j < vectorColumns; j += 4)
+            if (VectorRows(w))
             {
-                var a = Vector256.Create(r0.Slice(2 * j, 8)); var b = Vector256.Create(r0.Slice(2 * j + 1, 8));
-                var c = Vector256.Create(r1.Slice(2 * j, 8)); var d = Vector256.Create(r1.Slice(2 * j + 1, 8));
-                var m = Step(Step(Step(a, b), c), d);
-                Vector256.Shuffle(m, even).GetLower().CopyTo(ys.Slice(j, 4));
+                for (int j = 0; ; j += 4)
+                {
+                    if (j > ow - 4) j = ow - 4;
+                    var a = Vector256.Shuffle(Vector256.Create(r0.Slice(2 * j, 8)), EvenOdd);
+                    var c = Vector256.Shuffle(Vector256.Create(r1.Slice(2 * j, 8)), EvenOdd);
+                    Step(Step(Step(a.GetLower(), a.GetUpper()), c.GetLower()), c.GetUpper()).CopyTo(ys.Slice(j, 4));
+                    if (j == ow - 4) return;
+                }
             }
-            for (; j < ow; j++)
+            for (int j = 0; j < ow; j++)
             {
                 float m = r0[2 * j];
                 if (Replaces(r0[2 * j + 1], m)) m = r0[2 * j + 1];
@@ -68,7 +81,7 @@ public sealed partial class CpuBackend
     }
 
     private void MaxPool2x2Backward(PoolGeometry g, float[] xa, float[] dya, float[] dxa) =>
-        ForRows(g.Input[0] * g.Input[1] * g.Output[2], new MaxPool2x2BackwardBody(g, xa, dya, dxa));
+        ForRows(g.Input[0] * g.Input[1] * g.Output[2], g.Output[3], new MaxPool2x2BackwardBody(g, xa, dya, dxa));
 
     /// <summary>The two input rows under one output row per index.</summary>
     private readonly struct MaxPool2x2BackwardBody(PoolGeometry g, float[] xa, float[] dya, float[] dxa) : IParallelBody
@@ -77,43 +90,46 @@ public sealed partial class CpuBackend
 
         public void Run(int row)
         {
-            int vectorColumns = Vector256.IsHardwareAccelerated && w >= 9 ? (w - 9) / 2 / 4 * 4 + 4 : 0;
-            // Lane l of a step covers input column 2j + l, in window l / 2: spread each window's winner (kept in its
-            // even lane) and its dy to both of its lanes, then keep dy where the lane is the winner.
-            var pairs = Vector256.Create(0, 0, 2, 2, 4, 4, 6, 6);
-            var spread = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3);
-            var top = Vector256.Create(0f, 1, 0, 1, 0, 1, 0, 1);
-            var bottom = top + Vector256.Create(2f);
             int plane = row / oh, r = row % oh;
             int start0 = plane * h * w + 2 * r * w, start1 = start0 + w;
             var x0 = xa.AsSpan(start0, w); var x1 = xa.AsSpan(start1, w);
             var d0 = dxa.AsSpan(start0, w); var d1 = dxa.AsSpan(start1, w);
             var dys = dya.AsSpan(row * ow, ow);
-            int j = 0;
-            for (; j < vectorColumns; j += 4)
+            if (VectorRows(w))
             {
-                var a = Vector256.Create(x0.Slice(2 * j, 8)); var b = Vector256.Create(x0.Slice(2 * j + 1, 8));
-                var c = Vector256.Create(x1.Slice(2 * j, 8)); var d = Vector256.Create(x1.Slice(2 * j + 1, 8));
-                var m = a; var best = Vector256<float>.Zero;
-                (m, best) = StepIndex(m, best, b, 1f);
-                (m, best) = StepIndex(m, best, c, 2f);
-                (_, best) = StepIndex(m, best, d, 3f);
-                best = Vector256.Shuffle(best, pairs);
-                var v = Vector256.Shuffle(Vector128.Create(dys.Slice(j, 4)).ToVector256Unsafe(), spread);
-                Vector256.ConditionalSelect(Vector256.Equals(best, top), v, Vector256<float>.Zero).CopyTo(d0.Slice(2 * j, 8));
-                Vector256.ConditionalSelect(Vector256.Equals(best, bottom), v, Vector256<float>.Zero).CopyTo(d1.Slice(2 * j, 8));
+                // Lane i of each half is window j + i: the winner's cell gets dy, the window's other cells zero.
+                var zero = Vector128<float>.Zero;
+                for (int j = 0; ; j += 4)
+                {
+                    if (j > ow - 4) j = ow - 4;
+                    var a = Vector256.Shuffle(Vector256.Create(x0.Slice(2 * j, 8)), EvenOdd);
+                    var c = Vector256.Shuffle(Vector256.Create(x1.Slice(2 * j, 8)), EvenOdd);
+                    var m = a.GetLower(); var best = Vector128<int>.Zero;
+                    (m, best) = StepIndex(m, best, a.GetUpper(), 1);
+                    (m, best) = StepIndex(m, best, c.GetLower(), 2);
+                    (_, best) = StepIndex(m, best, c.GetUpper(), 3);
+                    var v = Vector128.Create(dys.Slice(j, 4));
+                    Vector256.Shuffle(Vector256.Create(
+                        Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(0)).AsSingle(), v, zero),
+                        Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(1)).AsSingle(), v, zero)), Interleave).CopyTo(d0.Slice(2 * j, 8));
+                    Vector256.Shuffle(Vector256.Create(
+                        Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(2)).AsSingle(), v, zero),
+                        Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(3)).AsSingle(), v, zero)), Interleave).CopyTo(d1.Slice(2 * j, 8));
+                    if (j == ow - 4) break;
+                }
             }
-            for (; j < ow; j++)
-            {
-                int c = 2 * j, best = 0;
-                float m = x0[c];
-                if (Replaces(x0[c + 1], m)) { m = x0[c + 1]; best = 1; }
-                if (Replaces(x1[c], m)) { m = x1[c]; best = 2; }
-                if (Replaces(x1[c + 1], m)) best = 3;
-                float v = dys[j];
-                d0[c] = best == 0 ? v : 0f; d0[c + 1] = best == 1 ? v : 0f;
-                d1[c] = best == 2 ? v : 0f; d1[c + 1] = best == 3 ? v : 0f;
-            }
+            else
+                for (int j = 0; j < ow; j++)
+                {
+                    int c = 2 * j, best = 0;
+                    float m = x0[c];
+                    if (Replaces(x0[c + 1], m)) { m = x0[c + 1]; best = 1; }
+                    if (Replaces(x1[c], m)) { m = x1[c]; best = 2; }
+                    if (Replaces(x1[c + 1], m)) best = 3;
+                    float v = dys[j];
+                    d0[c] = best == 0 ? v : 0f; d0[c + 1] = best == 1 ? v : 0f;
+                    d1[c] = best == 2 ? v : 0f; d1[c + 1] = best == 3 ? v : 0f;
+                }
             // An odd width leaves a last column outside every window.
             if (2 * ow < w) { d0[(2 * ow)..].Clear(); d1[(2 * ow)..].Clear(); }
             // An odd height leaves a last row outside every window: the plane's last output row clears it.
@@ -121,19 +137,22 @@ public sealed partial class CpuBackend
         }
     }
 
-    /// <summary>Output rows per parallel index: enough to amortize scheduling.</summary>
-    private const int RowBlock = 64;
+    /// <summary>Outputs per parallel index: enough to amortize scheduling (64 rows of 14 outputs on LeNet's 28-wide input).</summary>
+    private const int BlockOutputs = 1024;
 
-    /// <summary>Runs body.Run(row) over output rows in blocks of <see cref="RowBlock"/> (each row is independent).</summary>
-    private void ForRows<TBody>(int rows, TBody body) where TBody : struct, IParallelBody =>
-        For((rows + RowBlock - 1) / RowBlock, new RowBlocks<TBody>(rows, body));
-
-    private readonly struct RowBlocks<TBody>(int rows, TBody body) : IParallelBody where TBody : struct, IParallelBody
+    /// <summary>Runs body.Run(row) over output rows of <paramref name="width"/> outputs, about <see cref="BlockOutputs"/> outputs per parallel index (each row is independent).</summary>
+    private void ForRows<TBody>(int rows, int width, TBody body) where TBody : struct, IParallelBody
     {
-        public void Run(int block)
+        int block = Math.Max(1, BlockOutputs / Math.Max(1, width));
+        For((rows + block - 1) / block, new RowBlocks<TBody>(rows, block, body));
+    }
+
+    private readonly struct RowBlocks<TBody>(int rows, int block, TBody body) : IParallelBody where TBody : struct, IParallelBody
+    {
+        public void Run(int index)
         {
-            int end = Math.Min(rows, (block + 1) * RowBlock);
-            for (int row = block * RowBlock; row < end; row++) body.Run(row);
+            int end = Math.Min(rows, (index + 1) * block);
+            for (int row = index * block; row < end; row++) body.Run(row);
         }
     }
 }
