@@ -88,6 +88,25 @@ public class BufferReuseTests
     }
 
     [Fact]
+    public void ATensorSlotKeepsTheLastTwoShapesAndHandsOutNewTensorsWithoutReuse()
+    {
+        var slot = new TensorSlot();
+        var backend = CpuBackend.Default;
+        Shape full = new(64, 3), last = new(32, 3), evaluation = new(500, 3);
+        var a = slot.Get(backend, full, reuse: true);
+        var b = slot.Get(backend, last, reuse: true);
+        Assert.Same(a, slot.Get(backend, full, reuse: true));   // a full batch and an epoch's last batch both stay
+        Assert.Same(b, slot.Get(backend, last, reuse: true));
+        var c = slot.Get(backend, evaluation, reuse: true);      // a third shape evicts the least recently used (full)
+        Assert.Same(b, slot.Get(backend, last, reuse: true));
+        Assert.NotSame(a, slot.Get(backend, full, reuse: true));
+        Assert.Equal(evaluation, c.Shape);
+        Assert.NotSame(slot.Get(backend, full, reuse: false), slot.Get(backend, full, reuse: false));
+        var other = new CpuBackend(1);                          // a kept tensor never crosses to another backend
+        Assert.Same(other, slot.Get(other, last, reuse: true).Backend);
+    }
+
+    [Fact]
     public void ResidualChildrenFollowTheSetting()
     {
         var net = Presets.SmallResNet().Build(new Shape(1, 28, 28), seed: 1);
