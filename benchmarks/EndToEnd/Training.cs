@@ -25,22 +25,25 @@ public static partial class Program
         const int batch = 64;
         int batches = (train.Count + batch - 1) / batch;
 
-        // Per epoch, measured between progress callbacks (so the callbacks' own work is out): bytes allocated and gen0
-        // collections in the steady steps, batches 4 to N-1 (batches 1-3 re-warm the batch-64 buffers after the previous
-        // epoch's evaluation at batch 1000 took their place, and the shorter last batch gets buffers of its own), and
-        // the epoch's total including those.
-        long bytes = 0, lastBytes = 0, epochBytes = 0; int steadyBatches = 0, gen0 = 0, lastGen0 = 0;
+        // Per epoch: bytes allocated and gen0 collections over the steady steps, batches 4 to N-1 (batches 1-3 re-warm
+        // the batch-64 buffers after the previous epoch's evaluation at batch 1000 took their place, and the shorter last
+        // batch gets buffers of its own), read after batch 3 and after batch N-1 only: the precise counter is not free,
+        // so it is not read on every batch. The epoch's total (everything, evaluation excluded) beside it.
+        long windowBytes = 0, bytes = 0, epochStartBytes = GC.GetTotalAllocatedBytes(precise: true), epochBytes = 0;
+        int windowGen0 = 0, gen0 = 0, steadyBatches = 0;
         var trainer = new Trainer(net, new Adam(net.Parameters, 1e-3), new TrainerOptions
         {
             Epochs = s.Epochs, BatchSize = batch, Seed = (ulong)s.Seed,
             OnBatch = p =>
             {
-                long now = GC.GetTotalAllocatedBytes(precise: true);
-                int collections = GC.CollectionCount(0);
-                if (p.Batch > 1 || p.Epoch > 1) epochBytes += now - lastBytes;
-                if (p.Batch > 3 && p.Batch < p.BatchCount) { bytes += now - lastBytes; gen0 += collections - lastGen0; steadyBatches++; }
-                lastBytes = GC.GetTotalAllocatedBytes(precise: true);
-                lastGen0 = GC.CollectionCount(0);
+                if (p.Batch == 3) { windowBytes = GC.GetTotalAllocatedBytes(precise: true); windowGen0 = GC.CollectionCount(0); }
+                else if (p.Batch == p.BatchCount - 1 && p.Batch > 3)
+                {
+                    bytes = GC.GetTotalAllocatedBytes(precise: true) - windowBytes;
+                    gen0 = GC.CollectionCount(0) - windowGen0;
+                    steadyBatches = p.Batch - 3;
+                }
+                else if (p.Batch == p.BatchCount) epochBytes = GC.GetTotalAllocatedBytes(precise: true) - epochStartBytes;
             },
             OnEpoch = m =>
             {
@@ -58,8 +61,7 @@ public static partial class Program
                 Report($"{name}.epoch{m.Epoch}.gen0_collections_steady", $"{gen0}");
                 Report($"{name}.epoch{m.Epoch}.alloc_bytes_epoch_total", $"{epochBytes}");
                 bytes = 0; gen0 = 0; steadyBatches = 0; epochBytes = 0;
-                lastBytes = GC.GetTotalAllocatedBytes(precise: true); // the evaluation is not a training step
-                lastGen0 = GC.CollectionCount(0);
+                epochStartBytes = GC.GetTotalAllocatedBytes(precise: true); // the evaluation is not a training step
             },
         });
         trainer.Fit(train);
