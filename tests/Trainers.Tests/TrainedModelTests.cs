@@ -112,6 +112,29 @@ public sealed class TrainedModelTests(TrainedModel trained) : IClassFixture<Trai
         finally { File.Delete(path); }
     }
 
+    /// <summary>
+    /// For metrics equal to the last bit before and after Save/Load, score the fitted model through its ONNX twin
+    /// (<see cref="ConvNetTransformer.ToMLNetTransformer"/>): the same graph the saved model holds, run by the same ONNX Runtime.
+    /// </summary>
+    [Fact]
+    public void The_fitted_models_onnx_twin_and_the_loaded_model_give_bit_identical_metrics()
+    {
+        var stream = new MemoryStream();
+        trained.Ml.Model.Save(trained.Model, trained.Train.Schema, stream);
+        stream.Position = 0;
+        var ml2 = new MLContext(seed: 7);
+        var loaded = ml2.Model.Load(stream, out _);
+        var before = trained.Ml.MulticlassClassification.Evaluate(trained.Model.ToMLNetTransformer().Transform(trained.Test));
+        var after = ml2.MulticlassClassification.Evaluate(loaded.Transform(FashionData.Keyed(ml2, FashionData.TestRows(1000))));
+        Assert.Equal(before.MicroAccuracy, after.MicroAccuracy);
+        Assert.Equal(before.MacroAccuracy, after.MacroAccuracy);
+        Assert.Equal(BitConverter.DoubleToInt64Bits(before.LogLoss), BitConverter.DoubleToInt64Bits(after.LogLoss));
+        Assert.Equal(before.PerClassLogLoss, after.PerClassLogLoss);
+        Assert.Equal(before.ConfusionMatrix.Counts, after.ConfusionMatrix.Counts);
+        // and the twin agrees with the engine-scored fitted model as the test above allows: same predictions
+        Assert.Equal(trained.Metrics.ConfusionMatrix.Counts, before.ConfusionMatrix.Counts);
+    }
+
     [Fact]
     public void Exported_onnx_in_OnnxRuntime_matches_the_engine_within_1e_4()
     {
