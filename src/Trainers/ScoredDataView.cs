@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNet.ConvNet.Transforms;
 
 namespace MLNet.ConvNet.Trainers;
 
@@ -113,7 +114,7 @@ internal sealed class ScoredDataView(NetworkScorer scorer, IDataView source, Sco
 /// A cursor that reads ahead a mini-batch of input rows, keeping copies of the active pass-through values (the input
 /// cursor has moved on by the time they are asked for), the batch's probabilities and predicted keys.
 /// </summary>
-internal sealed class ScoringCursor : DataViewRowCursor
+internal sealed class ScoringCursor : DataViewRowCursor, IBufferedRows
 {
     private readonly NetworkScorer _scorer;
     private readonly ScoringPlan _plan;
@@ -121,8 +122,8 @@ internal sealed class ScoringCursor : DataViewRowCursor
     private readonly bool[] _active;
     private readonly ValueGetter<VBuffer<float>>? _features;
     private readonly ValueGetter<DataViewRowId> _id;
-    private readonly PassThroughBuffer?[] _buffers;
-    private readonly PassThroughBuffer[] _activeBuffers;
+    private readonly RowBuffer?[] _buffers;
+    private readonly RowBuffer[] _activeBuffers;
     private readonly DataViewRowId[] _ids;
     private readonly long[] _batches;
     private readonly float[] _x = [], _p = [];
@@ -145,10 +146,10 @@ internal sealed class ScoringCursor : DataViewRowCursor
             _p = new float[capacity * scorer.Classes];
             _predicted = new int[capacity];
         }
-        _buffers = new PassThroughBuffer?[plan.Output.Count];
+        _buffers = new RowBuffer?[plan.Output.Count];
         for (int j = 0; j < _buffers.Length; j++)
-            if (active[j] && plan.Source[j] >= 0) _buffers[j] = PassThroughBuffer.Create(input, input.Schema[plan.Source[j]], capacity);
-        _activeBuffers = _buffers.OfType<PassThroughBuffer>().ToArray();
+            if (active[j] && plan.Source[j] >= 0) _buffers[j] = RowBuffer.Create(input, input.Schema[plan.Source[j]], capacity);
+        _activeBuffers = _buffers.OfType<RowBuffer>().ToArray();
     }
 
     public override DataViewSchema Schema => _plan.Output;
@@ -156,7 +157,7 @@ internal sealed class ScoringCursor : DataViewRowCursor
     public override long Batch => _index >= 0 && _index < _count ? _batches[_index] : _input.Batch;
 
     /// <summary>The slot of the current row in the buffers.</summary>
-    internal int Index => _index >= 0 && _index < _count ? _index
+    public int Index => _index >= 0 && _index < _count ? _index
         : throw new InvalidOperationException("The cursor is not on a row: call MoveNext first, and read values only while it returns true.");
 
     public override bool MoveNext()
@@ -222,47 +223,5 @@ internal sealed class ScoringCursor : DataViewRowCursor
     {
         if (disposing) _input.Dispose();
         base.Dispose(disposing);
-    }
-}
-
-/// <summary>Copies of one pass-through column's values for the rows of a mini-batch.</summary>
-internal abstract class PassThroughBuffer
-{
-    /// <summary>A buffer for <paramref name="column"/> of <paramref name="row"/>, deep-copying vectors.</summary>
-    public static PassThroughBuffer Create(DataViewRow row, DataViewSchema.Column column, int capacity)
-    {
-        var type = column.Type is VectorDataViewType v
-            ? typeof(VectorBuffer<>).MakeGenericType(v.ItemType.RawType)
-            : typeof(ValueBuffer<>).MakeGenericType(column.Type.RawType);
-        return (PassThroughBuffer)Activator.CreateInstance(type, row, column, capacity)!;
-    }
-
-    /// <summary>Stores the current input row's value in slot <paramref name="slot"/>.</summary>
-    public abstract void Capture(int slot);
-
-    /// <summary>A getter returning the value stored for the cursor's current row.</summary>
-    public abstract Delegate Getter(ScoringCursor cursor);
-
-    private sealed class ValueBuffer<T>(DataViewRow row, DataViewSchema.Column column, int capacity) : PassThroughBuffer
-    {
-        private readonly ValueGetter<T> _get = row.GetGetter<T>(column);
-        private readonly T[] _values = new T[capacity];
-
-        // default first: a getter handed a previous object may reuse or dispose it, and that object was served already.
-        public override void Capture(int slot) { _values[slot] = default!; _get(ref _values[slot]); }
-
-        public override Delegate Getter(ScoringCursor cursor) => (ValueGetter<T>)((ref T dst) => dst = _values[cursor.Index]);
-    }
-
-    private sealed class VectorBuffer<T>(DataViewRow row, DataViewSchema.Column column, int capacity) : PassThroughBuffer
-    {
-        private readonly ValueGetter<VBuffer<T>> _get = row.GetGetter<VBuffer<T>>(column);
-        private readonly VBuffer<T>[] _values = new VBuffer<T>[capacity];
-        private VBuffer<T> _scratch;
-
-        // A getter may hand out its own arrays; copy so the value survives the input cursor moving on.
-        public override void Capture(int slot) { _get(ref _scratch); _scratch.CopyTo(ref _values[slot]); }
-
-        public override Delegate Getter(ScoringCursor cursor) => (ValueGetter<VBuffer<T>>)((ref VBuffer<T> dst) => _values[cursor.Index].CopyTo(ref dst));
     }
 }

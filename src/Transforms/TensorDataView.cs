@@ -53,7 +53,7 @@ internal sealed class TensorDataView : IDataView
 /// A cursor that reads ahead a mini-batch of input rows, keeping copies of the active pass-through values (the input
 /// cursor has moved on by the time they are asked for) and the batch's engine output.
 /// </summary>
-internal sealed class BatchingCursor : DataViewRowCursor
+internal sealed class BatchingCursor : DataViewRowCursor, IBufferedRows
 {
     private readonly TensorTransformer _parent;
     private readonly DataViewRowCursor _input;
@@ -97,7 +97,7 @@ internal sealed class BatchingCursor : DataViewRowCursor
     public override long Batch => _index >= 0 && _index < _count ? _batches[_index] : _input.Batch;
 
     /// <summary>The slot of the current row in the buffers.</summary>
-    internal int Index => _index >= 0 && _index < _count ? _index
+    public int Index => _index >= 0 && _index < _count ? _index
         : throw new InvalidOperationException("The cursor is not on a row: call MoveNext first, and read values only while it returns true.");
 
     public override bool MoveNext()
@@ -171,7 +171,7 @@ internal sealed class BatchingCursor : DataViewRowCursor
         new InvalidOperationException($"Column '{column.Name}' holds {column.Type} ({column.Type.RawType}); GetGetter was asked for {typeof(TValue)}.");
 }
 
-/// <summary>Copies of one pass-through column's values for the rows of a mini-batch.</summary>
+/// <summary>Copies of one pass-through column's values for the rows of a mini-batch (the transforms' cursor and the ConvNet scorer's).</summary>
 internal abstract class RowBuffer
 {
     /// <summary>A buffer for <paramref name="column"/> of <paramref name="row"/>, deep-copying vectors.</summary>
@@ -187,7 +187,13 @@ internal abstract class RowBuffer
     public abstract void Capture(int slot);
 
     /// <summary>A getter returning the value stored for the cursor's current row.</summary>
-    public abstract Delegate Getter(BatchingCursor cursor);
+    public abstract Delegate Getter(IBufferedRows cursor);
+}
+
+/// <summary>A cursor that serves rows from mini-batch buffers: <see cref="Index"/> is the current row's slot in them.</summary>
+internal interface IBufferedRows
+{
+    int Index { get; }
 }
 
 internal sealed class ValueBuffer<T> : RowBuffer
@@ -204,7 +210,7 @@ internal sealed class ValueBuffer<T> : RowBuffer
     // default first: a getter handed a previous object may reuse or dispose it, and that object was served already.
     public override void Capture(int slot) { _values[slot] = default!; _get(ref _values[slot]); }
 
-    public override Delegate Getter(BatchingCursor cursor) => (ValueGetter<T>)((ref T dst) => dst = _values[cursor.Index]);
+    public override Delegate Getter(IBufferedRows cursor) => (ValueGetter<T>)((ref T dst) => dst = _values[cursor.Index]);
 }
 
 internal sealed class VectorBuffer<T> : RowBuffer
@@ -222,7 +228,7 @@ internal sealed class VectorBuffer<T> : RowBuffer
     // A getter may hand out its own arrays; copy so the value survives the input cursor moving on.
     public override void Capture(int slot) { _get(ref _scratch); _scratch.CopyTo(ref _values[slot]); }
 
-    public override Delegate Getter(BatchingCursor cursor) => (ValueGetter<VBuffer<T>>)((ref VBuffer<T> dst) => _values[cursor.Index].CopyTo(ref dst));
+    public override Delegate Getter(IBufferedRows cursor) => (ValueGetter<VBuffer<T>>)((ref VBuffer<T> dst) => _values[cursor.Index].CopyTo(ref dst));
 }
 
 /// <summary>A view with a schema and no rows: what the ONNX twin is fitted on (it only checks the schema).</summary>
