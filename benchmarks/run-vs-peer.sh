@@ -1,11 +1,12 @@
 #!/bin/bash
-# Back-to-back run of the peer (TorchSharp-cpu) and ours after buffer reuse + the WorkerPool, 2 threads each.
+# Back-to-back run of the peer (TorchSharp-cpu) and ours, 2 threads each: conv, lenet and cnn2 modes, the peer first in
+# each, every log bracketed by `date -u; uptime`. Usage: bash benchmarks/run-vs-peer.sh OUTPUT_DIR
 # The peer is copied out of shared/ and built first:
 #   cp -r /work/shared/bench/torchsharp-fashion /tmp/speed-peer/ && (cd /tmp/speed-peer/torchsharp-fashion && dotnet build -c Release)
 #   dotnet build -c Release benchmarks/EndToEnd
-E=/work/main/benchmarks/EndToEnd/bin/Release/net10.0/MLNet.ConvNet.Benchmarks.EndToEnd.dll
+E=$(cd "$(dirname "$0")" && pwd)/EndToEnd/bin/Release/net10.0/MLNet.ConvNet.Benchmarks.EndToEnd.dll
 P=/tmp/speed-peer/torchsharp-fashion/bin/Release/net10.0/torchsharp-fashion.dll
-O=${1:-/tmp/reuse}
+O=${1:-/tmp/vs-peer}
 mkdir -p $O
 cd /tmp/speed-peer/torchsharp-fashion
 for pair in "conv conv" "lenet lenet" "cnn2 cnn2"; do

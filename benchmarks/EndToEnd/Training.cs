@@ -78,6 +78,7 @@ public static partial class Program
         var layers = net.Layers;
         var forward = new double[layers.Count];
         var backward = new double[layers.Count];
+        double optimizerMs = 0;
         var optimizer = new Adam(net.Parameters, 1e-3);
         var features = new float[64 * train.SampleShape.Length];
         var labels = new int[64];
@@ -105,15 +106,13 @@ public static partial class Program
             }
             long s0 = Stopwatch.GetTimestamp();
             optimizer.Step();
-            _optimizerMs += Stopwatch.GetElapsedTime(s0).TotalMilliseconds;
+            optimizerMs += Stopwatch.GetElapsedTime(s0).TotalMilliseconds;
         }
         net.ReuseBuffers = false;
         Console.WriteLine($"{name} per-batch profile ({steps} steps of 64, ms):");
         for (int i = 0; i < layers.Count; i++)
             Console.WriteLine($"  {i,2} {layers[i].Name,-10} {layers[i].GetType().Name,-12} fwd {forward[i] / steps,7:F3}  bwd {backward[i] / steps,7:F3}");
-        Console.WriteLine($"     optimizer step {_optimizerMs / steps,7:F3}");
-        _optimizerMs = 0;
+        Console.WriteLine($"     optimizer step {optimizerMs / steps,7:F3}");
     }
 
-    private static double _optimizerMs;
 }
