@@ -123,4 +123,13 @@ public partial interface IBackend
     void SoftmaxCrossEntropyForward(Tensor logits, Tensor labels, float labelSmoothing, Tensor loss, Tensor probabilities);
     /// <summary>dlogits = scale * (probabilities - q), q the smoothed target of <see cref="SoftmaxCrossEntropyForward"/>.</summary>
     void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float labelSmoothing, float scale, Tensor dlogits);
+
+    /// <summary>
+    /// One training step's statistics, kept on the backend so a step needs no read-back: writes
+    /// <c>stats[2 * row] = sum over n of loss[n]</c> (summed in double, stored as float) and
+    /// <c>stats[2 * row + 1] = the number of rows n whose first maximal probability is at labels[n]</c>.
+    /// loss is [N], probabilities [N, K], labels [N] (class indices as floats); stats holds at least 2 * (row + 1) values.
+    /// The trainer reads stats to the host only when it reports progress or ends an epoch.
+    /// </summary>
+    void LossAndCorrect(Tensor loss, Tensor probabilities, Tensor labels, Tensor stats, int row);
 }

@@ -232,6 +232,28 @@ public sealed partial class CpuBackend
         }
     }
 
+    public void LossAndCorrect(Tensor loss, Tensor probabilities, Tensor labels, Tensor stats, int row)
+    {
+        int n = probabilities.Shape[0], k = probabilities.Shape[1];
+        if (loss.Length != n || labels.Length != n)
+            throw new ArgumentException($"LossAndCorrect: loss {loss.Shape} and labels {labels.Shape} need {n} rows, as probabilities {probabilities.Shape}.");
+        if (row < 0 || stats.Length < 2 * (row + 1))
+            throw new ArgumentOutOfRangeException(nameof(row), row, $"LossAndCorrect: stats {stats.Shape} has no row {row}.");
+        var l = Span(loss); var p = Span(probabilities); var y = Span(labels);
+        double sum = 0; int hits = 0;
+        for (int i = 0; i < n; i++)
+        {
+            sum += l[i];
+            var r = p.Slice(i * k, k);
+            int best = 0;
+            for (int j = 1; j < k; j++) if (r[j] > r[best]) best = j;
+            if (best == (int)y[i]) hits++;
+        }
+        var s = Span(stats);
+        s[2 * row] = (float)sum;
+        s[2 * row + 1] = hits;
+    }
+
     public void SoftmaxCrossEntropyBackward(Tensor probabilities, Tensor labels, float labelSmoothing, float scale, Tensor dlogits)
     {
         int n = probabilities.Shape[0], k = probabilities.Shape[1];
