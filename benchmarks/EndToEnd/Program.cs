@@ -1,3 +1,5 @@
+using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Backends.Reference;
 using System.Diagnostics;
 using MLNet.ConvNet;
 using MLNet.ConvNet.Backends.Cpu;
@@ -24,7 +26,7 @@ public static partial class Program
 
     private sealed record Settings(int Threads, int Reps, int MmReps, int Epochs, int Limit, int Seed, string Data, bool Reference, bool Profile)
     {
-        public CpuBackend Backend() => new(Threads) { UseReferenceKernels = Reference };
+        public IBackend Backend() => Reference ? new ReferenceBackend(Threads) : new CpuBackend(Threads);
     }
 
     public static int Main(string[] args)
@@ -82,7 +84,7 @@ public static partial class Program
         return reps % 2 == 1 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     }
 
-    private static Tensor Random(CpuBackend backend, Random rng, float scale, params int[] dims)
+    private static Tensor Random(IBackend backend, Random rng, float scale, params int[] dims)
     {
         var shape = new Shape(dims);
         var data = new float[shape.Length];
@@ -97,7 +99,7 @@ public static partial class Program
         double flop = 2.0 * N * N * N;
         foreach (int t in new[] { s.Threads, 1 }.Distinct())
         {
-            var backend = new CpuBackend(t) { UseReferenceKernels = s.Reference };
+            IBackend backend = s.Reference ? new ReferenceBackend(t) : new CpuBackend(t);
             var rng = new Random(1);
             var a = Random(backend, rng, 1f, N, N);
             var b = Random(backend, rng, 1f, N, N);
@@ -134,7 +136,7 @@ public static partial class Program
     /// bias gradients (+ the input gradient when <paramref name="inputGrad"/>). FLOPs = 2*MACs, backward counted
     /// as one forward per gradient. Outputs are preallocated: this times the kernels.
     /// </summary>
-    private static void ConvCase(CpuBackend backend, string name, int[] xs, int[] ws, bool inputGrad, int reps)
+    private static void ConvCase(IBackend backend, string name, int[] xs, int[] ws, bool inputGrad, int reps)
     {
         var rng = new Random(1);
         var x = Random(backend, rng, 1f, xs);

@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Backends;
 using BenchmarkDotNet.Attributes;
 using MLNet.ConvNet.Backends.Cpu;
 using MLNet.ConvNet.Ops;
@@ -11,7 +12,7 @@ namespace MLNet.ConvNet.Benchmarks;
 [MemoryDiagnoser]
 public class ConvolutionBenchmarks
 {
-    private CpuBackend _b = null!;
+    private IBackend _b = null!;
     private ConvGeometry _g = null!;
     private Tensor _x = null!, _w = null!, _bias = null!, _y = null!, _dy = null!, _dx = null!, _dw = null!, _db = null!;
 

@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Backends;
 using BenchmarkDotNet.Attributes;
 using MLNet.ConvNet.Backends.Cpu;
 using MLNet.ConvNet.Ops;
@@ -8,7 +9,7 @@ namespace MLNet.ConvNet.Benchmarks;
 [MemoryDiagnoser]
 public class ElementwiseBenchmarks
 {
-    private CpuBackend _b = null!;
+    private IBackend _b = null!;
     private Tensor _x = null!, _y = null!, _dy = null!, _dx = null!, _gamma = null!, _beta = null!, _rm = null!, _rv = null!, _mean = null!, _inv = null!, _dg = null!, _db = null!;
 
     /// <summary>True: the reference batch norm (the baseline); ReLU runs the same kernels either way.</summary>

@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Backends;
 using BenchmarkDotNet.Attributes;
 using MLNet.ConvNet.Backends.Cpu;
 
@@ -8,7 +9,7 @@ namespace MLNet.ConvNet.Benchmarks;
 public class GemmBenchmarks
 {
     private const int N = 2048;
-    private CpuBackend _b = null!;
+    private IBackend _b = null!;
     private Tensor _a = null!, _bm = null!, _c = null!;
 
     /// <summary>Threads the backend may use (0: every core).</summary>

@@ -1,3 +1,5 @@
+using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Backends.Reference;
 using MLNet.ConvNet.Backends.Cpu;
 
 namespace MLNet.ConvNet.Benchmarks;
@@ -5,9 +7,9 @@ namespace MLNet.ConvNet.Benchmarks;
 /// <summary>Seeded random tensors and the two backends (fast, reference) the benchmarks compare.</summary>
 internal static class Inputs
 {
-    public static CpuBackend Backend(bool reference) => new() { UseReferenceKernels = reference };
+    public static IBackend Backend(bool reference) => reference ? new ReferenceBackend(Environment.ProcessorCount) : new CpuBackend();
 
-    public static Tensor Random(CpuBackend backend, int seed, float scale, params int[] dims)
+    public static Tensor Random(IBackend backend, int seed, float scale, params int[] dims)
     {
         var rng = new Random(seed);
         var shape = new Shape(dims);

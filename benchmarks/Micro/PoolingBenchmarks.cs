@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Backends;
 using BenchmarkDotNet.Attributes;
 using MLNet.ConvNet.Backends.Cpu;
 using MLNet.ConvNet.Ops;
@@ -8,7 +9,7 @@ namespace MLNet.ConvNet.Benchmarks;
 [MemoryDiagnoser]
 public class PoolingBenchmarks
 {
-    private CpuBackend _b = null!;
+    private IBackend _b = null!;
     private PoolGeometry _g = null!;
     private Tensor _x = null!, _y = null!, _dy = null!, _dx = null!;
 

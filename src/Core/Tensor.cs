@@ -1,5 +1,4 @@
 using MLNet.ConvNet.Backends;
-using MLNet.ConvNet.Backends.Cpu;
 
 namespace MLNet.ConvNet;
 
@@ -14,6 +13,17 @@ namespace MLNet.ConvNet;
 /// </remarks>
 public sealed class Tensor : IDisposable
 {
+    /// <summary>
+    /// For backend implementations: a tensor of <paramref name="shape"/> over <paramref name="storage"/> that
+    /// <paramref name="backend"/> owns. Ops dispatch every kernel to <see cref="Backend"/>.
+    /// </summary>
+    public static Tensor Create(IBackend backend, TensorStorage storage, Shape shape)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(storage);
+        return new Tensor(backend, storage, shape);
+    }
+
     internal Tensor(IBackend backend, TensorStorage storage, Shape shape)
     {
         if (shape.Length > storage.Length)
@@ -38,12 +48,12 @@ public sealed class Tensor : IDisposable
     /// <summary>Rank (number of dimensions).</summary>
     public int Rank => Shape.Rank;
 
-    /// <summary>Copies host data into a new tensor on <paramref name="backend"/> (the CPU backend when null).</summary>
+    /// <summary>Copies host data into a new tensor on <paramref name="backend"/> (<see cref="DefaultBackend"/> when null).</summary>
     public static Tensor FromHost(ReadOnlySpan<float> data, Shape shape, IBackend? backend = null)
     {
         if (data.Length != shape.Length)
             throw new ArgumentException($"Shape {shape} needs {shape.Length} values but {data.Length} were given.", nameof(data));
-        var t = (backend ?? CpuBackend.Default).Allocate(shape);
+        var t = (backend ?? DefaultBackend.Instance).Allocate(shape);
         t.CopyFromHost(data);
         return t;
     }
@@ -51,8 +61,8 @@ public sealed class Tensor : IDisposable
     /// <summary>Copies host data into a new tensor; shorthand for <c>FromHost(data, new Shape(dims))</c> on the CPU.</summary>
     public static Tensor FromHost(float[] data, params int[] dims) => FromHost(data, new Shape(dims));
 
-    /// <summary>A new zero-filled tensor on <paramref name="backend"/> (the CPU backend when null).</summary>
-    public static Tensor Zeros(Shape shape, IBackend? backend = null) => (backend ?? CpuBackend.Default).Allocate(shape);
+    /// <summary>A new zero-filled tensor on <paramref name="backend"/> (<see cref="DefaultBackend"/> when null).</summary>
+    public static Tensor Zeros(Shape shape, IBackend? backend = null) => (backend ?? DefaultBackend.Instance).Allocate(shape);
 
     /// <summary>Copies the whole tensor to a new host array.</summary>
     public float[] ToHost()

@@ -186,7 +186,7 @@ public class BufferReuseTests
     public void IntoOverloadsMatchTheReferenceKernels()
     {
         var rng = new Random(11);
-        var reference = new CpuBackend { UseReferenceKernels = true };
+        var reference = new MLNet.ConvNet.Backends.Reference.ReferenceBackend();
         Tensor R(params int[] dims) => Tensor.FromHost(TestData.Uniform(rng, new Shape(dims).Length), dims);
         Tensor Ref(Tensor t) => Tensor.FromHost(t.ToHost(), t.Shape, reference);
         void Close(Tensor got, Tensor want, string what) => GradCheck.AssertClose(got.ToHost(), TestData.ToDouble(want), what, relTol: 2e-5);

@@ -1,3 +1,5 @@
+using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Backends.Reference;
 using MLNet.ConvNet.Backends.Cpu;
 using MLNet.ConvNet.Backends.Cpu.Kernels;
 using MLNet.ConvNet.Ops;
@@ -8,13 +10,13 @@ namespace MLNet.ConvNet.Tests;
 
 /// <summary>
 /// The fast CPU kernels (Kernels/Sgemm, Kernels/DotGemm, the shifted-GEMM convolutions, 2x2 max pooling)
-/// against the readable reference path (<c>UseReferenceKernels</c>) and the tests' own float64 loops, on random
+/// against the readable reference path (<see cref="ReferenceBackend"/>) and the tests' own float64 loops, on random
 /// shapes with edge sizes (0, 1, odd, not a multiple of any vector width), on every micro-kernel this machine
 /// runs, and across thread counts (results must be bit-identical).
 /// </summary>
 public class FastKernelTests
 {
-    private static readonly CpuBackend Reference = new() { UseReferenceKernels = true };
+    private static readonly IBackend Reference = new ReferenceBackend();
 
     /// <summary>Every GEMM micro-kernel the machine can run; the scalar one runs everywhere.</summary>
     private static GemmIsa[] AvailableIsas() =>
@@ -23,7 +25,7 @@ public class FastKernelTests
     /// <summary>The micro-kernels as ints (GemmIsa is internal, a public test method cannot take it).</summary>
     public static TheoryData<int> Isas => new(AvailableIsas().Select(isa => (int)isa));
 
-    private static Tensor On(CpuBackend backend, float[] data, Shape shape) => Tensor.FromHost(data, shape, backend);
+    private static Tensor On(IBackend backend, float[] data, Shape shape) => Tensor.FromHost(data, shape, backend);
 
     // ---------------- GEMM ----------------
 
@@ -159,7 +161,7 @@ public class FastKernelTests
         return cs with { S = cs.S.Select(_ => 1).ToArray(), C = cs.C * widen, O = cs.O * (widen + 1) };
     }
 
-    private static (float[] y, float[] dx, float[] dw) RunConv(CpuBackend be, ConvCase cs, float[] x, float[] w, float[] b, float[] dy)
+    private static (float[] y, float[] dx, float[] dw) RunConv(IBackend be, ConvCase cs, float[] x, float[] w, float[] b, float[] dy)
     {
         var g = ConvGeometry.Create(cs.XShape, cs.WShape, cs.Options);
         var y = be.Allocate(g.Output); var dx = be.Allocate(g.Input); var dw = be.Allocate(g.Filter);

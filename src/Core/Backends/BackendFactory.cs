@@ -1,5 +1,3 @@
-using MLNet.ConvNet.Backends.Cpu;
-
 namespace MLNet.ConvNet.Backends;
 
 /// <summary>Which backend runs the kernels.</summary>
@@ -49,13 +47,13 @@ public static class BackendFactory
         switch (options.Kind)
         {
             case BackendKind.Cpu:
-                return new(new CpuBackend(options.MaxThreads), "the CPU backend was asked for");
+                return new(DefaultBackend.Cpu(options.MaxThreads), "the CPU backend was asked for");
             case BackendKind.Cuda:
                 if (CudaProbe.TryCreate(options, out var gpu, out string whyNot)) return new(gpu!, $"the CUDA backend was asked for ({gpu!.Name})");
                 throw new BackendUnavailableException($"Backend = Cuda was asked for but no CUDA device can be used: {whyNot}");
             case BackendKind.Auto:
                 if (CudaProbe.TryCreate(options, out gpu, out whyNot)) return new(gpu!, $"Auto chose the GPU: {gpu!.Name}");
-                return new(new CpuBackend(options.MaxThreads), $"Auto chose the CPU: {whyNot}");
+                return new(DefaultBackend.Cpu(options.MaxThreads), $"Auto chose the CPU: {whyNot}");
             default:
                 throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "Unknown backend kind.");
         }

@@ -17,6 +17,22 @@ public partial interface IBackend
     /// <summary>A short name for messages ("cpu", "cuda:0").</summary>
     string Name { get; }
 
+    // ---- host threading: how callers above (the scorer) may spread independent work ----
+
+    /// <summary>
+    /// How many host threads may usefully drive this backend at once, each with its own <see cref="WithOneHostThread"/>
+    /// copy of a network: the CPU backend's thread count; 1 for a backend whose kernels run elsewhere (a GPU).
+    /// </summary>
+    int HostWorkers { get; }
+
+    /// <summary>
+    /// A backend whose tensors interoperate with this one's and whose kernels each use one host thread (the CPU backend:
+    /// a cached one-thread instance; a GPU backend: itself). Callers that run several forward passes side by side give
+    /// each one a network on this backend. Kernels of any backend may be called from several threads (one call per
+    /// tensor set at a time); no backend may assume thread affinity.
+    /// </summary>
+    IBackend WithOneHostThread();
+
     // ---- memory: the only way data crosses between host and backend ----
 
     /// <summary>A new zero-filled tensor.</summary>

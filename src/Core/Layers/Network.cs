@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
 using MLNet.ConvNet.Backends;
-using MLNet.ConvNet.Backends.Cpu;
 
 namespace MLNet.ConvNet.Layers;
 
@@ -25,7 +24,7 @@ public sealed class Network
     private int _firstWeighted = -1;                       // the first layer with parameters (set by Build)
     private bool _reuseBuffers;
 
-    /// <summary>A network of <paramref name="layers"/> whose tensors live on <paramref name="backend"/> (the default CPU backend when null).</summary>
+    /// <summary>A network of <paramref name="layers"/> whose tensors live on <paramref name="backend"/> (<see cref="DefaultBackend"/>, the CPU, when null: a convenience for samples and tests; the ML.NET components always pass the backend they were configured with).</summary>
     public Network(IEnumerable<Layer> layers, IBackend? backend = null)
     {
         ArgumentNullException.ThrowIfNull(layers);
@@ -35,11 +34,11 @@ public sealed class Network
             if (_layers[i] is null) throw new ArgumentNullException(nameof(layers), $"Layer {i} is null.");
         if (_layers.Distinct().Count() != _layers.Length)
             throw new ArgumentException("The same layer object appears twice; each layer holds its own weights and cache, so create one per position.", nameof(layers));
-        Backend = backend ?? CpuBackend.Default;
+        Backend = backend ?? DefaultBackend.Instance;
         NameLayers();
     }
 
-    /// <summary>A network of <paramref name="layers"/> on the default CPU backend.</summary>
+    /// <summary>A network of <paramref name="layers"/> on <see cref="DefaultBackend"/> (the CPU).</summary>
     public Network(params Layer[] layers) : this((IEnumerable<Layer>)layers) { }
 
     /// <summary>The layers, in order.</summary>

@@ -87,8 +87,11 @@ public static class Pooling
         // Average pooling's backward spreads dy/W over each window; scaling by W makes it a plain copy.
         var scaled = x.Backend.Allocate(x.Shape);
         x.Backend.Scale(x, g.WindowVolume, scaled);
-        // Average pooling's backward reads neither its x nor its y argument, so y stands in for x here.
-        x.Backend.PoolingBackward(g, y, x, scaled, y);
+        // Average pooling's backward reads neither its x nor its y argument; still, no kernel call passes one tensor
+        // as both an input and an output, so a zero tensor of the input's shape stands in for x, and x (of the pooled
+        // shape, never written) for y.
+        var unused = x.Backend.Allocate(g.Input);
+        x.Backend.PoolingBackward(g, unused, x, scaled, y);
         return y;
     }
 
@@ -104,9 +107,10 @@ public static class Pooling
         var unpooled = PoolGeometry.ForUnpool(g0.Output, options).Input;
         if (unpooled != dy.Shape)
             throw new ArgumentException($"UnpoolBackward: dy has shape {dy.Shape} but Unpool's output with these options is {unpooled} (from x {g0.Output}).", nameof(dy));
+        var mean = dy.Backend.Allocate(g0.Output);
+        dy.Backend.PoolingForward(g0, dy, mean);
         var dx = dy.Backend.Allocate(g0.Output);
-        dy.Backend.PoolingForward(g0, dy, dx);
-        dy.Backend.Scale(dx, g0.WindowVolume, dx);
+        dy.Backend.Scale(mean, g0.WindowVolume, dx); // into a separate tensor: no kernel call aliases an input with an output
         return dx;
     }
 

@@ -42,10 +42,32 @@ public sealed partial class CpuBackend : IBackend
     public int MaxThreads { get; }
 
     /// <summary>
-    /// When true, MatMul, convolution and pooling run the plain readable loops (the reference path the fast
-    /// kernels are tested against) instead of the blocked SIMD kernels in Kernels/.
+    /// A CPU backend running the plain readable loops for MatMul, convolution and pooling (the reference path the fast
+    /// kernels are tested against) instead of the blocked SIMD kernels in Kernels/; only <see cref="Reference.ReferenceBackend"/> makes one.
     /// </summary>
-    internal bool UseReferenceKernels { get; init; }
+    internal CpuBackend(int? maxThreads, bool referenceKernels) : this(maxThreads) => UseReferenceKernels = referenceKernels;
+
+    /// <summary>True for the reference loops (set only through the constructor above, by <see cref="Reference.ReferenceBackend"/>).</summary>
+    internal bool UseReferenceKernels { get; }
+
+    /// <summary>The one-thread sibling (<see cref="WithOneHostThread"/>), made on first use.</summary>
+    private CpuBackend? _oneThread;
+
+    /// <summary><see cref="MaxThreads"/>: rows spread over that many workers, each with a one-thread copy, keep every core busy.</summary>
+    public int HostWorkers => MaxThreads;
+
+    /// <summary>Itself when it has one thread, else a cached one-thread CPU backend (same kernels, same storage).</summary>
+    public IBackend WithOneHostThread()
+    {
+        if (MaxThreads == 1) return this;
+        var one = Volatile.Read(ref _oneThread);
+        if (one is null)
+        {
+            one = new CpuBackend(1, UseReferenceKernels) { GemmIsa = GemmIsa };
+            one = Interlocked.CompareExchange(ref _oneThread, one, null) ?? one;
+        }
+        return one;
+    }
 
     /// <summary>The GEMM micro-kernel the fast path uses; tests pin each one in turn.</summary>
     internal GemmIsa GemmIsa { get; init; } = Sgemm.Best;
