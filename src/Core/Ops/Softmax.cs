@@ -107,11 +107,27 @@ public static class CrossEntropy
         int n = logits.Shape[0];
         if (labels.Rank != 1 || labels.Shape[0] != n)
             throw new ArgumentException($"CrossEntropy: labels have shape {labels.Shape} for logits {logits.Shape}; expected [{n}].", nameof(labels));
+        ForwardNoReadBack(logits, labels, loss, probabilities, labelSmoothing);
+        return (float)(logits.Backend.Sum(loss) / n);
+    }
+
+    /// <summary>
+    /// <see cref="Forward(Tensor, Tensor, Tensor, Tensor, float)"/> without the mean: writes <paramref name="loss"/> and
+    /// <paramref name="probabilities"/> on the backend and reads nothing back (a training step's form).
+    /// </summary>
+    public static void ForwardNoReadBack(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities, float labelSmoothing = 0)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
+        Softmax.CheckLogits(logits.Shape, "CrossEntropy", nameof(logits));
+        CheckSmoothing(labelSmoothing, "CrossEntropy");
+        int n = logits.Shape[0];
+        if (labels.Rank != 1 || labels.Shape[0] != n)
+            throw new ArgumentException($"CrossEntropy: labels have shape {labels.Shape} for logits {logits.Shape}; expected [{n}].", nameof(labels));
         var b = logits.Backend;
         Outputs.Check(loss, labels.Shape, b, "CrossEntropy", nameof(loss), logits, labels);
         Outputs.Check(probabilities, logits.Shape, b, "CrossEntropy", nameof(probabilities), logits, labels, loss);
         b.SoftmaxCrossEntropyForward(logits, labels, labelSmoothing, loss, probabilities);
-        return (float)(b.Sum(loss) / n);
     }
 
     /// <summary>

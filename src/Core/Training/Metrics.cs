@@ -20,8 +20,10 @@ public readonly record struct BatchProgress(int Epoch, int Batch, int BatchCount
 public sealed record Evaluation(double Loss, double Accuracy, int Count, int[][] Confusion);
 
 /// <summary>
-/// Thrown when the training loss becomes NaN or infinite; names the epoch and batch (from 1). The optimizer has not
-/// applied that batch's update, and the last checkpoint written (the end of the previous epoch) is kept.
+/// Thrown when the training loss becomes NaN or infinite; names the first such epoch and batch (from 1). The trainer
+/// finds it where it reads the step statistics back (every TrainerOptions.ProgressInterval steps when reporting progress,
+/// and at the epoch's end), so that step and those after it up to the read point have been applied; the last checkpoint
+/// written (the end of the previous epoch) is kept.
 /// </summary>
 public sealed class NonFiniteLossException : Exception
 {

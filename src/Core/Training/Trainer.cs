@@ -21,8 +21,16 @@ public sealed record TrainerOptions
     public string? CheckpointPath { get; init; }
     /// <summary>ResumeFrom = null: a checkpoint to restore before training; training continues after its epoch.</summary>
     public string? ResumeFrom { get; init; }
-    /// <summary>OnBatch = null: called after every step.</summary>
+    /// <summary>
+    /// OnBatch = null: called after every <see cref="ProgressInterval"/>-th step and after the last step of an epoch, with
+    /// that step's loss and accuracy. Each call reads the steps' statistics back from the backend; steps in between read nothing.
+    /// </summary>
     public Action<BatchProgress>? OnBatch { get; init; }
+    /// <summary>
+    /// ProgressInterval = 50: steps between <see cref="OnBatch"/> calls (and between the checks for a non-finite loss;
+    /// the epoch's end is always checked). 1 reports and checks every step, at the price of a read-back per step.
+    /// </summary>
+    public int ProgressInterval { get; init; } = 50;
     /// <summary>OnEpoch = null: called after every epoch (after the checkpoint is written).</summary>
     public Action<EpochMetrics>? OnEpoch { get; init; }
     /// <summary>EvaluationBatchSize = 500: samples per forward pass when evaluating.</summary>
@@ -40,6 +48,11 @@ public sealed record TrainerOptions
 /// softmax cross-entropy, backward and one optimizer step; metrics per epoch, optional checkpoints and resume.
 /// </summary>
 /// <remarks>
+/// A training step reads nothing back from the backend: the step's summed loss and correct count go into a per-epoch
+/// statistics tensor <c>[batches, 2]</c> on the backend (<see cref="Backends.IBackend.LossAndCorrect"/>), which is read to the
+/// host only when progress is reported (every <see cref="TrainerOptions.ProgressInterval"/> steps, when OnBatch is set) and at
+/// the end of the epoch. A non-finite loss is found at those read points; the exception names the first bad step, and the
+/// steps after it up to the read point have already been applied (the weights are then not usable; the last checkpoint is).
 /// Reproducibility: with the same network seed, trainer seed, data and options, two runs give bit-identical weights
 /// on the CPU backend whatever its thread count (kernels never split a reduction by thread), and a run resumed
 /// from an epoch's checkpoint gives the same weights as the uninterrupted run.
@@ -57,6 +70,7 @@ public sealed class Trainer
         Options = options ?? new TrainerOptions();
         if (Options.Epochs < 0) throw new ArgumentOutOfRangeException("Epochs", Options.Epochs, "Epochs must be >= 0.");
         if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException("BatchSize", Options.BatchSize, "BatchSize must be >= 1.");
+        if (Options.ProgressInterval < 1) throw new ArgumentOutOfRangeException("ProgressInterval", Options.ProgressInterval, "ProgressInterval must be >= 1.");
         if (Options.EvaluationBatchSize < 1) throw new ArgumentOutOfRangeException("EvaluationBatchSize", Options.EvaluationBatchSize, "EvaluationBatchSize must be >= 1.");
         if (!(Options.LabelSmoothing >= 0 && Options.LabelSmoothing < 1))
             throw new ArgumentOutOfRangeException("LabelSmoothing", Options.LabelSmoothing, "LabelSmoothing must be in [0, 1).");
@@ -88,6 +102,8 @@ public sealed class Trainer
         int n = train.Count, size = Options.BatchSize, batches = (n + size - 1) / size;
         if (batches > 1 && n % size == 1) batches--; // a lone last sample joins the previous batch: batch norm needs two
         var batch = new Batch(train, size + 1, Network.Backend, Options.LabelSmoothing);
+        var stats = Network.Backend.Allocate(new Shape(batches, 2)); // per step: summed loss, correct count (on the backend)
+        var host = new float[batches * 2];
         string? saved = Options.ResumeFrom;
         bool reuse = Network.ReuseBuffers;
         Network.ReuseBuffers = true; // nothing here keeps a tensor across steps, so the layers may reuse theirs
@@ -97,25 +113,30 @@ public sealed class Trainer
             {
                 var order = _rng.Permutation(n);
                 var clock = Stopwatch.StartNew();
-                double lossSum = 0; long correct = 0;
+                int checkedUpTo = 0; // steps [0, checkedUpTo) were read back and found finite
                 for (int b = 0; b < batches; b++)
                 {
                     cancellation.ThrowIfCancellationRequested();
                     int count = b < batches - 1 ? size : n - b * size;
                     var x = batch.Load(order.AsSpan(b * size, count));
-                    float loss = batch.Loss(Network.Forward(x, training: true));
-                    if (!float.IsFinite(loss)) throw new NonFiniteLossException(epoch + 1, b + 1, loss, saved);
+                    batch.Loss(Network.Forward(x, training: true), stats, b);
                     Optimizer.ZeroGrad();
                     Network.BackwardParameters(batch.LossGradient());
                     Optimizer.LearningRate = schedule.Rate(Optimizer.BaseLearningRate, epoch + (double)b / batches);
                     Optimizer.Step();
-                    int hits = batch.CountCorrect(null);
-                    lossSum += (double)loss * count; correct += hits;
-                    Options.OnBatch?.Invoke(new BatchProgress(epoch + 1, b + 1, batches, count, loss, (double)hits / count,
-                        Optimizer.LearningRate, b * size + count, n, clock.Elapsed));
+                    if (Options.OnBatch is { } onBatch && ((b + 1) % Options.ProgressInterval == 0 || b == batches - 1))
+                    {
+                        checkedUpTo = ReadStats(stats, host, epoch, checkedUpTo, b + 1, saved);
+                        float loss = host[2 * b], hits = host[2 * b + 1];
+                        onBatch(new BatchProgress(epoch + 1, b + 1, batches, count, loss / count, hits / count,
+                            Optimizer.LearningRate, b * size + count, n, clock.Elapsed));
+                    }
                 }
+                ReadStats(stats, host, epoch, checkedUpTo, batches, saved);
+                double lossSum = 0, correct = 0;
+                for (int b = 0; b < batches; b++) { lossSum += host[2 * b]; correct += host[2 * b + 1]; }
                 var val = validation is null ? null : Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation);
-                history.Add(new EpochMetrics(epoch + 1, lossSum / n, (double)correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
+                history.Add(new EpochMetrics(epoch + 1, lossSum / n, correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
                     Optimizer.LearningRate, clock.Elapsed.TotalSeconds));
                 if (Options.CheckpointPath is { } path) { Checkpoint.Capture(Network, Optimizer, epoch + 1, _rng, history).Save(path); saved = path; }
                 Options.OnEpoch?.Invoke(history[^1]);
@@ -153,6 +174,19 @@ public sealed class Trainer
         }
         finally { network.ReuseBuffers = reuse; }
         return new Evaluation(lossSum / data.Count, (double)correct / data.Count, data.Count, confusion);
+    }
+
+    /// <summary>
+    /// Reads the epoch's step statistics to <paramref name="host"/> and checks steps [<paramref name="from"/>, <paramref name="to"/>)
+    /// for a non-finite loss, naming the first bad one; returns <paramref name="to"/>.
+    /// </summary>
+    private int ReadStats(Tensor stats, float[] host, int epoch, int from, int to, string? checkpoint)
+    {
+        Network.Backend.CopyToHost(stats, host);
+        for (int b = from; b < to; b++)
+            if (!float.IsFinite(host[2 * b]))
+                throw new NonFiniteLossException(epoch + 1, b + 1, host[2 * b], checkpoint); // the sum is non-finite exactly when the mean is
+        return to;
     }
 
     private void CheckData(IDataset data, string name) => CheckData(Network, data, name);
@@ -209,7 +243,19 @@ public sealed class Trainer
             return CrossEntropy.Forward(logits, _labelTensor, loss, _probabilityTensor, labelSmoothing);
         }
 
-        /// <summary>d(mean loss)/d(logits) for the last <see cref="Loss"/>.</summary>
+        /// <summary>
+        /// The same cross-entropy without a read-back: the summed loss and the correct count go to row <paramref name="row"/>
+        /// of <paramref name="stats"/> on the backend.
+        /// </summary>
+        public void Loss(Tensor logits, Tensor stats, int row)
+        {
+            var loss = _loss.Get(backend, _labelTensor!.Shape, reuse: true);
+            _probabilityTensor = _p.Get(backend, logits.Shape, reuse: true);
+            CrossEntropy.ForwardNoReadBack(logits, _labelTensor, loss, _probabilityTensor, labelSmoothing);
+            backend.LossAndCorrect(loss, _probabilityTensor, _labelTensor, stats, row);
+        }
+
+        /// <summary>d(mean loss)/d(logits) for the last Loss.</summary>
         public Tensor LossGradient()
         {
             var d = _dlogits.Get(backend, _probabilityTensor!.Shape, reuse: true);
@@ -217,7 +263,7 @@ public sealed class Trainer
             return d;
         }
 
-        /// <summary>Rows of the last <see cref="Loss"/> whose largest probability is at the label (first maximum on ties); adds to <paramref name="confusion"/>.</summary>
+        /// <summary>Rows of the last Loss whose largest probability is at the label (first maximum on ties); adds to <paramref name="confusion"/>.</summary>
         public int CountCorrect(int[][]? confusion)
         {
             var probabilities = _probabilityTensor!;
