@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Backends;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
 using MLNet.ConvNet.Training;
@@ -19,11 +20,11 @@ public enum ConvNetOptimizer
 /// <summary>Where the network's tensors live and its kernels run.</summary>
 public enum ConvNetBackend
 {
-    /// <summary>The best available backend: today the CPU (the CUDA backend arrives with its own issue).</summary>
+    /// <summary>The GPU when the CUDA libraries and a device are present, else the CPU (the log says which and why).</summary>
     Auto,
     /// <summary>The managed CPU backend.</summary>
     Cpu,
-    /// <summary>NVIDIA GPUs through cuDNN: not available yet; choosing it is an error naming this option.</summary>
+    /// <summary>An NVIDIA GPU through cuDNN and cuBLAS; without one, Fit throws <see cref="BackendUnavailableException"/> naming what is missing.</summary>
     Cuda,
 }
 
@@ -84,10 +85,12 @@ public sealed partial class ConvNetTrainer
         public string Network { get; set; } = Defaults.Network;
 
         /// <summary>
-        /// NetworkFactory = null: builds a custom network for the given number of classes; return it unbuilt (the trainer
-        /// builds it for the feature shape with <see cref="Seed"/>) and ending in <c>[classes]</c> logits (no softmax).
+        /// NetworkFactory = null: builds a custom network for the given number of classes on the given backend (the one
+        /// <see cref="Backend"/> chose: pass it to the Network constructor or the preset; a network on another backend is an
+        /// error). Return it unbuilt (the trainer builds it for the feature shape with <see cref="Seed"/>) and ending in
+        /// <c>[classes]</c> logits (no softmax).
         /// </summary>
-        public Func<int, Network>? NetworkFactory { get; set; }
+        public Func<int, IBackend, Network>? NetworkFactory { get; set; }
 
         /// <summary>
         /// InputShape = null: the shape of one sample, e.g. <c>[1, 28, 28]</c>, for a feature column that is a flat vector;
@@ -169,8 +172,17 @@ public sealed partial class ConvNetTrainer
         /// <summary>CancellationToken = none: checked before every batch; cancelling makes Fit throw <see cref="OperationCanceledException"/>.</summary>
         public CancellationToken CancellationToken { get; set; }
 
-        /// <summary>OnBatch = null: called after every optimizer step with the batch's loss, accuracy and progress.</summary>
+        /// <summary>
+        /// OnBatch = null: called after every <see cref="ProgressInterval"/>-th optimizer step and the last step of each epoch,
+        /// with that step's loss, accuracy and progress (each call reads the step statistics back from the backend).
+        /// </summary>
         public Action<BatchProgress>? OnBatch { get; set; }
+
+        /// <summary>ProgressInterval = 50: optimizer steps between <see cref="OnBatch"/> calls; steps in between read nothing back from the backend.</summary>
+        public int ProgressInterval { get; set; } = 50;
+
+        /// <summary>Log = null: receives a line for each notable decision the trainer takes (today: which backend runs the network, and why).</summary>
+        public Action<string>? Log { get; set; }
 
         /// <summary>OnEpoch = null: called after every epoch with its metrics (after the checkpoint is written).</summary>
         public Action<EpochMetrics>? OnEpoch { get; set; }
@@ -178,17 +190,45 @@ public sealed partial class ConvNetTrainer
         /// <summary>Seed = 0: seeds the weights, the per-epoch shuffling, augmentation and the validation split. Same seed, data and options give bit-identical weights.</summary>
         public int Seed { get; set; } = Defaults.Seed;
 
-        /// <summary>Backend = Auto (the CPU today). Cuda is not available yet and is an error.</summary>
+        /// <summary>
+        /// Backend = Auto: where training, evaluation and scoring run (see <see cref="ConvNetBackend"/>). The choice and its
+        /// reason go to <see cref="Log"/>. Cuda without a usable GPU makes Fit throw <see cref="BackendUnavailableException"/>.
+        /// </summary>
         public ConvNetBackend Backend { get; set; }
+
+        /// <summary>DeviceIndex = 0: the CUDA device to use (as the driver numbers them; CUDA_VISIBLE_DEVICES applies). Ignored by the CPU.</summary>
+        public int DeviceIndex { get; set; }
+
+        /// <summary>AllowTf32 = false: let a CUDA backend use TF32 tensor cores for float32 (faster, about 1e-3 relative error). Ignored by the CPU.</summary>
+        public bool AllowTf32 { get; set; }
 
         /// <summary>MaxThreads = null (all cores): threads of the CPU backend. Results do not depend on it.</summary>
         public int? MaxThreads { get; set; }
+
+        /// <summary>
+        /// CustomBackend = null: for advanced use and tests, a backend instance to run on instead of the one
+        /// <see cref="Backend"/>, <see cref="DeviceIndex"/>, <see cref="AllowTf32"/> and <see cref="MaxThreads"/> would choose
+        /// (e.g. a wrapper that counts or traces kernel calls). Training, evaluation and scoring all run on it.
+        /// </summary>
+        public IBackend? CustomBackend { get; set; }
 
         /// <summary>
         /// AllowMissingClasses = false: a class of the label (a key value, or an index below the largest label) with no
         /// training row is an error; set true to train anyway (the network keeps an output for it that training never raises).
         /// </summary>
         public bool AllowMissingClasses { get; set; }
+
+        /// <summary>The backend options these options ask for (<see cref="Backend"/>, <see cref="DeviceIndex"/>, <see cref="MaxThreads"/>, <see cref="AllowTf32"/>).</summary>
+        public BackendOptions ToBackendOptions() => new()
+        {
+            Kind = Backend switch
+            {
+                ConvNetBackend.Cpu => BackendKind.Cpu,
+                ConvNetBackend.Cuda => BackendKind.Cuda,
+                _ => BackendKind.Auto,
+            },
+            DeviceIndex = DeviceIndex, MaxThreads = MaxThreads, AllowTf32 = AllowTf32,
+        };
 
         /// <summary>Throws an <see cref="ArgumentException"/> (or subclass) naming the first option out of range.</summary>
         public void Validate()
@@ -219,9 +259,9 @@ public sealed partial class ConvNetTrainer
                 "early stopping needs validation data: set ValidationSet or ValidationFraction.");
             Require(Enum.IsDefined(EarlyStoppingMetric), nameof(EarlyStoppingMetric), EarlyStoppingMetric, "unknown metric.");
             Require(!Resume || CheckpointDirectory is not null, nameof(Resume), Resume, "resuming needs CheckpointDirectory.");
+            Require(ProgressInterval >= 1, nameof(ProgressInterval), ProgressInterval, "must be >= 1.");
             Require(Enum.IsDefined(Backend), nameof(Backend), Backend, "unknown backend.");
-            if (Backend == ConvNetBackend.Cuda)
-                throw new NotSupportedException("ConvNetTrainer option Backend = Cuda: the CUDA (cuDNN) backend is not available yet; use Backend = Auto or Cpu.");
+            Require(DeviceIndex >= 0, nameof(DeviceIndex), DeviceIndex, "must be >= 0.");
             Require(MaxThreads is null || MaxThreads >= 1, nameof(MaxThreads), MaxThreads, "must be >= 1.");
         }
     }

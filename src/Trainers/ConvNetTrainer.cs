@@ -1,4 +1,4 @@
-using MLNet.ConvNet.Backends.Cpu;
+using MLNet.ConvNet.Backends;
 using MLNet.ConvNet.Data;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
@@ -21,7 +21,7 @@ namespace MLNet.ConvNet.Trainers;
 /// <item><term>Output columns</term><description>Score: <c>Vector&lt;Single, K&gt;</c> (probabilities, SlotNames); PredictedLabel: <c>Key&lt;UInt32, K&gt;</c> with KeyValues</description></item>
 /// <item><term>Required NuGet in addition to Microsoft.ML</term><description>MLNet.ConvNet.Trainers (loading a saved model needs only Microsoft.ML.OnnxTransformer and Microsoft.ML.OnnxRuntime)</description></item>
 /// <item><term>Exportable to ONNX</term><description>Yes: <see cref="ConvNetTransformer.ExportOnnx(Stream)"/>; the saved model holds the ONNX graph</description></item>
-/// <item><term>Backends</term><description>CPU (managed; bit-identical results for any thread count). CUDA: not yet.</description></item>
+/// <item><term>Backends</term><description>Option Backend (Auto, Cpu, Cuda) through <see cref="BackendFactory"/>: CPU (managed; bit-identical results for any thread count); CUDA when its backend is present. Training, evaluation and scoring run on the chosen backend.</description></item>
 /// </list>
 /// <para>Training reads the IDataView once into memory (see <see cref="Options"/> and the remarks of the data reader):
 /// every epoch visits the rows in a new seeded order, which a forward-only cursor cannot give. Memory is
@@ -86,6 +86,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         var o = _options;
         var token = o.CancellationToken;
         ulong seed = unchecked((ulong)o.Seed);
+        var backend = CreateBackend(); // first: a backend that cannot run here fails before any data is read
 
         var label = DataViewReader.LabelColumn(input.Schema, o.LabelColumnName);
         var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
@@ -99,7 +100,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             (train, validation) = DataViewReader.Split(all, o.ValidationFraction, Rng.Mix(seed, 0x56414C));
         CheckEveryClassPresent(train, classes);
 
-        var network = CreateNetwork(classes.Count, sampleShape, feature, seed);
+        var network = CreateNetwork(backend, classes.Count, sampleShape, feature, seed);
         var optimizer = CreateOptimizer(network);
         var augmentation = o.RandomHorizontalFlip || o.RandomCropPadding > 0
             ? new Augmentation(train, o.RandomHorizontalFlip, o.RandomCropPadding, Rng.Mix(seed, 0x415547)) : null;
@@ -135,6 +136,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             CheckpointPath = checkpointPath,
             ResumeFrom = resumeFrom,
             OnBatch = o.OnBatch,
+            ProgressInterval = o.ProgressInterval,
             OnEpoch = m =>
             {
                 history.Add(m);
@@ -207,14 +209,34 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
                 ". The network could never predict it; add rows of that class or set option AllowMissingClasses = true.", "trainData");
     }
 
-    private Network CreateNetwork(int classes, Shape sampleShape, DataViewSchema.Column feature, ulong seed)
+    /// <summary>
+    /// The backend of option CustomBackend, else the one BackendFactory makes for options Backend, DeviceIndex, MaxThreads
+    /// and AllowTf32; its choice and reason go to option Log. BackendUnavailableException (Backend = Cuda without a usable
+    /// GPU) passes through unchanged: its message names the option and what is missing.
+    /// </summary>
+    private IBackend CreateBackend()
     {
         var o = _options;
-        var backend = new CpuBackend(o.MaxThreads);
+        if (o.CustomBackend is { } custom)
+        {
+            o.Log?.Invoke($"ConvNetTrainer: backend '{custom.Name}' (option CustomBackend).");
+            return custom;
+        }
+        var choice = BackendFactory.Create(o.ToBackendOptions());
+        o.Log?.Invoke($"ConvNetTrainer: backend '{choice.Backend.Name}' (option Backend = {o.Backend}): {choice.Reason}.");
+        return choice.Backend;
+    }
+
+    private Network CreateNetwork(IBackend backend, int classes, Shape sampleShape, DataViewSchema.Column feature, ulong seed)
+    {
+        var o = _options;
         string name = o.NetworkFactory is null ? $"network '{o.Network}'" : "the network from NetworkFactory";
         var network = o.NetworkFactory is { } factory
-            ? factory(classes) ?? throw new InvalidOperationException("ConvNetTrainer option NetworkFactory returned null.")
+            ? factory(classes, backend) ?? throw new InvalidOperationException("ConvNetTrainer option NetworkFactory returned null.")
             : Presets.ByName(o.Network, classes, backend);
+        if (!ReferenceEquals(network.Backend, backend))
+            throw new ArgumentException($"ConvNetTrainer option NetworkFactory returned a network on backend '{network.Backend.Name}', but the trainer runs on " +
+                $"'{backend.Name}' (the backend passed to the factory); create the network with that backend, e.g. new Network(layers, backend).", "NetworkFactory");
         string where = $"feature column '{feature.Name}' ({feature.Type}) gives samples {sampleShape}" + (o.InputShape is null ? "" : " (option InputShape)");
         if (network.InputShape is { } built)
         {

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using MLNet.ConvNet.Backends;
-using MLNet.ConvNet.Backends.Cpu;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Training;
 
@@ -24,8 +23,9 @@ namespace MLNet.ConvNet.Trainers;
 /// probabilities; the price is memory: one set of activations per copy and row count (cnn2bn, a chunk of 8 rows:
 /// about 4 MB; 256 rows: about 100 MB).</para>
 /// <para>Threads within a call: rows, not layers, are spread over the cores. A call is cut into chunks of
-/// <see cref="ChunkRows"/> rows, and as many workers as the trained network's CPU backend has threads each take chunks
-/// in turn and run them on a copy whose backend has one thread: one parallel loop per call instead of one per layer,
+/// <see cref="ChunkRows"/> rows, and as many workers as the trained network's backend has host workers
+/// (<c>IBackend.HostWorkers</c>: the CPU's thread count, 1 for a GPU) each take chunks in turn and run them on a copy on
+/// the backend's one-thread sibling (<c>IBackend.WithOneHostThread</c>): one parallel loop per call instead of one per layer,
 /// and a chunk's activations small enough to stay in cache. On the 2-core machine (benchmarks/Inference --profile)
 /// that scored LeNet-5 at 86,000 to 94,000 images/s with chunks of 4 to 16 rows against 64,000 for batches of 256 with
 /// each layer's loop parallel, and cnn2bn at 7,100 with chunks of 8 (6,300 to 6,700 for 2 to 16, 6,200 for 256).
@@ -55,7 +55,7 @@ internal sealed class NetworkScorer
     private readonly Checkpoint _weights;
     private readonly Network _template;
     private readonly ConcurrentBag<Replica> _idle = [], _idleSingle = [];
-    private readonly CpuBackend? _singleThread;
+    private readonly IBackend? _singleThread;
     private readonly int _workers;
     private int _copies;
 
@@ -71,9 +71,10 @@ internal sealed class NetworkScorer
         BatchSize = batchSize;
         MacsPerSample = Math.Max(1, CountMacs(trained));
         ChunkRows = Math.Clamp(chunkRows ?? DefaultChunkRows, 1, batchSize);
-        // Another backend (a GPU one day) runs each call as one batch; so does a CPU backend limited to one thread.
-        _singleThread = trained.Backend is CpuBackend { MaxThreads: > 1 } ? new CpuBackend(maxThreads: 1) : null;
-        _workers = trained.Backend is CpuBackend cpu ? cpu.MaxThreads : 1;
+        // A backend with one host worker (a GPU, or the CPU limited to one thread) runs each call as one batch; one with
+        // several spreads chunks over that many workers, each on a copy on its one-thread sibling (IBackend.WithOneHostThread).
+        _workers = Math.Max(1, trained.Backend.HostWorkers);
+        _singleThread = _workers > 1 ? trained.Backend.WithOneHostThread() : null;
         // The template folds batch norm into the layer before it; the copies are copies of the template.
         _template = FoldBatchNorm(Copy(trained, trained.Backend, Checkpoint.Capture(trained)));
         _weights = Checkpoint.Capture(_template);

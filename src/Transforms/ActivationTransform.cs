@@ -45,7 +45,7 @@ public sealed class ActivationTransformer : TensorTransformer
 /// <item><term>Output column data type</term><description>The input's type: vector of <see cref="float"/> with the same dimensions</description></item>
 /// <item><term>Required NuGet in addition to Microsoft.ML</term><description>MLNet.ConvNet.Transforms (to fit and run); Microsoft.ML.OnnxTransformer and ONNX Runtime (to load a saved model)</description></item>
 /// <item><term>Exportable to ONNX</term><description>Yes (Relu, LeakyRelu, Elu, Sigmoid, Tanh)</description></item>
-/// <item><term>Backends</term><description>The engine's CPU backend</description></item>
+/// <item><term>Backends</term><description>Options Backend (Auto, Cpu, Cuda), DeviceIndex, MaxThreads through BackendFactory; the fitted transformer's Backend says which runs</description></item>
 /// </list>
 /// </remarks>
 public sealed class ActivationEstimator : TensorEstimator<ActivationTransformer>

@@ -26,10 +26,11 @@ public sealed class BatchNormTransformer : TensorTransformer
         : base(Name, options, inputShape, inputShape, inputType)
     {
         int c = inputShape[0];
-        _mean = Tensor.FromHost(mean, c);
-        _variance = Tensor.FromHost(variance, c);
-        _scale = Tensor.FromHost(options.Scale ?? Enumerable.Repeat(1f, c).ToArray(), c);
-        _bias = Tensor.FromHost(options.Bias ?? new float[c], c);
+        var shape = new Shape(c);
+        _mean = OnBackend(mean, shape);
+        _variance = OnBackend(variance, shape);
+        _scale = OnBackend(options.Scale ?? Enumerable.Repeat(1f, c).ToArray(), shape);
+        _bias = OnBackend(options.Bias ?? new float[c], shape);
         Epsilon = options.Epsilon;
     }
 
@@ -69,7 +70,7 @@ public sealed class BatchNormTransformer : TensorTransformer
 /// <item><term>Output column data type</term><description>The input's type: vector of <see cref="float"/> with the same dimensions</description></item>
 /// <item><term>Required NuGet in addition to Microsoft.ML</term><description>MLNet.ConvNet.Transforms (to fit and run); Microsoft.ML.OnnxTransformer and ONNX Runtime (to load a saved model)</description></item>
 /// <item><term>Exportable to ONNX</term><description>Yes (BatchNormalization, inference form)</description></item>
-/// <item><term>Backends</term><description>The engine's CPU backend</description></item>
+/// <item><term>Backends</term><description>Options Backend (Auto, Cpu, Cuda), DeviceIndex, MaxThreads through BackendFactory; the fitted transformer's Backend says which runs</description></item>
 /// </list>
 /// <para>Fitted statistics are the mean and the biased (population) variance of channel c over every row and position,
 /// accumulated in double, so the fitted transform maps the training data to mean 0 and variance 1 per channel (before

@@ -17,11 +17,11 @@ public sealed class ConvolutionTransformer : TensorTransformer
     private readonly Tensor _filter;
     private readonly Tensor? _bias;
 
-    internal ConvolutionTransformer(ConvolutionEstimator.Options options, Tensor filter, Tensor? bias, Shape inputShape, VectorDataViewType inputType)
-        : base(Name, options, inputShape, OutputRowShape(options.SourceColumnName, inputShape, filter.Shape, options.Convolution), inputType)
+    internal ConvolutionTransformer(ConvolutionEstimator.Options options, float[] filter, Shape filterShape, float[]? bias, Shape inputShape, VectorDataViewType inputType)
+        : base(Name, options, inputShape, OutputRowShape(options.SourceColumnName, inputShape, filterShape, options.Convolution), inputType)
     {
-        _filter = filter;
-        _bias = bias;
+        _filter = OnBackend(filter, filterShape);
+        _bias = bias is null ? null : OnBackend(bias, new Shape(bias.Length));
         Convolution = options.Convolution;
     }
 
@@ -68,7 +68,7 @@ public sealed class ConvolutionTransformer : TensorTransformer
 /// <item><term>Output column data type</term><description>Known-size vector of <see cref="float"/> with dimensions <c>[O, Y...]</c></description></item>
 /// <item><term>Required NuGet in addition to Microsoft.ML</term><description>MLNet.ConvNet.Transforms (to fit and run); Microsoft.ML.OnnxTransformer and ONNX Runtime (to load a saved model)</description></item>
 /// <item><term>Exportable to ONNX</term><description>Yes (<see cref="TensorTransformer.ExportOnnx"/>; Conv, kernel flipped in Convolution mode)</description></item>
-/// <item><term>Backends</term><description>The engine's CPU backend</description></item>
+/// <item><term>Backends</term><description>Options Backend (Auto, Cpu, Cuda), DeviceIndex, MaxThreads through BackendFactory; the fitted transformer's Backend says which runs</description></item>
 /// </list>
 /// <para>The filter's dimension 1 must equal the input's channels divided by <see cref="ConvolutionOptions.Groups"/>;
 /// <see cref="Fit"/> checks that and the spatial sizes and throws naming the column and both shapes.</para>
@@ -96,8 +96,9 @@ public sealed class ConvolutionEstimator : TensorEstimator<ConvolutionTransforme
     }
 
     private readonly Options _options;
-    private readonly Tensor _filter;
-    private readonly Tensor? _bias;
+    private readonly float[] _filter;
+    private readonly Shape _filterShape;
+    private readonly float[]? _bias;
 
     /// <summary>Checks the options (filter rank, bias length, option values) and copies the weights.</summary>
     public ConvolutionEstimator(Options options) : base("Convolution", options)
@@ -111,8 +112,10 @@ public sealed class ConvolutionEstimator : TensorEstimator<ConvolutionTransforme
         var conv = options.Convolution ?? throw new ArgumentNullException(nameof(options), "Convolution: Options.Convolution is null; leave it at its default.");
         if (!Enum.IsDefined(conv.Mode)) throw new ArgumentOutOfRangeException(nameof(options), conv.Mode, "Convolution: unknown Mode.");
         if (conv.Groups < 1) throw new ArgumentOutOfRangeException(nameof(options), conv.Groups, "Convolution: Groups must be at least 1.");
-        _filter = Tensor.FromHost(filter.ToHost(), filter.Shape);
-        _bias = options.Bias is { } b ? Tensor.FromHost(b.ToHost(), b.Shape) : null;
+        // Host copies: the transformer puts them on the backend its options choose when it is fitted.
+        _filter = filter.ToHost();
+        _filterShape = filter.Shape;
+        _bias = options.Bias?.ToHost();
     }
 
     /// <summary>Reads the row shape from <paramref name="input"/>'s schema and checks it against the filter and options.</summary>
@@ -120,6 +123,6 @@ public sealed class ConvolutionEstimator : TensorEstimator<ConvolutionTransforme
     {
         ArgumentNullException.ThrowIfNull(input);
         var shape = RowShape(input.Schema, _options, RowRank.Spatial, out var type);
-        return new ConvolutionTransformer(_options, _filter, _bias, shape, type);
+        return new ConvolutionTransformer(_options, _filter, _filterShape, _bias, shape, type);
     }
 }

@@ -1,3 +1,5 @@
+using MLNet.ConvNet.Backends;
+
 namespace MLNet.ConvNet.Transforms;
 
 /// <summary>
@@ -22,6 +24,27 @@ public abstract record TensorTransformOptions
     /// <summary>BatchSize = 64: rows read ahead and sent through the engine in one call.</summary>
     public int BatchSize { get; set; } = TensorTransformDefaults.BatchSize;
 
+    /// <summary>
+    /// Backend = Auto: where the transform's kernels run (the GPU when a CUDA backend and device are present, else the
+    /// CPU; Cpu; Cuda, which makes Fit throw <see cref="BackendUnavailableException"/> when no GPU can be used). The
+    /// fitted transformer's <c>Backend</c> and <c>BackendReason</c> say which one runs and why.
+    /// </summary>
+    public BackendKind Backend { get; set; } = BackendKind.Auto;
+
+    /// <summary>DeviceIndex = 0: the CUDA device (as the driver numbers them). Ignored by the CPU.</summary>
+    public int DeviceIndex { get; set; }
+
+    /// <summary>MaxThreads = null (all cores): threads of the CPU backend. Results do not depend on it.</summary>
+    public int? MaxThreads { get; set; }
+
+    /// <summary>CustomBackend = null: for advanced use and tests, a backend instance to run on instead of the one the options above choose.</summary>
+    public IBackend? CustomBackend { get; set; }
+
+    /// <summary>The backend these options ask for: <see cref="CustomBackend"/>, else <see cref="BackendFactory.Create"/>'s choice.</summary>
+    internal BackendChoice CreateBackend() => CustomBackend is { } custom
+        ? new BackendChoice(custom, "option CustomBackend")
+        : BackendFactory.Create(new BackendOptions { Kind = Backend, DeviceIndex = DeviceIndex, MaxThreads = MaxThreads });
+
     /// <summary>Checks the shared options; throws naming the bad one.</summary>
     internal void ValidateColumns(string transform)
     {
@@ -31,6 +54,12 @@ public abstract record TensorTransformOptions
             throw new ArgumentException($"{transform}: InputColumnName is empty; leave it null to read OutputColumnName.", nameof(InputColumnName));
         if (BatchSize < 1)
             throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"{transform}: BatchSize must be at least 1.");
+        if (!Enum.IsDefined(Backend))
+            throw new ArgumentOutOfRangeException(nameof(Backend), Backend, $"{transform}: unknown Backend {Backend}; use Auto, Cpu or Cuda.");
+        if (DeviceIndex < 0)
+            throw new ArgumentOutOfRangeException(nameof(DeviceIndex), DeviceIndex, $"{transform}: DeviceIndex must be >= 0.");
+        if (MaxThreads is < 1)
+            throw new ArgumentOutOfRangeException(nameof(MaxThreads), MaxThreads, $"{transform}: MaxThreads must be at least 1 (null: all cores).");
         if (InputShape is { } shape && (shape.Length == 0 || shape.Any(d => d < 1)))
             throw new ArgumentException($"{transform}: InputShape {TensorColumn.Format(shape)} must list at least one dimension, each at least 1.", nameof(InputShape));
     }

@@ -41,7 +41,19 @@ public abstract class TensorTransformer : ITransformer
         OutputShape = outputShape;
         _inputType = inputType;
         OutputType = TensorColumn.VectorType(outputShape);
+        var choice = options.CreateBackend();
+        Backend = choice.Backend;
+        BackendReason = choice.Reason;
     }
+
+    /// <summary>The backend every kernel of this transformer runs on and its weights live on (chosen at Fit from the options' Backend).</summary>
+    public Backends.IBackend Backend { get; }
+
+    /// <summary>Why <see cref="Backend"/> was chosen, in words.</summary>
+    public string BackendReason { get; }
+
+    /// <summary>A copy of host values on <see cref="Backend"/> (weights and statistics).</summary>
+    private protected Tensor OnBackend(ReadOnlySpan<float> values, Shape shape) => Tensor.FromHost(values, shape, Backend);
 
     /// <summary>The transform's name in messages ("Convolution", "Pooling", ...).</summary>
     private protected string TransformName { get; }
@@ -163,7 +175,7 @@ public abstract class TensorTransformer : ITransformer
     internal void RunBatch(float[] input, int count, float[] output)
     {
         Interlocked.Increment(ref _engineCalls);
-        using var x = Tensor.FromHost(input.AsSpan(0, count * InputShape.Length), new Shape([count, .. InputShape.AsSpan()]));
+        using var x = Tensor.FromHost(input.AsSpan(0, count * InputShape.Length), new Shape([count, .. InputShape.AsSpan()]), Backend);
         using var y = Forward(x);
         y.CopyToHost(output.AsSpan(0, count * OutputShape.Length));
     }

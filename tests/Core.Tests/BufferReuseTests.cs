@@ -273,7 +273,7 @@ public class TrainingAllocationTests
         long last = 0;
         var trainer = new Trainer(net, new Adam(net.Parameters, 1e-3), new TrainerOptions
         {
-            Epochs = 1, BatchSize = 64,
+            Epochs = 1, BatchSize = 64, ProgressInterval = 1,
             OnBatch = p =>
             {
                 long now = GC.GetTotalAllocatedBytes(precise: true);

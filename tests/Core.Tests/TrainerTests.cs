@@ -130,7 +130,7 @@ public class TrainerTests
         int batches = 0;
         var (_, trainer) = Setup(new TrainerOptions
         {
-            Epochs = 2, BatchSize = 10,
+            Epochs = 2, BatchSize = 10, ProgressInterval = 1,
             OnBatch = p => { batches++; if (p.Batch == 2) cts.Cancel(); },
         });
         Assert.ThrowsAny<OperationCanceledException>(() => trainer.Fit(Squares(50, 5), cancellation: cts.Token));
@@ -144,7 +144,7 @@ public class TrainerTests
         var epochs = new List<EpochMetrics>();
         var (net, trainer) = Setup(new TrainerOptions
         {
-            Epochs = 3, BatchSize = 16, Schedule = new StepSchedule(1, 0.5), OnBatch = batches.Add, OnEpoch = epochs.Add,
+            Epochs = 3, BatchSize = 16, ProgressInterval = 1, Schedule = new StepSchedule(1, 0.5), OnBatch = batches.Add, OnEpoch = epochs.Add,
         });
         var validation = Squares(21, 7);
         var history = trainer.Fit(Squares(40, 6), validation, Ct);
@@ -197,12 +197,42 @@ public class TrainerTests
     }
 
     [Fact]
+    public void ProgressComesEveryIntervalAndAtTheEpochsLastStepWithoutChangingTheWeights()
+    {
+        // 7 steps per epoch (100 samples, batches of 15 and a last one of 10); interval 3 reports steps 3, 6 and 7.
+        string Train(int interval, List<BatchProgress>? seen)
+        {
+            var net = new Network(new Flatten(), new Dense(8), Activation.Relu(), new Dense(6)).Build(new Shape(1, 8, 8), seed: 4);
+            var options = new TrainerOptions { Epochs = 2, BatchSize = 15, Seed = 9, ProgressInterval = interval, OnBatch = seen is null ? null : seen.Add };
+            new Trainer(net, new Adam(net.Parameters, 1e-2), options).Fit(Squares(100, 6), cancellation: Ct);
+            return net.ComputeHash();
+        }
+        var every3 = new List<BatchProgress>();
+        var every1 = new List<BatchProgress>();
+        string a = Train(3, every3), b = Train(1, every1), c = Train(50, null);
+        Assert.Equal([3, 6, 7, 3, 6, 7], every3.Select(p => p.Batch));
+        Assert.Equal([15, 15, 10], every3.Take(3).Select(p => p.BatchSize));
+        // A report carries the loss and accuracy of the step it follows: the same as when every step is reported.
+        var byStep = every1.ToDictionary(p => (p.Epoch, p.Batch));
+        foreach (var p in every3)
+        {
+            Assert.Equal(byStep[(p.Epoch, p.Batch)].Loss, p.Loss);
+            Assert.Equal(byStep[(p.Epoch, p.Batch)].Accuracy, p.Accuracy);
+        }
+        Assert.Equal(a, b);
+        Assert.Equal(a, c);
+        var small = new Network(new Flatten(), new Dense(2)).Build(new Shape(4));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new Trainer(small, new Sgd(small.Parameters, 0.1), new TrainerOptions { ProgressInterval = 0 }));
+        Assert.Contains("ProgressInterval", e.Message);
+    }
+
+    [Fact]
     public void ALoneLastSampleJoinsThePreviousBatch()
     {
         // Batch norm after a dense layer needs two samples per batch in training mode.
         var net = new Network(new Flatten(), new Dense(8), new BatchNorm(), Activation.Relu(), new Dense(3)).Build(new Shape(1, 8, 8), seed: 1);
         var sizes = new List<int>();
-        var trainer = new Trainer(net, new Sgd(net.Parameters, 0.1), new TrainerOptions { Epochs = 1, BatchSize = 16, OnBatch = p => sizes.Add(p.BatchSize) });
+        var trainer = new Trainer(net, new Sgd(net.Parameters, 0.1), new TrainerOptions { Epochs = 1, BatchSize = 16, ProgressInterval = 1, OnBatch = p => sizes.Add(p.BatchSize) });
         trainer.Fit(Squares(33, 8), cancellation: Ct);
         Assert.Equal([16, 17], sizes);
     }

@@ -198,18 +198,40 @@ public sealed class ErrorTests
     }
 
     [Fact]
-    public void Cuda_backend_is_a_clear_not_supported_error()
+    public void Cuda_backend_without_a_gpu_fails_in_Fit_with_the_factory_message_naming_option_Backend()
     {
-        var e = Assert.Throws<NotSupportedException>(() => new ConvNetTrainer(new ConvNetTrainer.Options { Backend = ConvNetBackend.Cuda }));
+        // This build has no CUDA backend (BackendFactory's probe says so), so Cuda cannot run here. Auto and Cpu train on the
+        // CPU, and the log names the choice and its reason.
+        var trainer = new ConvNetTrainer(new ConvNetTrainer.Options { Backend = ConvNetBackend.Cuda, Epochs = 1 });
+        var e = Assert.Throws<Backends.BackendUnavailableException>(() => trainer.Fit(Tiny.Data(_ml, 50)));
         Assert.Contains("Backend = Cuda", e.Message);
-        Assert.NotNull(new ConvNetTrainer(new ConvNetTrainer.Options { Backend = ConvNetBackend.Cpu }));
+        var log = new List<string>();
+        var o = Tiny.Options();
+        o.Backend = ConvNetBackend.Auto;
+        o.Log = log.Add;
+        var model = Fit(Tiny.Data(_ml, 100), o);
+        Assert.Equal("cpu", model.Network.Backend.Name);
+        Assert.Contains(log, l => l.Contains("backend 'cpu'") && l.Contains("option Backend = Auto") && l.Contains("Auto chose the CPU"));
+    }
+
+    [Fact]
+    public void Bad_backend_options_are_named()
+    {
+        Assert.Contains("DeviceIndex", Assert.ThrowsAny<ArgumentException>(() => new ConvNetTrainer(new ConvNetTrainer.Options { DeviceIndex = -1 })).Message);
+        Assert.Contains("ProgressInterval", Assert.ThrowsAny<ArgumentException>(() => new ConvNetTrainer(new ConvNetTrainer.Options { ProgressInterval = 0 })).Message);
+        // A NetworkFactory that ignores the backend it is given.
+        var o = Tiny.Options();
+        o.NetworkFactory = (k, _) => Tiny.Network(k, new Backends.Reference.ReferenceBackend());
+        var e = Assert.ThrowsAny<ArgumentException>(() => Fit(Tiny.Data(_ml, 50), o));
+        Assert.Contains("NetworkFactory", e.Message);
+        Assert.Contains("backend 'reference'", e.Message);
     }
 
     [Fact]
     public void Network_whose_output_does_not_match_the_classes_is_named()
     {
         var o = Tiny.Options();
-        o.NetworkFactory = _ => Tiny.Network(3);
+        o.NetworkFactory = (_, backend) => Tiny.Network(3, backend);
         var e = Assert.ThrowsAny<ArgumentException>(() => Fit(Tiny.Data(_ml, 50), o));
         Assert.Contains("10 classes but the network from NetworkFactory outputs [3]", e.Message);
     }
@@ -223,7 +245,7 @@ public sealed class ErrorTests
             Layers.Network? network = null;
             var o = Tiny.Options(epochs: 3);
             o.CheckpointDirectory = dir;
-            o.NetworkFactory = k => network = Tiny.Network(k);
+            o.NetworkFactory = (k, backend) => network = Tiny.Network(k, backend);
             // After epoch 1 a weight becomes NaN, so the first batch of epoch 2 has a NaN loss.
             o.OnEpoch = m => { if (m.Epoch == 1) network!.Parameters[0].Value.CopyFromHost(Enumerable.Repeat(float.NaN, network.Parameters[0].Value.Length).ToArray()); };
             var e = Assert.Throws<NonFiniteLossException>(() => Fit(Tiny.Data(_ml, 200), o));
@@ -258,7 +280,7 @@ public sealed class ErrorTests
             if (damage == "truncated") File.WriteAllBytes(path, bytes[..(bytes.Length - 100)]);
             o.Epochs = 2;
             o.Resume = true;
-            if (damage == "architecture") o.NetworkFactory = k => new Layers.Network(new Layers.Flatten(), new Layers.Dense(k));
+            if (damage == "architecture") o.NetworkFactory = (k, backend) => new Layers.Network([new Layers.Flatten(), new Layers.Dense(k)], backend);
             var e = Assert.Throws<InvalidDataException>(() => Fit(data, o));
             Assert.Contains("option CheckpointDirectory", e.Message);
             Assert.Contains(damage == "architecture" ? "another architecture" : damage, e.Message);

@@ -23,8 +23,8 @@ public sealed class ScoredModel
         var options = Tiny.Options(epochs: 1, seed: 4);
         // 16 x 9 x 784 + 3,136 x 10 = 144k multiply-adds per image: a cursor's 256 rows are above SmallCallMacs, so
         // they are scored in chunks over the cores; the 257th row alone on one thread.
-        options.NetworkFactory = k => new Network(new Conv(16, 3, Conv.DefaultOptions with { Padding = 1 }), new BatchNorm(), Activation.Relu(), new Pool(),
-            new Flatten(), new Dropout(0.25f), new Dense(k));
+        options.NetworkFactory = (k, backend) => new Network([new Conv(16, 3, Conv.DefaultOptions with { Padding = 1 }), new BatchNorm(), Activation.Relu(), new Pool(),
+            new Flatten(), new Dropout(0.25f), new Dense(k)], backend);
         Model = new ConvNetTrainer(options).Fit(Tiny.Data(Ml, 300));
         Rows = FashionData.TestRows(TestCount);
         Test = FashionData.Keyed(Ml, Rows);

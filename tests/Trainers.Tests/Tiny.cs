@@ -8,13 +8,13 @@ namespace MLNet.ConvNet.Trainers.Tests;
 public static class Tiny
 {
     /// <summary>conv3x3 4, relu, maxpool2, dense: trains 1,000 images in well under a second.</summary>
-    public static Network Network(int classes) => new(NetworkLayers(classes));
+    public static Network Network(int classes, Backends.IBackend? backend = null) => new(NetworkLayers(classes), backend);
 
     public static Layer[] NetworkLayers(int classes) => [new Conv(4, 3), Activation.Relu(), new Pool(), new Flatten(), new Dense(classes)];
 
     public static ConvNetTrainer.Options Options(int epochs = 1, int seed = 3) => new()
     {
-        NetworkFactory = Network, Epochs = epochs, Seed = seed, BatchSize = 50,
+        NetworkFactory = (k, backend) => Network(k, backend), Epochs = epochs, Seed = seed, BatchSize = 50,
     };
 
     private static readonly Lazy<ImageRow[]> Rows = new(() => FashionData.TrainRows(1000));

@@ -22,7 +22,7 @@ public sealed class TrainingTests
         {
             var o = Tiny.Options(epochs: 1, seed: seed);
             o.MaxThreads = threads;
-            o.NetworkFactory = k => new Layers.Network(Tiny.NetworkLayers(k), new Backends.Cpu.CpuBackend(threads));
+            o.NetworkFactory = (k, backend) => new Layers.Network(Tiny.NetworkLayers(k), backend); // MaxThreads sets the backend's threads
             o.RandomHorizontalFlip = true;
             o.RandomCropPadding = 2;
             return o;
@@ -94,14 +94,16 @@ public sealed class TrainingTests
         var o = Tiny.Options(epochs: 2);
         o.ValidationSet = FashionData.Keyed(_ml, FashionData.TestRows(200));
         o.OnBatch = batches.Add;
+        o.ProgressInterval = 3;
         o.OnEpoch = epochs.Add;
         var model = Fit(Tiny.Data(_ml, 400), o);
         Assert.Equal(2, model.History.Count);
         Assert.All(model.History, m => Assert.True(m.HasValidation && m.ValidationAccuracy > 0.2, $"epoch {m.Epoch}: validation accuracy {m.ValidationAccuracy}"));
         Assert.Equal(model.History, epochs);
-        Assert.Equal(2 * 8, batches.Count); // 400 rows in batches of 50
+        // 400 rows in batches of 50: 8 steps per epoch, reported after steps 3, 6 and the last.
+        Assert.Equal([3, 6, 8, 3, 6, 8], batches.Select(b => b.Batch));
         Assert.All(batches, b => Assert.True(b.BatchCount == 8 && b.SampleCount == 400 && double.IsFinite(b.Loss)));
-        Assert.Equal(400, batches[7].SamplesDone);
+        Assert.Equal([150, 300, 400], batches.Take(3).Select(b => b.SamplesDone));
     }
 
     [Fact]
@@ -163,6 +165,7 @@ public sealed class TrainingTests
         using var cts = new CancellationTokenSource();
         var o = Tiny.Options(epochs: 3);
         o.CancellationToken = cts.Token;
+        o.ProgressInterval = 2;
         o.OnBatch = b => { if (b.Batch == 2) cts.Cancel(); };
         Assert.ThrowsAny<OperationCanceledException>(() => Fit(Tiny.Data(_ml, 300), o));
     }

@@ -16,4 +16,7 @@ public static class DefaultBackend
 
     /// <summary>A new CPU backend on at most <paramref name="maxThreads"/> threads (all cores when null); what <see cref="BackendFactory"/> makes for Cpu.</summary>
     public static IBackend Cpu(int? maxThreads = null) => new CpuBackend(maxThreads);
+
+    /// <summary>A CPU backend running its readable reference loops: what <see cref="Reference.ReferenceBackend"/> forwards to.</summary>
+    internal static IBackend CpuReferenceKernels(int maxThreads) => new CpuBackend(maxThreads, referenceKernels: true);
 }

@@ -1,5 +1,3 @@
-using MLNet.ConvNet.Backends.Cpu;
-
 namespace MLNet.ConvNet.Backends.Reference;
 
 /// <summary>
@@ -8,14 +6,14 @@ namespace MLNet.ConvNet.Backends.Reference;
 /// tests, and the baseline of the benchmarks. Slow; not for training.
 /// </summary>
 /// <remarks>
-/// First step of issue 9: it runs a private <see cref="CpuBackend"/> built with its reference-loop switch on, so its
+/// First step of issue 9: it runs a private CPU backend built with its reference-loop switch on (made by <see cref="DefaultBackend"/>, beside the CPU kernels), so its
 /// tensors hold CPU storage and can be copied to and from the CPU backend's with plain host copies. The switch is
 /// reachable only through this class.
 /// </remarks>
 public sealed class ReferenceBackend : DelegatingBackend
 {
     /// <summary>A reference backend on <paramref name="maxThreads"/> threads (1 by default; results do not depend on it).</summary>
-    public ReferenceBackend(int maxThreads = 1) : base(new CpuBackend(maxThreads, referenceKernels: true)) { }
+    public ReferenceBackend(int maxThreads = 1) : base(DefaultBackend.CpuReferenceKernels(maxThreads)) { }
 
     /// <summary>A shared one-thread instance.</summary>
     public static ReferenceBackend Default { get; } = new();
