@@ -34,6 +34,9 @@ public static partial class Program
         var trainer = new Trainer(net, new Adam(net.Parameters, 1e-3), new TrainerOptions
         {
             Epochs = s.Epochs, BatchSize = batch, Seed = (ulong)s.Seed,
+            // Every step reported, as before the statistics stayed on the backend (one small read-back per step), so
+            // the window below can start and end at chosen steps and the figures compare with earlier runs.
+            ProgressInterval = 1,
             OnBatch = p =>
             {
                 if (p.Batch == 3) { windowBytes = GC.GetTotalAllocatedBytes(precise: true); windowGen0 = GC.CollectionCount(0); }

@@ -6,7 +6,7 @@
 //   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5
 //
 // Options: --data DIR (else $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)  --net lenet5|cnn2bn|vgg|resnet
-//          --epochs 3  --batch 64  --lr 0.001  --optimizer adam|adamw|sgd  --seed 42  --threads N  --limit N (training
+//          --epochs 3  --batch 64  --lr 0.001  --optimizer adam|adamw|sgd  --seed 42  --threads N  --backend auto|cpu|cuda  --limit N (training
 //          images)  --flip  --crop-padding P  --label-smoothing E (in [0, 1), default 0)  --schedule constant|cosine
 //          --validation-fraction F  --patience N  --out DIR (default fashion-mnist-output)
 using System.Diagnostics;
@@ -46,6 +46,8 @@ var options = new ConvNetTrainer.Options
     Network = net, Epochs = epochs, BatchSize = batchSize, LearningRate = opt.Double("lr", 1e-3), Seed = seed,
     Optimizer = Enum.Parse<ConvNetOptimizer>(opt.Str("optimizer", "adam"), ignoreCase: true),
     MaxThreads = opt.Has("threads") ? opt.Int("threads", 0) : null,
+    Backend = Enum.Parse<ConvNetBackend>(opt.Str("backend", "auto"), ignoreCase: true),
+    Log = Console.WriteLine, // which backend runs, and why
     RandomHorizontalFlip = opt.Has("flip"), RandomCropPadding = opt.Int("crop-padding", 0),
     LabelSmoothing = opt.Double("label-smoothing", 0),
     // --schedule cosine: the rate falls from --lr to 0 along a half cosine over the run; constant otherwise.
@@ -60,6 +62,8 @@ var options = new ConvNetTrainer.Options
     // nothing in training depends on it unless --patience is given).
     ValidationSet = validationFraction > 0 ? null : test,
     OnBatch = progress.Batch,
+    // A report reads the step statistics back from the backend; the steps in between read nothing.
+    ProgressInterval = Console.IsOutputRedirected ? 200 : 10,
     OnEpoch = progress.Epoch,
 };
 var pipeline = ml.MulticlassClassification.Trainers.ConvNet(options)
@@ -132,15 +136,14 @@ sealed class ProgressBar(int epochs)
 {
     private readonly bool _interactive = !Console.IsOutputRedirected;
     private double _lossSum;
-    private int _lossCount;
+    private int _lossCount, _epoch;
 
+    /// <summary>Called every ProgressInterval steps: the loss shown is the mean over the reported steps of the epoch so far.</summary>
     public void Batch(BatchProgress p)
     {
-        if (p.Batch == 1) { _lossSum = 0; _lossCount = 0; }
+        if (p.Epoch != _epoch) { _epoch = p.Epoch; _lossSum = 0; _lossCount = 0; }
         _lossSum += p.Loss * p.BatchSize;
         _lossCount += p.BatchSize;
-        int every = _interactive ? Math.Max(1, p.BatchCount / 100) : Math.Max(1, p.BatchCount / 5);
-        if (p.Batch % every != 0 && p.Batch != p.BatchCount) return;
         double rate = p.SamplesDone / Math.Max(p.EpochElapsed.TotalSeconds, 1e-9);
         var eta = TimeSpan.FromSeconds((p.SampleCount - p.SamplesDone) / Math.Max(rate, 1e-9));
         int filled = 30 * p.SamplesDone / p.SampleCount;

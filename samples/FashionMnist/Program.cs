@@ -32,16 +32,15 @@ Console.WriteLine($"{net}: {network.ParameterCount:N0} parameters, {backend.MaxT
 var optimizer = new Adam(network.Parameters, lr);
 
 bool interactive = !Console.IsOutputRedirected;
-int reportEvery = 0;
 double testAccuracy = double.NaN;
 var trainer = new Trainer(network, optimizer, new TrainerOptions
 {
     Epochs = epochs, BatchSize = batchSize, Seed = (ulong)seed,
     CheckpointPath = opt.StrOrNull("checkpoint"), ResumeFrom = opt.StrOrNull("resume"),
+    // A report reads the step statistics back from the backend; the steps in between read nothing.
+    ProgressInterval = interactive ? 5 : 100,
     OnBatch = p =>
     {
-        reportEvery = interactive ? Math.Max(1, p.BatchCount / 200) : Math.Max(1, p.BatchCount / 10);
-        if (p.Batch % reportEvery != 0 && p.Batch != p.BatchCount) return;
         double rate = p.SamplesDone / Math.Max(p.EpochElapsed.TotalSeconds, 1e-9);
         var eta = TimeSpan.FromSeconds((p.SampleCount - p.SamplesDone) / Math.Max(rate, 1e-9));
         int filled = 24 * p.SamplesDone / p.SampleCount;
