@@ -230,12 +230,15 @@ public abstract class BackendContractTests
 
     // ---------------- convolution ----------------
 
-    /// <summary>A random valid convolution: 1 to 3 spatial dimensions, batch and channels up to 3, groups, odd sizes, stride, padding, dilation, both modes.</summary>
-    protected static (ConvGeometry G, string Name) RandomConvolution(Random rng, int spatial)
+    /// <summary>
+    /// A random valid convolution: 1 to 3 spatial dimensions, batch and channels up to 3 (at least 2 of each when
+    /// <paramref name="several"/>), groups, odd sizes, stride, padding, dilation, the mode given or drawn.
+    /// </summary>
+    protected static (ConvGeometry G, string Name) RandomConvolution(Random rng, int spatial, ConvolutionMode? mode = null, bool several = false)
     {
         while (true)
         {
-            int groups = rng.Next(1, 4), n = rng.Next(1, 4), cpg = rng.Next(1, 3), opg = rng.Next(1, 3);
+            int groups = rng.Next(1, 4), n = rng.Next(several ? 2 : 1, 4), cpg = rng.Next(several ? 2 : 1, 3), opg = rng.Next(1, 3);
             var kernel = new int[spatial]; var stride = new int[spatial]; var pad = new int[spatial]; var dil = new int[spatial]; var size = new int[spatial];
             for (int d = 0; d < spatial; d++)
             {
@@ -245,7 +248,7 @@ public abstract class BackendContractTests
             var options = new ConvolutionOptions
             {
                 Groups = groups, Stride = stride, Padding = pad, Dilation = dil,
-                Mode = rng.Next(2) == 0 ? ConvolutionMode.Convolution : ConvolutionMode.CrossCorrelation,
+                Mode = mode ?? (rng.Next(2) == 0 ? ConvolutionMode.Convolution : ConvolutionMode.CrossCorrelation),
             };
             var x = new Shape([n, groups * cpg, .. size]);
             var w = new Shape([groups * opg, cpg, .. kernel]);
@@ -271,7 +274,10 @@ public abstract class BackendContractTests
     public void Convolution_forward_backward_data_and_backward_filter_on_random_configurations(int spatial, int seed)
     {
         var rng = new Random(100 * spatial + seed);
-        var (g, name) = RandomConvolution(rng, spatial);
+        // Seeds 0 and 1 pin each mode with batch > 1 and channels > 1; the others draw everything.
+        var (g, name) = seed < 2
+            ? RandomConvolution(rng, spatial, seed == 0 ? ConvolutionMode.Convolution : ConvolutionMode.CrossCorrelation, several: true)
+            : RandomConvolution(rng, spatial);
         int[] xd = g.Input.ToArray(), wd = g.Filter.ToArray(), yd = g.Output.ToArray();
         float[] x = Uniform(rng, Product(xd)), w = Uniform(rng, Product(wd)), bias = Uniform(rng, wd[0]), dy = Uniform(rng, Product(yd));
         Check($"ConvolutionForward {name}", [In(x, xd), In(w, wd), In(bias, wd[0]), Out(yd)], (b, t) => b.ConvolutionForward(g, t[0], t[1], t[2], t[3]));

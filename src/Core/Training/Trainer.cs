@@ -127,7 +127,7 @@ public sealed class Trainer
                     if (Options.OnBatch is { } onBatch && ((b + 1) % Options.ProgressInterval == 0 || b == batches - 1))
                     {
                         checkedUpTo = ReadStats(stats, host, epoch, checkedUpTo, b + 1, saved);
-                        float loss = host[2 * b], hits = host[2 * b + 1];
+                        double loss = host[2 * b], hits = host[2 * b + 1];
                         onBatch(new BatchProgress(epoch + 1, b + 1, batches, count, loss / count, hits / count,
                             Optimizer.LearningRate, b * size + count, n, clock.Elapsed));
                     }
