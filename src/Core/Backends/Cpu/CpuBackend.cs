@@ -43,11 +43,12 @@ public sealed partial class CpuBackend : IBackend
 
     /// <summary>
     /// A CPU backend running the plain readable loops for MatMul, convolution and pooling (the reference path the fast
-    /// kernels are tested against) instead of the blocked SIMD kernels in Kernels/; only <see cref="Reference.ReferenceBackend"/> makes one.
+    /// kernels are tested against) instead of the blocked SIMD kernels in Kernels/: what <see cref="Reference.ReferenceBackend"/> forwards
+    /// those kernels to (through <see cref="DefaultBackend"/>), and the benchmarks' baseline.
     /// </summary>
     internal CpuBackend(int? maxThreads, bool referenceKernels) : this(maxThreads) => UseReferenceKernels = referenceKernels;
 
-    /// <summary>True for the reference loops (set only through the constructor above, by <see cref="Reference.ReferenceBackend"/>).</summary>
+    /// <summary>True for the reference loops (set only through the constructor above).</summary>
     internal bool UseReferenceKernels { get; }
 
     /// <summary>The one-thread sibling (<see cref="WithOneHostThread"/>), made on first use.</summary>

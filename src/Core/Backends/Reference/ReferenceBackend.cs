@@ -4,15 +4,16 @@ namespace MLNet.ConvNet.Backends.Reference;
 
 /// <summary>
 /// The readable reference kernels as a backend of their own: the oracle of the backend contract tests
-/// (tests/Backends.Contract), of the fast CPU kernels' tests, and the baseline of the benchmarks. Slow; not for training.
+/// (tests/Backends.Contract) and of the fast CPU kernels' tests. Slow; not for training (the benchmarks' baseline is
+/// the CPU backend's own plain loops, not this).
 /// </summary>
 /// <remarks>
 /// <para>Two sources of kernels. (1) Its own host loops, written here from IBackend's definitions and summing in double,
 /// for the element-wise kernels, the per-channel helpers, activations, softmax, the cross-entropy, the step statistics,
 /// the optimizers, LRN and batch normalization: each copies its inputs to the host, computes, and copies the outputs
 /// back, so it shares no code with the CPU backend's kernels. (2) A private CPU backend built with its reference-loop
-/// switch on (made by <see cref="DefaultBackend"/>, beside the CPU kernels; the switch is reachable only through this
-/// class) for memory, MatMul, convolution, im2col and pooling, whose plain loops the fast CPU kernels are tested
+/// switch on (made by <see cref="DefaultBackend"/>, beside the CPU kernels; outside the CPU folder the switch is
+/// reachable only through this class, and from the benchmarks, which time the plain loops as their baseline) for memory, MatMul, convolution, im2col and pooling, whose plain loops the fast CPU kernels are tested
 /// against, and for dropout, whose mask must equal every backend's bit for bit (one counter-based generator).</para>
 /// <para>Its tensors hold CPU storage, so they can be copied to and from the CPU backend's with plain host copies.
 /// Its threads (1 by default) only split the CPU reference loops; results do not depend on them.</para>
