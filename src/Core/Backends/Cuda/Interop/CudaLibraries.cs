@@ -47,9 +47,10 @@ internal static class CudaLibraries
     {
         lock (Gate)
         {
+            // Only successes are cached: a user who installs a library or sets CONVNET_CUDA_PATH needs no restart.
             if (Loaded.TryGetValue(name, out var h)) return h;
             h = Find(name, out string tried);
-            if (h != 0) Loaded[name] = h; else Failures[name] = tried;
+            if (h != 0) { Loaded[name] = h; Failures.Remove(name); } else Failures[name] = tried;
             return h;
         }
     }
