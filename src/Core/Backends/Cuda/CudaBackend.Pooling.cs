@@ -9,8 +9,10 @@ namespace MLNet.ConvNet.Backends.Cuda;
 // How our semantics map onto cuDNN's:
 // - PoolingMode.Max -> CUDNN_POOLING_MAX_DETERMINISTIC with CUDNN_PROPAGATE_NAN. cuDNN ignores padded cells in max
 //   pooling (our rule; PoolGeometry keeps padding < window, so no window lies wholly in padding). The deterministic
-//   variant gives the same dx on every run where windows overlap, as the CPU's does; which of several EQUAL maxima
-//   of one window receives dy is not documented by cuDNN (ours: the first in scan order).
+//   variant gives the same dx on every run where windows overlap, as the CPU's does. Ours sends dy to the first
+//   maximal cell in scan order; cuDNN's documentation does not say which of several EQUAL maxima gets it (users
+//   report that cuDNN gives it to one of them, unscaled: Theano#5404), nor where dy goes when the window holds a
+//   NaN (ours: the first NaN). Random inputs have neither; ties after a ReLU (zeros) may differ there.
 // - AverageIncludingPadding -> CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING (divide by the window volume);
 //   AverageExcludingPadding -> CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING (divide by the in-input cells).
 // - 1-D pooling runs as 2-D: the tensor [N, C, W] is described as [N, C, W, 1] (TensorDescriptor) and the window,
