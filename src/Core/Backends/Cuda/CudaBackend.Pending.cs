@@ -30,13 +30,4 @@ public sealed partial class CudaBackend
     public void ConvolutionBackwardData(Ops.ConvGeometry g, Tensor w, Tensor dy, Tensor dx) => throw Pending(nameof(ConvolutionBackwardData));
     public void ConvolutionBackwardFilter(Ops.ConvGeometry g, Tensor x, Tensor dy, Tensor dw) => throw Pending(nameof(ConvolutionBackwardFilter));
     // pooling, LRN, batch norm, softmax in cuDNN (CudaBackend.Pooling.cs, .Normalization.cs, .Softmax.cs)
-    public void PoolingForward(Ops.PoolGeometry g, Tensor x, Tensor y) => throw Pending(nameof(PoolingForward));
-    public void PoolingBackward(Ops.PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx) => throw Pending(nameof(PoolingBackward));
-    public void LrnForward(Ops.LrnOptions options, Tensor x, Tensor y) => throw Pending(nameof(LrnForward));
-    public void LrnBackward(Ops.LrnOptions options, Tensor x, Tensor y, Tensor dy, Tensor dx) => throw Pending(nameof(LrnBackward));
-    public void BatchNormForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum, Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd) => throw Pending(nameof(BatchNormForwardTraining));
-    public void BatchNormForwardInference(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon, Tensor y) => throw Pending(nameof(BatchNormForwardInference));
-    public void BatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd, Tensor dx, Tensor dgamma, Tensor dbeta) => throw Pending(nameof(BatchNormBackward));
-    public void SoftmaxForward(Tensor x, Tensor y, bool log) => throw Pending(nameof(SoftmaxForward));
-    public void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx, bool log) => throw Pending(nameof(SoftmaxBackward));
 }
