@@ -32,7 +32,8 @@ namespace MLNet.ConvNet.Backends.Cuda;
 //   changed; results that cuDNN reports as tensor-op math are never taken, and ones reported as CUDNN_DEFAULT_MATH
 //   only when no CUDNN_FMA_MATH result exists (run under our FMA descriptor, so still fp32). With AllowTf32 on the
 //   descriptors start at CUDNN_DEFAULT_MATH (TF32 allowed on Ampere and later) and each direction is then set to the
-//   math type its chosen algorithm was timed with.
+//   math type its chosen algorithm was timed with (never CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, which may turn fp32
+//   data into fp16).
 public sealed unsafe partial class CudaBackend
 {
     /// <summary>The most workspace an algorithm search may use.</summary>
@@ -110,8 +111,6 @@ public sealed unsafe partial class CudaBackend
             if (status == 0) return;
         }
         choice.Algorithm = -1;
-        if (candidates.Count == 0)
-            throw new InvalidOperationException($"cuDNN found no usable {direction} algorithm for {plan.Geometry} (AllowTf32 = {AllowTf32}).");
         CuDnn.Check(status, $"{RunName(direction)} (every algorithm cuDNN found failed for {plan.Geometry})");
     }
 
@@ -180,7 +179,17 @@ public sealed unsafe partial class CudaBackend
             var p = perfs[i];
             if (p.Status != 0 || p.Algo < 0) continue;
             if (!AllowTf32 && p.MathType != CuDnn.FmaMath && p.MathType != CuDnn.DefaultMath) continue;
+            // Even with TF32 allowed, never let cuDNN down-convert fp32 data to fp16/bf16.
+            if (p.MathType == CuDnn.TensorOpMathAllowConversion) continue;
             usable.Add(p);
+        }
+        if (usable.Count == 0)
+        {
+            var found = new System.Text.StringBuilder();
+            for (int i = 0; i < Math.Min(returned, MaxConvolutionAlgorithms); i++)
+                found.Append($" [algo {perfs[i].Algo}: status {perfs[i].Status}, math {perfs[i].MathType}]");
+            throw new InvalidOperationException(
+                $"cuDNN found no usable {direction} algorithm for {plan.Geometry} (AllowTf32 = {AllowTf32}); it returned{(found.Length == 0 ? " nothing" : found)}.");
         }
         if (!AllowTf32 && usable.Exists(p => p.MathType == CuDnn.FmaMath))
         {
