@@ -26,8 +26,5 @@ public sealed partial class CudaBackend
     public void SgdStep(Tensor param, Tensor grad, Tensor? velocity, float learningRate, float momentum, bool nesterov, float weightDecay) => throw Pending(nameof(SgdStep));
     public void AdamStep(Tensor param, Tensor grad, Tensor m, Tensor v, float learningRate, float beta1, float beta2, float epsilon, float weightDecay, bool decoupled, long step) => throw Pending(nameof(AdamStep));
     // convolution in cuDNN (CudaBackend.Convolution.cs)
-    public void ConvolutionForward(Ops.ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y) => throw Pending(nameof(ConvolutionForward));
-    public void ConvolutionBackwardData(Ops.ConvGeometry g, Tensor w, Tensor dy, Tensor dx) => throw Pending(nameof(ConvolutionBackwardData));
-    public void ConvolutionBackwardFilter(Ops.ConvGeometry g, Tensor x, Tensor dy, Tensor dw) => throw Pending(nameof(ConvolutionBackwardFilter));
     // pooling, LRN, batch norm, softmax in cuDNN (CudaBackend.Pooling.cs, .Normalization.cs, .Softmax.cs)
 }
