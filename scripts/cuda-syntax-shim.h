@@ -19,3 +19,9 @@ float __int_as_float(int bits);
 int __float_as_int(float value);
 long long __double_as_longlong(double value);
 double __longlong_as_double(long long bits);
+
+// CUDA's device library has integer and float min/max overloads without std::.
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline long long min(long long a, long long b) { return a < b ? a : b; }
+static inline long long max(long long a, long long b) { return a > b ? a : b; }

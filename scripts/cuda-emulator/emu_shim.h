@@ -27,3 +27,9 @@ template <typename T> T __shfl_xor_sync(unsigned int, T value, int laneMask, int
     T r; memcpy(&r, &bits, sizeof(T)); return r;
 }
 inline float __int_as_float(int b) { float f; memcpy(&f, &b, 4); return f; }
+
+// CUDA's device library has integer and float min/max overloads without std::.
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline long long min(long long a, long long b) { return a < b ? a : b; }
+static inline long long max(long long a, long long b) { return a > b ? a : b; }
