@@ -68,6 +68,12 @@ public sealed unsafe partial class CudaBackend : IBackend
 
     public string Name => $"cuda:{DeviceIndex}";
 
+    /// <summary>1: the kernels run on the device, in order on one stream, so more host threads would only queue behind each other.</summary>
+    public int HostWorkers => 1;
+
+    /// <summary>This backend: its kernels use no host threads of their own.</summary>
+    public IBackend WithOneHostThread() => this;
+
     /// <summary>The device's ordinal as the driver numbers them.</summary>
     public int DeviceIndex { get; }
     /// <summary>The driver's device handle.</summary>
