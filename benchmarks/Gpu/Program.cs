@@ -55,7 +55,7 @@ string prefix, gpuName;
 try
 {
     var choice = BackendFactory.Create(new BackendOptions { Kind = kind, DeviceIndex = device, AllowTf32 = tf32 });
-    bool onGpu = choice.Backend.Name != "cpu";
+    bool onGpu = choice.Backend is not MLNet.ConvNet.Backends.Cpu.CpuBackend;
     prefix = onGpu ? "gpu." : "cpu.";
     gpuName = onGpu ? choice.Backend.Name : "none";
     Console.WriteLine($"backend: {choice.Backend.Name} ({choice.Reason})");
@@ -66,7 +66,7 @@ catch (BackendUnavailableException e)
     Console.Error.WriteLine($"backend: unavailable: {e.Message}");
     return 3;
 }
-Console.WriteLine($"gpu: {gpuName}; device index {device}; tf32 {(tf32 ? "allowed" : "off")}");
+Console.WriteLine($"gpu: {gpuName}; device index {device}; --tf32 {(tf32 ? "given" : "not given")}");
 
 var trainSet = FashionMnist.LoadTrain(dataDir, opt.Has("limit") ? opt.Int("limit", 0) : null);
 var train = Fashion.ToView(ml, trainSet);
