@@ -125,8 +125,9 @@ static class Fashion
                 Console.WriteLine($"{net} epoch {p.Epoch}: {s:F2} s training, last batch loss {p.Loss:F4}");
             },
         };
-        SetIfPresent(options, "DeviceIndex", device);
-        SetIfPresent(options, "AllowTf32", tf32);
+        options.DeviceIndex = device;
+        options.AllowTf32 = tf32;
+        options.Log = Console.WriteLine;
 
         var clock = Stopwatch.StartNew();
         var model = ml.MulticlassClassification.Trainers.ConvNet(options).Fit(train);
@@ -151,18 +152,6 @@ static class Fashion
         string zip = Path.Combine(dir, "model.zip");
         ml.Model.Save(model, train.Schema, zip);
         Console.WriteLine($"{net}: saved {zip} ({new FileInfo(zip).Length / 1024:N0} KiB)");
-    }
-
-    /// <summary>
-    /// Sets a trainer option that may not exist yet in this build (DeviceIndex and AllowTf32 arrive with the CUDA
-    /// backend): through reflection, so this program compiles before and after. Replace with plain assignments once
-    /// both options are in ConvNetTrainer.Options.
-    /// </summary>
-    private static void SetIfPresent(ConvNetTrainer.Options options, string name, object value)
-    {
-        var property = typeof(ConvNetTrainer.Options).GetProperty(name, BindingFlags.Public | BindingFlags.Instance);
-        if (property is { CanWrite: true }) property.SetValue(options, value);
-        else Console.WriteLine($"note: this build's ConvNetTrainer.Options has no {name} yet; it stays at its default");
     }
 
     /// <summary>Loads every model.zip under <paramref name="path"/> (or the file itself) in a fresh MLContext and evaluates it.</summary>
