@@ -18,17 +18,17 @@ ROOT=$PWD
 PACK=$ROOT/.gpu
 MAX_MIB=60
 
-# ---- time budgets of the run, seconds, most important first: with the library search (15) and unpacking (~5) they
+# ---- time budgets of the run, seconds (each can be overridden from the environment; 0 skips the step), most important first: with the library search (15) and unpacking (~5) they
 # add up to just over 8 minutes if every step ran out its time; a normal run is shorter ----
-T_ENV=30           # nvidia-smi, versions, library search
-T_TESTS=60         # the CUDA contract tests
-T_OURS_B64=110     # ours, lenet5 + cnn2bn, 3 epochs, batch 64
-T_PEER_B64=60      # PyTorch eager, batch 64
-T_OURS_B256=70     # ours, batch 256
-T_PEER_B256=45     # PyTorch eager, batch 256
-T_PEER_COMPILE=75  # PyTorch with torch.compile, batch 64 (compilation takes most of it)
-T_CHECK_LOAD=25    # the saved models scored again with the GPU hidden
-T_SMOKE=400        # GPU_CHECK_SMOKE=1 only: ours on the CPU, 1 epoch
+T_ENV=${T_ENV:-30}           # nvidia-smi, versions, library search
+T_TESTS=${T_TESTS:-60}         # the CUDA contract tests
+T_OURS_B64=${T_OURS_B64:-110}     # ours, lenet5 + cnn2bn, 3 epochs, batch 64
+T_PEER_B64=${T_PEER_B64:-60}      # PyTorch eager, batch 64
+T_OURS_B256=${T_OURS_B256:-70}     # ours, batch 256
+T_PEER_B256=${T_PEER_B256:-45}     # PyTorch eager, batch 256
+T_PEER_COMPILE=${T_PEER_COMPILE:-75}  # PyTorch with torch.compile, batch 64 (compilation takes most of it)
+T_CHECK_LOAD=${T_CHECK_LOAD:-25}    # the saved models scored again with the GPU hidden
+T_SMOKE=${T_SMOKE:-400}        # GPU_CHECK_SMOKE=1 only: ours on the CPU, 1 epoch
 
 DATA_SRC=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 PEER_SRC=$ROOT/../shared/bench/pytorch-gpu-fashion
@@ -130,6 +130,7 @@ STEPS=""
 step() {
   local name=$1 budget=$2 log=$3; shift 3
   local t0=$SECONDS rc=0
+  if [ "$budget" = 0 ]; then echo "== $name: skipped (budget 0)"; STEPS="$STEPS$(printf '%-22s skipped' "$name")"$'\n'; return; fi
   echo "== $name (up to ${budget}s) -> $log"
   timeout -k 5 "$budget" "$@" > "$OUT/$log" 2>&1 || rc=$?
   local line; line=$(printf '%-22s rc %-4s %4ss  %s' "$name" "$rc" "$((SECONDS - t0))" "$([ $rc = 124 ] || [ $rc = 137 ] && echo 'TIMED OUT')")
