@@ -49,10 +49,10 @@ public static class BackendFactory
             case BackendKind.Cpu:
                 return new(DefaultBackend.Cpu(options.MaxThreads), "the CPU backend was asked for");
             case BackendKind.Cuda:
-                if (CudaProbe.TryCreate(options, out var gpu, out string whyNot)) return new(gpu!, $"the CUDA backend was asked for ({gpu!.Name})");
+                if (CudaProbe.TryCreate(options, out var gpu, out string whyNot)) return new(gpu!, $"the CUDA backend was asked for: {gpu}");
                 throw new BackendUnavailableException($"Backend = Cuda was asked for but no CUDA device can be used: {whyNot}");
             case BackendKind.Auto:
-                if (CudaProbe.TryCreate(options, out gpu, out whyNot)) return new(gpu!, $"Auto chose the GPU: {gpu!.Name}");
+                if (CudaProbe.TryCreate(options, out gpu, out whyNot)) return new(gpu!, $"Auto chose the GPU: {gpu}");
                 return new(DefaultBackend.Cpu(options.MaxThreads), $"Auto chose the CPU: {whyNot}");
             default:
                 throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "Unknown backend kind.");
