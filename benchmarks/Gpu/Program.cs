@@ -1,11 +1,13 @@
-// GPU run: LeNet-5 and cnn2bn on Fashion-MNIST through the ML.NET trainer (mlContext...Trainers.ConvNet), on the
+// GPU run: the presets (lenet5, cnn2bn, vgg, resnet) on Fashion-MNIST through the ML.NET trainer (mlContext...Trainers.ConvNet), on the
 // backend asked for, printing RESULT lines with the keys of the PyTorch GPU peer (shared/bench/pytorch-gpu-fashion,
 // bench.py): "<prefix><net>.batch<B>.epoch<E>.train_img_per_s | .test_acc_pct | .infer10k_s", prefix "gpu." on the
 // CUDA backend and "cpu." on the CPU, as the peer prefixes its own runs. Saves each fitted pipeline as
-// <out>/<net>/model.zip. Built to be published self-contained and copied to a GPU machine that has no .NET
+// <out>/<net>/model.zip. For every net it also prints "<prefix><net>.batch<B>.gflop_per_img" (training FLOPs per image,
+// see TrainingGflopPerImage) and "...epoch<E>.train_tflops" (img/s x that / 1000), the key our own PyTorch script
+// for the larger presets (benchmarks/Gpu/presets_peer.py) prints by the same convention. Built to be published self-contained and copied to a GPU machine that has no .NET
 // (scripts/gpu-check.sh).
 //
-//   MLNet.ConvNet.GpuRun --backend cpu|cuda|auto --device 0 --nets lenet5,cnn2bn --epochs 3 --batch 64 --seed 42
+//   MLNet.ConvNet.GpuRun --backend cpu|cuda|auto --device 0 --nets lenet5,cnn2bn[,vgg,resnet] --epochs 3 --batch 64 --seed 42
 //                        --data DIR --out DIR [--limit N] [--tf32]
 //   MLNet.ConvNet.GpuRun --check-load DIR [--data DIR]     (loads every model.zip under DIR on the CPU, prints its accuracy)
 //
@@ -19,6 +21,7 @@ using System.Diagnostics;
 using System.Reflection;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNet.ConvNet;
 using MLNet.ConvNet.Backends;
 using MLNet.ConvNet.Data;
 using MLNet.ConvNet.Trainers;
@@ -111,6 +114,8 @@ static class Fashion
         Console.WriteLine();
         Console.WriteLine($"training {net}: {epochs} epochs, batch {batch}, Adam lr 1e-3, seed {seed}, backend option {backend}");
         string key(int epoch) => $"{prefix}{net}.batch{batch}.epoch{epoch}";
+        double gflopPerImage = TrainingGflopPerImage(net);
+        Report($"{prefix}{net}.batch{batch}.gflop_per_img", $"{gflopPerImage:F4}");
         var options = new ConvNetTrainer.Options
         {
             Network = net, Epochs = epochs, BatchSize = batch, Optimizer = ConvNetOptimizer.Adam, LearningRate = 1e-3, Seed = seed,
@@ -122,6 +127,7 @@ static class Fashion
                 if (p.Batch != p.BatchCount) return;
                 double s = p.EpochElapsed.TotalSeconds;
                 Report($"{key(p.Epoch)}.train_img_per_s", $"{p.SampleCount / s:F0}");
+                Report($"{key(p.Epoch)}.train_tflops", $"{p.SampleCount / s * gflopPerImage / 1000:F3}");
                 Console.WriteLine($"{net} epoch {p.Epoch}: {s:F2} s training, last batch loss {p.Loss:F4}");
             },
         };
@@ -152,6 +158,34 @@ static class Fashion
         string zip = Path.Combine(dir, "model.zip");
         ml.Model.Save(model, train.Schema, zip);
         Console.WriteLine($"{net}: saved {zip} ({new FileInfo(zip).Length / 1024:N0} KiB)");
+    }
+
+    /// <summary>
+    /// Training FLOPs per 1x28x28 image of the preset <paramref name="net"/>, in GFLOP, by the usual convention:
+    /// convolutions and dense layers only (batch norm, activations, pooling, dropout and the optimizer are left out),
+    /// one multiply-add = 2 FLOPs, and forward + backward = 3 x forward (the backward pass computes both the input and
+    /// the weight gradient, each costing about one forward). Read from the shapes of the preset built on the CPU.
+    /// </summary>
+    public static double TrainingGflopPerImage(string net)
+    {
+        var network = MLNet.ConvNet.Layers.Presets.ByName(net, FashionMnist.ClassNames.Count).Build(new Shape(1, 28, 28));
+        long multiplyAdds = 0;
+        // AllLayers walks into residual blocks, so their inner convolutions and projection shortcuts are counted.
+        foreach (var layer in network.AllLayers())
+        {
+            if (layer is MLNet.ConvNet.Layers.Conv conv)
+            {
+                // Each output element takes (input channels / groups) x kernel volume multiply-adds: the weight
+                // [O, I/groups, k...] holds exactly that many per output channel.
+                int outputPerImage = conv.OutputShape(conv.BuiltInput!.Value).SizeFrom(1);
+                multiplyAdds += (long)outputPerImage * (conv.Weight!.Value.Length / conv.OutChannels);
+            }
+            else if (layer is MLNet.ConvNet.Layers.Dense dense)
+            {
+                multiplyAdds += dense.Weight!.Value.Length; // in x out
+            }
+        }
+        return 3.0 * 2.0 * multiplyAdds / 1e9;
     }
 
     /// <summary>Loads every model.zip under <paramref name="path"/> (or the file itself) in a fresh MLContext and evaluates it.</summary>
