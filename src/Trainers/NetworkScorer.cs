@@ -175,7 +175,7 @@ internal sealed class NetworkScorer
         // A copy runs one forward pass at a time and nothing outside Score keeps its tensors, so its layers may write
         // into tensors they keep (no allocation per call once warm).
         // (Set after Build, which creates a residual block's shortcut layers.)
-        var copy = new Network(source.Layers.Select(CopyLayer), backend);
+        var copy = new Network(source.Layers.Select(l => l.Clone()), backend);
         copy.Build(SampleShape);
         copy.ReuseBuffers = true;
         // Restore checks every tensor's name and shape against the capture: a copy that is not the same architecture fails here.
@@ -185,7 +185,7 @@ internal sealed class NetworkScorer
 
     /// <summary>
     /// <paramref name="network"/> (itself when there is nothing to fold) with each inference-mode BatchNorm that directly
-    /// follows a Conv or Dense folded into that layer: per output channel s = gamma / sqrt(var + eps), w' = w s,
+    /// follows a layer that can absorb it (<see cref="Layer.CloneWithBias"/>: Conv, Dense) folded into that layer: per output channel s = gamma / sqrt(var + eps), w' = w s,
     /// b' = (b - mean) s + beta (a layer without bias gets one). One pass over the activations less per batch norm,
     /// as ONNX Runtime does; the scores change by float rounding only (the fold is computed in double).
     /// </summary>
@@ -196,15 +196,13 @@ internal sealed class NetworkScorer
         var folds = new Dictionary<string, (Layer Source, BatchNorm Norm)>();
         for (int i = 0; i < layers.Count; i++)
         {
-            if (layers[i] is Conv or Dense && i + 1 < layers.Count && layers[i + 1] is BatchNorm norm)
+            if (i + 1 < layers.Count && layers[i + 1] is BatchNorm norm && layers[i].CloneWithBias() is { } folded)
             {
-                Layer folded = layers[i] is Conv c ? new Conv(c.OutChannels, c.Kernel, c.Options, bias: true) : new Dense(((Dense)layers[i]).OutFeatures, bias: true);
-                folded.Name = layers[i].Name;
                 folds.Add(layers[i].Name!, (layers[i], norm)); // a built network names every layer
                 kept.Add(folded);
                 i++;
             }
-            else kept.Add(CopyLayer(layers[i]));
+            else kept.Add(layers[i].Clone());
         }
         if (folds.Count == 0) return network;
         var result = new Network(kept, network.Backend);
@@ -217,12 +215,7 @@ internal sealed class NetworkScorer
         foreach (var layer in result.Layers)
         {
             if (!folds.TryGetValue(layer.Name!, out var fold)) continue;
-            var (weight, bias) = fold.Source switch
-            {
-                Conv c => (c.Weight!.Value, c.Bias?.Value),
-                Dense d => (d.Weight!.Value, d.Bias?.Value),
-                _ => throw new InvalidOperationException(),
-            };
+            var (weight, bias) = WeightAndBias(fold.Source);
             float[] w = weight.ToHost(), b = bias?.ToHost() ?? new float[weight.Shape[0]];
             // BatchNorm.Parameters is [gamma, beta].
             float[] gamma = fold.Norm.Parameters[0].Value.ToHost(), beta = fold.Norm.Parameters[1].Value.ToHost(),
@@ -235,53 +228,24 @@ internal sealed class NetworkScorer
                 for (int k = o * per; k < (o + 1) * per; k++) w[k] = (float)(w[k] * scale);
                 b[o] = (float)((b[o] - (double)mean[o]) * scale + beta[o]);
             }
-            var (foldedWeight, foldedBias) = layer switch
-            {
-                Conv c => (c.Weight!.Value, c.Bias!.Value),
-                Dense d => (d.Weight!.Value, d.Bias!.Value),
-                _ => throw new InvalidOperationException(),
-            };
+            var (foldedWeight, foldedBias) = WeightAndBias(layer);
             foldedWeight.CopyFromHost(w);
-            foldedBias.CopyFromHost(b);
+            foldedBias!.CopyFromHost(b);
         }
         return result;
     }
 
-    /// <summary>Multiply-adds per sample: a convolution's weights once per output position, a dense layer's once.</summary>
-    private static long CountMacs(Network network) => network.AllLayers().Sum(l => l switch
-    {
-        Conv { Weight: { } w } c => (long)w.Value.Length * c.OutputShape(c.BuiltInput!.Value).SizeFrom(2),
-        Dense { Weight: { } w } => (long)w.Value.Length,
-        _ => 0L,
-    });
+    /// <summary>Multiply-adds per sample, as each layer counts them (<see cref="Layer.MultiplyAddsPerSample"/>).</summary>
+    private static long CountMacs(Network network) => network.AllLayers().Sum(l => l.MultiplyAddsPerSample);
+
+    /// <summary>The "weight" [O, ...] and "bias" [O] (null when absent) of a layer <see cref="Layer.CloneWithBias"/> accepts.</summary>
+    private static (Tensor Weight, Tensor? Bias) WeightAndBias(Layer layer) =>
+        (layer.Parameters.Single(p => p.LocalName == "weight").Value, layer.Parameters.SingleOrDefault(p => p.LocalName == "bias")?.Value);
 
     /// <summary>A network copy and the input tensor of its last call (reused for the next call of the same row count).</summary>
     private sealed class Replica(Network network)
     {
         public Network Network { get; } = network;
         public Tensor? Input { get; set; }
-    }
-
-    /// <summary>
-    /// An unbuilt layer configured as <paramref name="layer"/>, with its name (which names its weights). The layer types
-    /// are those <c>Network.ExportOnnx</c> exports; the trainer needs the export (for saving), so no other type reaches here.
-    /// </summary>
-    private static Layer CopyLayer(Layer layer)
-    {
-        Layer copy = layer switch
-        {
-            Conv c => new Conv(c.OutChannels, c.Kernel, c.Options, c.HasBias),
-            Pool p => p.IsGlobal ? Pool.Global(p.Options.Mode) : new Pool(p.Options),
-            BatchNorm b => new BatchNorm(b.Epsilon, b.Momentum),
-            Lrn l => new Lrn(l.Options),
-            Activation a => new Activation(a.Kind, a.Alpha),
-            Flatten => new Flatten(),
-            Dense d => new Dense(d.OutFeatures, d.HasBias),
-            Dropout d => new Dropout(d.P),
-            Residual r => new Residual(r.OutChannels, r.Stride),
-            _ => throw new NotSupportedException($"ConvNetTransformer cannot copy {layer.Describe()} for scoring; the layer types it copies are those Network.ExportOnnx exports."),
-        };
-        copy.Name = layer.Name;
-        return copy;
     }
 }

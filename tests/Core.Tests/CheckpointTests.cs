@@ -80,6 +80,72 @@ public class CheckpointTests
         for (int i = 0; i < s1.Tensors.Count; i++) Assert.Equal(s1.Tensors[i].Data, s2.Tensors[i].Data);
     }
 
+    /// <summary>Every built-in layer kind, with options away from their defaults, so a spec that drops one shows.</summary>
+    private static Network EveryKind(ulong seed) => new Network(
+    [
+        new Conv(4, new[] { 3, 2 }, new Ops.ConvolutionOptions { Padding = new[] { 1, 0 }, Stride = 1, Dilation = new[] { 1, 2 }, Groups = 1, Mode = Ops.ConvolutionMode.Convolution }, bias: false),
+        new BatchNorm(epsilon: 1e-3f, momentum: 0.2f), new Activation(Ops.ActivationKind.LeakyReLU, 0.07f),
+        new Lrn(new Ops.LrnOptions { Size = 3, Alpha = 2e-4f, Beta = 0.6f, K = 1.5f }),
+        new Pool(new Ops.PoolingOptions { Mode = Ops.PoolingMode.AverageExcludingPadding, Window = 3, Padding = 1, Stride = new[] { 1, 2 } }),
+        new Residual(6, stride: 2), Pool.Global(Ops.PoolingMode.Max), new Flatten(), new Dropout(0.25f), new Dense(5, bias: false),
+    ]).Build(new Shape(2, 9, 10), seed);
+
+    [Fact]
+    public void LoadNetworkRebuildsEveryBuiltInKindFromItsSpec()
+    {
+        using var dir = new TempDir();
+        var net = EveryKind(3);
+        var x = Tensor.FromHost(TestKit.TestData.Uniform(new Random(4), 3 * 180, 1f), 3, 2, 9, 10);
+        net.Forward(x, training: true); // moves the running statistics and dropout's step off their initial values
+        string path = dir.File("every.ckpt");
+        Checkpoint.Capture(net).Save(path);
+
+        var loaded = Checkpoint.LoadNetwork(path);
+        Assert.Equal(net.Layers.Select(l => (l.Name, l.GetType(), l.Spec!.ToString())), loaded.Layers.Select(l => (l.Name, l.GetType(), l.Spec!.ToString())));
+        Assert.Equal(net.ComputeHash(), loaded.ComputeHash());
+        Assert.Equal(net.Layers.OfType<Dropout>().Single().RandomState, loaded.Layers.OfType<Dropout>().Single().RandomState);
+        Assert.Equal(net.Forward(x, training: false).ToHost(), loaded.Forward(x, training: false).ToHost());
+        // The options survive the text form exactly (not just the hash, which a default that happens to fit would pass).
+        var conv = (Conv)loaded.Layers[0];
+        Assert.Equal(((Conv)net.Layers[0]).Options, conv.Options);
+        Assert.Equal(((Pool)net.Layers[4]).Options, ((Pool)loaded.Layers[4]).Options);
+        Assert.True(((Pool)loaded.Layers[6]).IsGlobal);
+    }
+
+    [Fact]
+    public void AVersion1FileStillLoadsAndSaysItHasNoArchitecture()
+    {
+        using var dir = new TempDir();
+        var (net, opt) = Trained();
+        string path = dir.File("v1.ckpt");
+        // Version 1 is version 2 without the architecture flag byte at the end of the payload: rewrite the file so.
+        var v2 = new MemoryStream();
+        new Checkpoint { Epoch = 1, NetworkTensors = Checkpoint.Capture(net).NetworkTensors, RandomStates = Checkpoint.Capture(net).RandomStates, Optimizer = opt.GetState() }.Write(v2);
+        var bytes = v2.ToArray();
+        var payload = bytes[20..^32];
+        Assert.Equal(0, payload[^1]); // no architecture
+        payload = payload[..^1];
+        var v1 = new MemoryStream();
+        using (var w = new BinaryWriter(v1))
+        {
+            w.Write("MLNCVCKP"u8);
+            w.Write(1u);
+            w.Write((long)payload.Length);
+            w.Write(payload);
+            w.Write(System.Security.Cryptography.SHA256.HashData(payload));
+        }
+        File.WriteAllBytes(path, v1.ToArray());
+
+        var old = Checkpoint.Load(path);
+        Assert.Null(old.Architecture);
+        var net2 = SmallNet(42);
+        old.Restore(net2);
+        Assert.Equal(net.ComputeHash(), net2.ComputeHash());
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.LoadNetwork(path));
+        Assert.Contains("no architecture", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
     [Theory]
     [InlineData(100)]
     [InlineData(2000)]
@@ -120,10 +186,10 @@ public class CheckpointTests
         File.WriteAllBytes(path, [.. "PK\u0003\u0004 not a checkpoint at all"u8]);
         Assert.Contains("not an MLNet.ConvNet checkpoint", Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path)).Message);
 
-        var v2 = (byte[])bytes.Clone();
-        v2[8] = 2;
-        File.WriteAllBytes(path, v2);
-        Assert.Contains("version 2", Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path)).Message);
+        var v3 = (byte[])bytes.Clone();
+        v3[8] = 3;
+        File.WriteAllBytes(path, v3);
+        Assert.Contains("version 3", Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path)).Message);
 
         File.WriteAllBytes(path, [.. bytes, 0, 0]);
         Assert.Contains("2 unexpected bytes", Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path)).Message);

@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Onnx;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Layers;
@@ -23,6 +24,15 @@ public sealed class Activation : Layer
     public float Alpha { get; }
 
     internal override bool UsesRelu => Kind is ActivationKind.ReLU or ActivationKind.LeakyReLU or ActivationKind.ELU;
+
+    public override LayerSpec Spec => LayerSpec.Of("Activation", ("kind", Kind), ("alpha", Alpha));
+
+    internal static Activation Parse(LayerSpec s) => new(s.GetEnum<ActivationKind>("kind"), s.GetFloat("alpha"));
+
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x) => builder.Activation(x, Kind, Alpha);
+
+    /// <summary>"relu", "sigmoid": the activation's name.</summary>
+    protected internal override string NameStem => Kind.ToString().ToLowerInvariant();
 
     public override Shape OutputShape(Shape input) => input;
 

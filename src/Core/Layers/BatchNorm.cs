@@ -1,4 +1,5 @@
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Onnx;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Layers;
@@ -34,6 +35,16 @@ public sealed class BatchNorm : Layer
     public Tensor? RunningMean => _mean?.Value;
     /// <summary>Running variance per channel (a buffer); null before build.</summary>
     public Tensor? RunningVariance => _variance?.Value;
+
+    public override LayerSpec Spec => LayerSpec.Of("BatchNorm", ("epsilon", Epsilon), ("momentum", Momentum));
+
+    internal static BatchNorm Parse(LayerSpec s) => new(s.GetFloat("epsilon"), s.GetFloat("momentum"));
+
+    /// <summary>BatchNormalization with the running statistics (inference mode).</summary>
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x) =>
+        builder.BatchNormInference(x, _gamma!.Value, _beta!.Value, _mean!.Value, _variance!.Value, Epsilon);
+
+    protected internal override string NameStem => "bn";
 
     public override Shape OutputShape(Shape input)
     {

@@ -1,4 +1,5 @@
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Onnx;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Layers;
@@ -42,6 +43,24 @@ public sealed class Conv : Layer
 
     public override IReadOnlyList<Parameter> Parameters =>
         _weight is null ? [] : _bias is null ? [_weight] : [_weight, _bias];
+
+    public override LayerSpec Spec => LayerSpec.Of("Conv", ("out_channels", OutChannels), ("kernel", Kernel), ("padding", Options.Padding),
+        ("stride", Options.Stride), ("dilation", Options.Dilation), ("groups", Options.Groups), ("mode", Options.Mode), ("bias", HasBias));
+
+    internal static Conv Parse(LayerSpec s) => new(s.GetInt("out_channels"), s.GetPerAxis("kernel"), new ConvolutionOptions
+    {
+        Padding = s.GetPerAxis("padding"), Stride = s.GetPerAxis("stride"), Dilation = s.GetPerAxis("dilation"),
+        Groups = s.GetInt("groups"), Mode = s.GetEnum<ConvolutionMode>("mode"),
+    }, s.GetBool("bias"));
+
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x) => builder.Convolution(x, _weight!.Value, _bias?.Value, Options);
+
+    public override Layer CloneWithBias() => new Conv(OutChannels, Kernel, Options, bias: true) { Name = Name };
+
+    /// <summary>Every weight once per output position.</summary>
+    public override long MultiplyAddsPerSample => _weight is null ? 0 : (long)_weight.Value.Length * OutputShape(BuiltInput!.Value).SizeFrom(2);
+
+    protected internal override string NameStem => "conv";
 
     public override Shape OutputShape(Shape input) => ConvGeometry.Create(input, FilterShape(input), Options, "Conv").Output;
 

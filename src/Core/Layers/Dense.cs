@@ -1,4 +1,5 @@
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Onnx;
 
 namespace MLNet.ConvNet.Layers;
 
@@ -30,6 +31,18 @@ public sealed class Dense : Layer
 
     public override IReadOnlyList<Parameter> Parameters =>
         _weight is null ? [] : _bias is null ? [_weight] : [_weight, _bias];
+
+    public override LayerSpec Spec => LayerSpec.Of("Dense", ("out_features", OutFeatures), ("bias", HasBias));
+
+    internal static Dense Parse(LayerSpec s) => new(s.GetInt("out_features"), s.GetBool("bias"));
+
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x) => builder.Dense(x, _weight!.Value, _bias?.Value);
+
+    public override Layer CloneWithBias() => new Dense(OutFeatures, bias: true) { Name = Name };
+
+    public override long MultiplyAddsPerSample => _weight?.Value.Length ?? 0;
+
+    protected internal override string NameStem => "dense";
 
     public override Shape OutputShape(Shape input)
     {

@@ -1,3 +1,5 @@
+using MLNet.ConvNet.Onnx;
+
 namespace MLNet.ConvNet.Layers;
 
 /// <summary>
@@ -45,6 +47,14 @@ public sealed class Dropout : Layer
         Seed = rng.NextUInt64();
         Step = 0;
     }
+
+    /// <summary>The drop probability only: the seed and step are random state, which checkpoints store separately.</summary>
+    public override LayerSpec Spec => LayerSpec.Of("Dropout", ("p", P));
+
+    internal static Dropout Parse(LayerSpec s) => new(s.GetFloat("p"));
+
+    /// <summary>Nothing: dropout is the identity in inference.</summary>
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x) => x;
 
     public override Shape OutputShape(Shape input) => input;
 

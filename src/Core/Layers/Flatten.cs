@@ -1,3 +1,5 @@
+using MLNet.ConvNet.Onnx;
+
 namespace MLNet.ConvNet.Layers;
 
 /// <summary>Reshapes <c>[N, C, X...]</c> to <c>[N, C * prod(X)]</c> (a view: no copy).</summary>
@@ -7,6 +9,12 @@ public sealed class Flatten : Layer
     // The last input and output gradient with their reshaped views: the same tensor (a reused buffer) gets the same
     // view back, so a warm training step makes no new Tensor here.
     private Tensor? _x, _xView, _dy, _dyView;
+
+    public override LayerSpec Spec => LayerSpec.Of("Flatten");
+
+    internal static Flatten Parse(LayerSpec s) => new();
+
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x) => builder.Flatten(x);
 
     public override Shape OutputShape(Shape input)
     {

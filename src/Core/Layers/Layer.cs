@@ -1,4 +1,5 @@
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Onnx;
 
 namespace MLNet.ConvNet.Layers;
 
@@ -124,6 +125,79 @@ public abstract class Layer
 
     /// <summary>True for layers whose weights feed a ReLU-family activation (chooses He initialisation under <see cref="WeightInit.Auto"/>).</summary>
     internal virtual bool UsesRelu => false;
+
+    // ---- What a layer says about itself. A new layer type overrides these in its own file (and calls Register once);
+    // ---- Network, the ONNX export, checkpoints and the ML.NET scorer only call them. See docs/architecture.md.
+
+    /// <summary>
+    /// The layer's kind and hyper-parameters (no weights): enough for <see cref="FromSpec"/> to make a new unbuilt layer
+    /// like this one. Null for a layer that does not describe itself; such a layer cannot be cloned, and checkpoints of
+    /// a network holding it store no architecture.
+    /// </summary>
+    public virtual LayerSpec? Spec => null;
+
+    /// <summary>A new, unbuilt layer with the same <see cref="Spec"/> and <see cref="Name"/> (no weights): what the scorer's network copies are made of.</summary>
+    public virtual Layer Clone()
+    {
+        var spec = Spec ?? throw new NotSupportedException($"{Describe()} cannot be cloned: it does not describe itself (override Layer.Spec and register its kind with Layer.Register).");
+        var copy = FromSpec(spec);
+        copy.Name = Name;
+        return copy;
+    }
+
+    /// <summary>
+    /// Appends this built layer's inference-mode computation to <paramref name="builder"/>, reading value <paramref name="x"/>;
+    /// returns the output value's name. The default throws <see cref="NotSupportedException"/> naming the layer.
+    /// </summary>
+    public virtual string ExportOnnx(OnnxGraphBuilder builder, string x) =>
+        throw new NotSupportedException($"ExportOnnx: {Describe()} has no ONNX mapping (override Layer.ExportOnnx).");
+
+    /// <summary>
+    /// For a layer whose output channel o is its "weight" [O, ...] applied to the input plus "bias"[o] (Conv, Dense): an
+    /// unbuilt copy that has a bias, so that an inference-mode batch norm following it can be folded into its weights.
+    /// Null (the default) for a layer that cannot absorb a batch norm.
+    /// </summary>
+    public virtual Layer? CloneWithBias() => null;
+
+    /// <summary>Multiply-adds per sample of this built layer's forward pass (0 when negligible or for a composite layer, whose children count).</summary>
+    public virtual long MultiplyAddsPerSample => 0;
+
+    /// <summary>The stem of the names a network gives unnamed layers ("conv" gives "conv1", "conv2").</summary>
+    protected internal virtual string NameStem => GetType().Name.ToLowerInvariant();
+
+    // ---- The registry: kind name -> factory, for rebuilding layers from specs (checkpoints, clones).
+
+    private static readonly Dictionary<string, Func<LayerSpec, Layer>> BuiltIn = new(StringComparer.Ordinal)
+    {
+        ["Conv"] = Conv.Parse, ["Pool"] = Pool.Parse, ["BatchNorm"] = BatchNorm.Parse, ["Lrn"] = Lrn.Parse,
+        ["Activation"] = Activation.Parse, ["Flatten"] = Flatten.Parse, ["Dense"] = Dense.Parse,
+        ["Dropout"] = Dropout.Parse, ["Residual"] = Residual.Parse,
+    };
+    private static readonly Dictionary<string, Func<LayerSpec, Layer>> Registered = new(StringComparer.Ordinal);
+    private static readonly Lock RegistryLock = new();
+
+    /// <summary>
+    /// Makes layers of kind <paramref name="kind"/> known to <see cref="FromSpec"/> (and so to checkpoint loading).
+    /// The built-in kinds cannot be replaced; registering a custom kind again replaces its factory.
+    /// </summary>
+    public static void Register(string kind, Func<LayerSpec, Layer> factory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(kind);
+        ArgumentNullException.ThrowIfNull(factory);
+        if (BuiltIn.ContainsKey(kind)) throw new ArgumentException($"Layer kind '{kind}' is built in and cannot be replaced; give the new layer another kind name.", nameof(kind));
+        lock (RegistryLock) Registered[kind] = factory;
+    }
+
+    /// <summary>A new, unbuilt layer from <paramref name="spec"/>; throws <see cref="InvalidDataException"/> when its kind is not registered.</summary>
+    public static Layer FromSpec(LayerSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        Func<LayerSpec, Layer>? factory;
+        lock (RegistryLock)
+            if (!BuiltIn.TryGetValue(spec.Kind, out factory) && !Registered.TryGetValue(spec.Kind, out factory))
+                throw new InvalidDataException($"Unknown layer kind '{spec.Kind}' ({spec}); call Layer.Register(\"{spec.Kind}\", factory) before loading.");
+        return factory(spec);
+    }
 
     /// <summary>The output shape for an input of shape <paramref name="input"/> (<c>[N, ...]</c>); throws <see cref="ArgumentException"/> when the input does not fit.</summary>
     public abstract Shape OutputShape(Shape input);

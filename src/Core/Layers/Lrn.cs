@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Onnx;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Layers;
@@ -16,6 +17,15 @@ public sealed class Lrn : Layer
     }
 
     public LrnOptions Options { get; }
+
+    public override LayerSpec Spec => LayerSpec.Of("Lrn", ("size", Options.Size), ("alpha", Options.Alpha), ("beta", Options.Beta), ("k", Options.K));
+
+    internal static Lrn Parse(LayerSpec s) =>
+        new(new LrnOptions { Size = s.GetInt("size"), Alpha = s.GetFloat("alpha"), Beta = s.GetFloat("beta"), K = s.GetFloat("k") });
+
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x) => builder.Lrn(x, Options);
+
+    protected internal override string NameStem => "lrn";
 
     public override Shape OutputShape(Shape input)
     {

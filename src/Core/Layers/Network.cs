@@ -205,12 +205,7 @@ public sealed class Network
         foreach (var l in _layers)
         {
             if (l.Name is not null) continue;
-            string stem = l switch
-            {
-                Conv => "conv", Pool => "pool", BatchNorm => "bn", Lrn => "lrn", Dropout => "dropout", Dense => "dense",
-                MLNet.ConvNet.Layers.Flatten => "flatten", Residual => "res", Activation a => a.Kind.ToString().ToLowerInvariant(),
-                _ => l.GetType().Name.ToLowerInvariant(),
-            };
+            string stem = l.NameStem;
             int k = counts.GetValueOrDefault(stem) + 1;
             while (_layers.Any(o => o.Name == stem + k)) k++;
             counts[stem] = k;

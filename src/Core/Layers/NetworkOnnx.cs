@@ -7,10 +7,11 @@ namespace MLNet.ConvNet.Layers;
 /// node(s) of its op, with the current weights as initializers.
 /// </summary>
 /// <remarks>
-/// Layer mapping: Conv to Conv; Pool to MaxPool/AveragePool (a global pool's window is its built input's spatial size);
-/// BatchNorm to BatchNormalization with the running statistics; Lrn to LRN; Activation to its op; Flatten to Flatten;
-/// Dense to Gemm; Dropout to nothing (it is the identity in inference); Residual to its convolutions, batch norms, an
-/// Add and a Relu. Any other layer type throws <see cref="NotSupportedException"/> naming it.
+/// Each layer exports itself (<see cref="Layer.ExportOnnx"/>): Conv to Conv; Pool to MaxPool/AveragePool (a global
+/// pool's window is its built input's spatial size); BatchNorm to BatchNormalization with the running statistics; Lrn to
+/// LRN; Activation to its op; Flatten to Flatten; Dense to Gemm; Dropout to nothing (it is the identity in inference);
+/// Residual to its convolutions, batch norms, an Add and a Relu. A layer without a mapping throws
+/// <see cref="NotSupportedException"/> naming it.
 /// </remarks>
 public static class NetworkOnnx
 {
@@ -28,7 +29,7 @@ public static class NetworkOnnx
         if (!dims.AsSpan(1).SequenceEqual(sample.AsSpan()))
             throw new ArgumentException($"ExportOnnx: value '{input}' has shape {Shape.Format(dims)} but the network takes samples {sample} (expected [N, {string.Join(", ", sample.ToArray())}]).", nameof(input));
         string x = input;
-        foreach (var layer in network.Layers) x = Export(layer, builder, x);
+        foreach (var layer in network.Layers) x = layer.ExportOnnx(builder, x);
         return x;
     }
 
@@ -54,43 +55,5 @@ public static class NetworkOnnx
     {
         ArgumentNullException.ThrowIfNull(stream);
         stream.Write(network.ExportOnnx(inputName, outputName, softmax));
-    }
-
-    private static string Export(Layer layer, OnnxGraphBuilder b, string x)
-    {
-        switch (layer)
-        {
-            case Conv c:
-                return b.Convolution(x, c.Weight!.Value, c.Bias?.Value, c.Options);
-            case Pool p:
-                var options = p.IsGlobal
-                    ? p.Options with { Window = p.BuiltInput!.Value.Spatial, Stride = p.BuiltInput.Value.Spatial, Padding = 0 }
-                    : p.Options;
-                return b.Pooling(x, options);
-            case BatchNorm bn:
-                return b.BatchNormInference(x, bn.Parameters[0].Value, bn.Parameters[1].Value, bn.RunningMean!, bn.RunningVariance!, bn.Epsilon);
-            case Lrn l:
-                return b.Lrn(x, l.Options);
-            case Activation a:
-                return b.Activation(x, a.Kind, a.Alpha);
-            case Flatten:
-                return b.Flatten(x);
-            case Dense d:
-                return b.Dense(x, d.Weight!.Value, d.Bias?.Value);
-            case Dropout:
-                return x;
-            case Residual r:
-                // Children are [conv1, bn1, relu1, conv2, bn2, (proj, proj_bn,) relu_out]: see Residual.
-                var children = r.Children;
-                int mainCount = 5, shortcutCount = r.HasProjection ? 2 : 0;
-                if (children.Count != mainCount + shortcutCount + 1)
-                    throw new NotSupportedException($"ExportOnnx: {r.Describe()} has {children.Count} inner layers; expected {mainCount + shortcutCount + 1}.");
-                string main = x, shortcut = x;
-                for (int i = 0; i < mainCount; i++) main = Export(children[i], b, main);
-                for (int i = 0; i < shortcutCount; i++) shortcut = Export(children[mainCount + i], b, shortcut);
-                return Export(children[^1], b, b.Add(main, shortcut));
-            default:
-                throw new NotSupportedException($"ExportOnnx: {layer.Describe()} has no ONNX mapping.");
-        }
     }
 }

@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Onnx;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Layers;
@@ -28,6 +29,18 @@ public sealed class Pool : Layer
 
     /// <summary>True for <see cref="Global"/>.</summary>
     public bool IsGlobal => _global;
+
+    /// <summary>A global pool is written as its mode alone (its window comes from the input).</summary>
+    public override LayerSpec Spec => _global
+        ? LayerSpec.Of("Pool", ("global", true), ("mode", Options.Mode))
+        : LayerSpec.Of("Pool", ("global", false), ("mode", Options.Mode), ("window", Options.Window), ("padding", Options.Padding), ("stride", Options.Stride));
+
+    internal static Pool Parse(LayerSpec s) => s.GetBool("global")
+        ? Global(s.GetEnum<PoolingMode>("mode"))
+        : new Pool(new PoolingOptions { Mode = s.GetEnum<PoolingMode>("mode"), Window = s.GetPerAxis("window"), Padding = s.GetPerAxis("padding"), Stride = s.GetPerAxis("stride") });
+
+    /// <summary>MaxPool or AveragePool; a global pool's window is its built input's spatial size.</summary>
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x) => builder.Pooling(x, _resolved ?? throw new InvalidOperationException($"{Describe()} is not built."));
 
     public override Shape OutputShape(Shape input) => PoolGeometry.Create(input, Resolve(input), "Pool").Output;
 

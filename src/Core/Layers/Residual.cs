@@ -1,4 +1,5 @@
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Onnx;
 using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Layers;
@@ -46,6 +47,21 @@ public sealed class Residual : Layer
     public override IReadOnlyList<Parameter> Parameters => Children.SelectMany(c => c.Parameters).ToArray();
     public override IReadOnlyList<Buffer> Buffers => Children.SelectMany(c => c.Buffers).ToArray();
     internal override bool UsesRelu => true;
+
+    public override LayerSpec Spec => LayerSpec.Of("Residual", ("out_channels", OutChannels), ("stride", Stride));
+
+    internal static Residual Parse(LayerSpec s) => new(s.GetInt("out_channels"), s.GetInt("stride"));
+
+    /// <summary>The inner layers' own exports: main branch and shortcut from the same input, an Add, then the ReLU.</summary>
+    public override string ExportOnnx(OnnxGraphBuilder builder, string x)
+    {
+        string main = x, shortcut = x;
+        foreach (var l in _main) main = l.ExportOnnx(builder, main);
+        foreach (var l in _shortcut) shortcut = l.ExportOnnx(builder, shortcut);
+        return _relu.ExportOnnx(builder, builder.Add(main, shortcut));
+    }
+
+    protected internal override string NameStem => "res";
 
     private bool NeedsProjection(Shape input) => input[1] != OutChannels || Stride != 1;
 

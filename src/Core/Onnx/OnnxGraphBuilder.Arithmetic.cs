@@ -2,7 +2,8 @@ using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace MLNet.ConvNet.Onnx;
 
-// Element-wise arithmetic between two values of the graph: what a residual block's sum needs.
+// Element-wise arithmetic between two values of the graph: a residual block's sum, and products for layers written
+// outside this project (docs/architecture.md, "Adding a layer type").
 
 public sealed partial class OnnxGraphBuilder
 {
@@ -19,5 +20,26 @@ public sealed partial class OnnxGraphBuilder
         if (!aDims.AsSpan().SequenceEqual(bInfo.Dims))
             throw new ArgumentException($"Add: '{a}' {Format(aDims)} and '{b}' {Format(bInfo.Dims)} differ in shape; Add does not broadcast.", nameof(b));
         return Track(AddNode(NewNodeName("Add"), "Add", [a, b], []), (int[])aDims.Clone());
+    }
+
+    /// <summary>ONNX <c>Mul</c> of two float values of the same shape (element-wise product); no broadcasting, as <see cref="Add"/>.</summary>
+    public string Multiply(string a, string b)
+    {
+        var aDims = FloatInput(a, "Multiply", 1);
+        var bInfo = Get(b, nameof(b));
+        if (bInfo.Type != DataType.Float)
+            throw new ArgumentException($"Multiply: '{b}' holds {bInfo.Type} values; expected float.", nameof(b));
+        if (!aDims.AsSpan().SequenceEqual(bInfo.Dims))
+            throw new ArgumentException($"Multiply: '{a}' {Format(aDims)} and '{b}' {Format(bInfo.Dims)} differ in shape; Multiply does not broadcast.", nameof(b));
+        return Track(AddNode(NewNodeName("Mul"), "Mul", [a, b], []), (int[])aDims.Clone());
+    }
+
+    /// <summary>ONNX <c>Mul</c> of a float value by the constant <paramref name="alpha"/> (a scalar initializer, broadcast).</summary>
+    public string Scale(string x, float alpha)
+    {
+        var dims = FloatInput(x, "Scale", 1);
+        string node = NewNodeName("Mul");
+        string a = Constant(node, "alpha", [alpha], []);
+        return Track(AddNode(node, "Mul", [x, a], []), (int[])dims.Clone());
     }
 }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using MLNet.ConvNet.Backends;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
 
@@ -7,14 +8,16 @@ namespace MLNet.ConvNet.Training;
 
 /// <summary>
 /// Everything needed to resume training bit for bit: weights, batch-norm running statistics, dropout random
-/// state, optimizer state, the trainer's shuffling generator, the epochs completed and their metrics.
+/// state, optimizer state, the trainer's shuffling generator, the epochs completed and their metrics; and the
+/// architecture (sample shape and each layer's <see cref="LayerSpec"/>), so that <see cref="LoadNetwork"/> can rebuild
+/// the network without the code that made it.
 /// </summary>
 /// <remarks>
-/// Binary format, version 1 (all numbers little-endian):
+/// Binary format, version 2 (all numbers little-endian):
 /// <code>
 /// offset  size  field
 /// 0       8     magic "MLNCVCKP" (ASCII)
-/// 8       4     format version, uint32 = 1
+/// 8       4     format version, uint32 = 2 (version 1 files, which end after the history, are still read)
 /// 12      8     payload length L, int64
 /// 20      L     payload
 /// 20+L    32    SHA-256 of the payload
@@ -27,6 +30,9 @@ namespace MLNet.ConvNet.Training;
 ///   byte     1 when an optimizer state follows, else 0; then string kind, int64 step count, int32 tensor count, tensors
 ///   int32    history count, then per epoch: int32 epoch, float64 train loss, train accuracy, validation loss,
 ///            validation accuracy (NaN without validation), learning rate, seconds
+///   byte     1 when an architecture follows, else 0 (a layer that does not describe itself); then int32 rank and
+///            dims of the sample shape, int32 layer count, per layer: string name, string kind, int32 value count,
+///            (string key, string value) pairs                                                    [version 2 only]
 /// </code>
 /// A file that is shorter than its header promises, longer, or whose checksum does not match is rejected with an
 /// <see cref="InvalidDataException"/> saying which; so is a checkpoint whose tensor names or shapes differ from
@@ -37,7 +43,9 @@ public sealed class Checkpoint
 {
     private static ReadOnlySpan<byte> Magic => "MLNCVCKP"u8;
     /// <summary>The format version this code writes and reads.</summary>
-    public const uint FormatVersion = 1;
+    public const uint FormatVersion = 2;
+    /// <summary>The oldest format version this code reads (version 1 has no architecture).</summary>
+    public const uint OldestReadableVersion = 1;
     private const int HeaderSize = 20, ChecksumSize = 32;
 
     /// <summary>Epochs completed when the checkpoint was taken.</summary>
@@ -52,6 +60,8 @@ public sealed class Checkpoint
     public OptimizerState? Optimizer { get; init; }
     /// <summary>Metrics of the completed epochs.</summary>
     public IReadOnlyList<EpochMetrics> History { get; init; } = [];
+    /// <summary>The network's sample shape and layers, or null (a version 1 file, an unbuilt network, or a layer without a <see cref="Layer.Spec"/>).</summary>
+    public NetworkArchitecture? Architecture { get; init; }
 
     /// <summary>Copies the state of <paramref name="network"/> (and <paramref name="optimizer"/>, <paramref name="rng"/>) to the host.</summary>
     public static Checkpoint Capture(Network network, Optimizer? optimizer = null, int epoch = 0, Rng? rng = null, IEnumerable<EpochMetrics>? history = null)
@@ -65,7 +75,31 @@ public sealed class Checkpoint
             RandomStates = RandomLayers(network).Select(l => (l.Path, l.Layer.RandomState)).ToArray(),
             Optimizer = optimizer?.GetState(),
             History = history?.ToArray() ?? [],
+            Architecture = NetworkArchitecture.Of(network),
         };
+    }
+
+    /// <summary>
+    /// Rebuilds the network stored in the checkpoint file <paramref name="path"/> on <paramref name="backend"/> (the CPU
+    /// when null) from its layer specs, and restores its weights, buffers and random state. Layer kinds outside this
+    /// library must be registered first (<see cref="Layer.Register"/>). Throws <see cref="InvalidDataException"/> when
+    /// the file stores no architecture (format version 1, or a layer that does not describe itself).
+    /// </summary>
+    public static Network LoadNetwork(string path, IBackend? backend = null)
+    {
+        var checkpoint = Load(path);
+        try { return checkpoint.ToNetwork(backend); }
+        catch (InvalidDataException e) { throw new InvalidDataException($"Checkpoint '{path}': {e.Message}", e); }
+    }
+
+    /// <summary>A new network built from <see cref="Architecture"/> on <paramref name="backend"/>, holding this checkpoint's state.</summary>
+    public Network ToNetwork(IBackend? backend = null)
+    {
+        if (Architecture is not { } arch)
+            throw new InvalidDataException("it stores no architecture (written in format version 1, or a layer did not describe itself); build the network in code and call Restore.");
+        var network = arch.Create(backend);
+        Restore(network);
+        return network;
     }
 
     /// <summary>
@@ -140,8 +174,8 @@ public sealed class Checkpoint
         if (!file[..8].SequenceEqual(Magic))
             throw new InvalidDataException($"not an MLNet.ConvNet checkpoint (the first bytes are not \"MLNCVCKP\").");
         uint version = BitConverter.ToUInt32(file[8..12]);
-        if (version != FormatVersion)
-            throw new InvalidDataException($"format version {version} is not supported (this build reads version {FormatVersion}).");
+        if (version < OldestReadableVersion || version > FormatVersion)
+            throw new InvalidDataException($"format version {version} is not supported (this build reads versions {OldestReadableVersion} to {FormatVersion}).");
         long length = BitConverter.ToInt64(file[12..20]);
         long expected = HeaderSize + length + ChecksumSize;
         if (length < 0 || file.Length < expected)
@@ -154,7 +188,7 @@ public sealed class Checkpoint
         try
         {
             using var r = new BinaryReader(new MemoryStream(payload.ToArray()), Encoding.UTF8);
-            var c = ReadPayload(r);
+            var c = ReadPayload(r, version);
             if (r.BaseStream.Position != r.BaseStream.Length) throw new InvalidDataException("the payload has unread bytes.");
             return c;
         }
@@ -186,9 +220,23 @@ public sealed class Checkpoint
             w.Write(m.Epoch);
             foreach (double v in (double[])[m.TrainLoss, m.TrainAccuracy, m.ValidationLoss, m.ValidationAccuracy, m.LearningRate, m.Seconds]) w.Write(v);
         }
+        w.Write((byte)(Architecture is null ? 0 : 1));
+        if (Architecture is { } a)
+        {
+            w.Write(a.SampleShape.Rank);
+            foreach (int d in a.SampleShape.AsSpan()) w.Write(d);
+            w.Write(a.Layers.Count);
+            foreach (var (name, spec) in a.Layers)
+            {
+                w.Write(name);
+                w.Write(spec.Kind);
+                w.Write(spec.Values.Count);
+                foreach (var (key, value) in spec.Values) { w.Write(key); w.Write(value); }
+            }
+        }
     }
 
-    private static Checkpoint ReadPayload(BinaryReader r)
+    private static Checkpoint ReadPayload(BinaryReader r, uint version)
     {
         int epoch = r.ReadInt32();
         if (epoch < 0) throw new InvalidDataException($"epoch {epoch} is negative.");
@@ -203,7 +251,22 @@ public sealed class Checkpoint
             opt = new OptimizerState(kind, steps, ReadList(r, ReadTensor));
         }
         var history = ReadList(r, rr => new EpochMetrics(rr.ReadInt32(), rr.ReadDouble(), rr.ReadDouble(), rr.ReadDouble(), rr.ReadDouble(), rr.ReadDouble(), rr.ReadDouble()));
-        return new Checkpoint { Epoch = epoch, RngState = rng, NetworkTensors = tensors, RandomStates = random, Optimizer = opt, History = history };
+        NetworkArchitecture? architecture = null;
+        if (version >= 2 && r.ReadByte() == 1)
+        {
+            int rank = r.ReadInt32();
+            if (rank < 1 || rank > 8) throw new InvalidDataException($"the architecture's sample shape has rank {rank}.");
+            var dims = new int[rank];
+            for (int i = 0; i < rank; i++) dims[i] = r.ReadInt32();
+            var layers = ReadList(r, rr =>
+            {
+                string name = rr.ReadString(), kind = rr.ReadString();
+                var values = ReadList(rr, r3 => KeyValuePair.Create(r3.ReadString(), r3.ReadString()));
+                return (name, new LayerSpec(kind, values));
+            });
+            architecture = new NetworkArchitecture(new Shape(dims), layers);
+        }
+        return new Checkpoint { Epoch = epoch, RngState = rng, NetworkTensors = tensors, RandomStates = random, Optimizer = opt, History = history, Architecture = architecture };
     }
 
     private static void WriteTensor(BinaryWriter w, NamedArray t)
@@ -247,5 +310,30 @@ public sealed class Checkpoint
         var a = new T[n];
         for (int i = 0; i < n; i++) a[i] = item(r);
         return a;
+    }
+}
+
+/// <summary>A sequential network without its weights: the sample shape and each top-level layer's name and spec.</summary>
+public sealed record NetworkArchitecture(Shape SampleShape, IReadOnlyList<(string Name, LayerSpec Spec)> Layers)
+{
+    /// <summary>The architecture of built <paramref name="network"/>; null when it is not built or a layer has no <see cref="Layer.Spec"/>.</summary>
+    public static NetworkArchitecture? Of(Network network)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        if (network.InputShape is not { } sample) return null;
+        var layers = new List<(string, LayerSpec)>();
+        foreach (var l in network.Layers)
+        {
+            if (l.Spec is not { } spec) return null;
+            layers.Add((l.Name!, spec));
+        }
+        return new NetworkArchitecture(sample, layers);
+    }
+
+    /// <summary>A new network of these layers (made by <see cref="Layer.FromSpec"/>) on <paramref name="backend"/>, built for <see cref="SampleShape"/> with freshly drawn weights.</summary>
+    public Network Create(IBackend? backend = null, ulong seed = 0)
+    {
+        var layers = Layers.Select(l => { var layer = Layer.FromSpec(l.Spec); layer.Name = l.Name; return layer; });
+        return new Network(layers, backend).Build(SampleShape, seed);
     }
 }
