@@ -175,7 +175,7 @@ internal sealed class NetworkScorer
         // A copy runs one forward pass at a time and nothing outside Score keeps its tensors, so its layers may write
         // into tensors they keep (no allocation per call once warm).
         // (Set after Build, which creates a residual block's shortcut layers.)
-        var copy = new Network(source.Layers.Select(CopyLayer), backend);
+        var copy = new Network(source.Layers.Select(LayerCopy.Unbuilt), backend);
         copy.Build(SampleShape);
         copy.ReuseBuffers = true;
         // Restore checks every tensor's name and shape against the capture: a copy that is not the same architecture fails here.
@@ -184,67 +184,14 @@ internal sealed class NetworkScorer
     }
 
     /// <summary>
-    /// <paramref name="network"/> (itself when there is nothing to fold) with each inference-mode BatchNorm that directly
-    /// follows a Conv or Dense folded into that layer: per output channel s = gamma / sqrt(var + eps), w' = w s,
-    /// b' = (b - mean) s + beta (a layer without bias gets one). One pass over the activations less per batch norm,
-    /// as ONNX Runtime does; the scores change by float rounding only (the fold is computed in double).
+    /// <paramref name="network"/> with each inference-mode BatchNorm that directly follows a Conv or Dense folded into
+    /// that layer (Core's <see cref="BatchNormFolding.Fold"/>; itself when there is nothing to fold), reusing its buffers.
     /// </summary>
-    internal Network FoldBatchNorm(Network network)
+    private static Network FoldBatchNorm(Network network)
     {
-        var layers = network.Layers;
-        var kept = new List<Layer>();
-        var folds = new Dictionary<string, (Layer Source, BatchNorm Norm)>();
-        for (int i = 0; i < layers.Count; i++)
-        {
-            if (layers[i] is Conv or Dense && i + 1 < layers.Count && layers[i + 1] is BatchNorm norm)
-            {
-                Layer folded = layers[i] is Conv c ? new Conv(c.OutChannels, c.Kernel, c.Options, bias: true) : new Dense(((Dense)layers[i]).OutFeatures, bias: true);
-                folded.Name = layers[i].Name;
-                folds.Add(layers[i].Name!, (layers[i], norm)); // a built network names every layer
-                kept.Add(folded);
-                i++;
-            }
-            else kept.Add(CopyLayer(layers[i]));
-        }
-        if (folds.Count == 0) return network;
-        var result = new Network(kept, network.Backend);
-        result.Build(SampleShape);
-        result.ReuseBuffers = true;
-        var state = network.StateTensors().ToDictionary(t => t.Name, t => t.Value);
-        foreach (var (name, target) in result.StateTensors())
-            if (state.TryGetValue(name, out var same) && !folds.ContainsKey(name[..name.LastIndexOf('.')]))
-                target.CopyFromHost(same.ToHost());
-        foreach (var layer in result.Layers)
-        {
-            if (!folds.TryGetValue(layer.Name!, out var fold)) continue;
-            var (weight, bias) = fold.Source switch
-            {
-                Conv c => (c.Weight!.Value, c.Bias?.Value),
-                Dense d => (d.Weight!.Value, d.Bias?.Value),
-                _ => throw new InvalidOperationException(),
-            };
-            float[] w = weight.ToHost(), b = bias?.ToHost() ?? new float[weight.Shape[0]];
-            // BatchNorm.Parameters is [gamma, beta].
-            float[] gamma = fold.Norm.Parameters[0].Value.ToHost(), beta = fold.Norm.Parameters[1].Value.ToHost(),
-                mean = fold.Norm.RunningMean!.ToHost(), variance = fold.Norm.RunningVariance!.ToHost();
-            int outputs = b.Length, per = w.Length / outputs;
-            for (int o = 0; o < outputs; o++)
-            {
-                // The same scale as the batch norm kernel: gamma / sqrt(var + eps) in double.
-                double scale = gamma[o] / Math.Sqrt((double)variance[o] + fold.Norm.Epsilon);
-                for (int k = o * per; k < (o + 1) * per; k++) w[k] = (float)(w[k] * scale);
-                b[o] = (float)((b[o] - (double)mean[o]) * scale + beta[o]);
-            }
-            var (foldedWeight, foldedBias) = layer switch
-            {
-                Conv c => (c.Weight!.Value, c.Bias!.Value),
-                Dense d => (d.Weight!.Value, d.Bias!.Value),
-                _ => throw new InvalidOperationException(),
-            };
-            foldedWeight.CopyFromHost(w);
-            foldedBias.CopyFromHost(b);
-        }
-        return result;
+        var folded = BatchNormFolding.Fold(network);
+        folded.ReuseBuffers = true;
+        return folded;
     }
 
     /// <summary>Multiply-adds per sample: a convolution's weights once per output position, a dense layer's once.</summary>
@@ -260,28 +207,5 @@ internal sealed class NetworkScorer
     {
         public Network Network { get; } = network;
         public Tensor? Input { get; set; }
-    }
-
-    /// <summary>
-    /// An unbuilt layer configured as <paramref name="layer"/>, with its name (which names its weights). The layer types
-    /// are those <c>Network.ExportOnnx</c> exports; the trainer needs the export (for saving), so no other type reaches here.
-    /// </summary>
-    private static Layer CopyLayer(Layer layer)
-    {
-        Layer copy = layer switch
-        {
-            Conv c => new Conv(c.OutChannels, c.Kernel, c.Options, c.HasBias),
-            Pool p => p.IsGlobal ? Pool.Global(p.Options.Mode) : new Pool(p.Options),
-            BatchNorm b => new BatchNorm(b.Epsilon, b.Momentum),
-            Lrn l => new Lrn(l.Options),
-            Activation a => new Activation(a.Kind, a.Alpha),
-            Flatten => new Flatten(),
-            Dense d => new Dense(d.OutFeatures, d.HasBias),
-            Dropout d => new Dropout(d.P),
-            Residual r => new Residual(r.OutChannels, r.Stride),
-            _ => throw new NotSupportedException($"ConvNetTransformer cannot copy {layer.Describe()} for scoring; the layer types it copies are those Network.ExportOnnx exports."),
-        };
-        copy.Name = layer.Name;
-        return copy;
     }
 }
