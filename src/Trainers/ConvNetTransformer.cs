@@ -2,6 +2,7 @@ using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Training;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNet.ConvNet.Transforms.Batching;
 
 namespace MLNet.ConvNet.Trainers;
 
@@ -31,6 +32,7 @@ public sealed class ConvNetTransformer : ITransformer
 {
     private readonly ITransformer _twin;
     private readonly NetworkScorer _scorer;
+    private readonly ScoringFunction _function;
 
     internal ConvNetTransformer(Network network, LabelClasses classes, string featureColumnName, string labelColumnName,
         IReadOnlyList<EpochMetrics> history, int? bestEpoch, bool stoppedEarly, IDataView schemaSource)
@@ -39,6 +41,7 @@ public sealed class ConvNetTransformer : ITransformer
         History = history; BestEpoch = bestEpoch; StoppedEarly = stoppedEarly;
         _twin = MLNetGraph.BuildTwin(MLNetGraph.ForMLNet(network, featureColumnName, classes.Names), featureColumnName, classes, schemaSource);
         _scorer = new NetworkScorer(network);
+        _function = new ScoringFunction(_scorer);
     }
 
     /// <summary>The trained network: layers, weights (<see cref="Network.Parameters"/>), <see cref="Network.ComputeHash"/>.</summary>
@@ -85,14 +88,14 @@ public sealed class ConvNetTransformer : ITransformer
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        return new ScoredDataView(_scorer, input, Plan(input.Schema));
+        return new BatchedDataView(_function, input, Plan(input.Schema));
     }
 
     /// <summary>The row-to-row mapper PredictionEngine uses: one forward pass per row.</summary>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new ScoringRowMapper(_scorer, Plan(inputSchema));
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new BatchedRowMapper(_function, Plan(inputSchema));
 
     /// <summary>The output columns' sources for <paramref name="inputSchema"/>; the schema is the twin's (what a loaded model gives).</summary>
-    private ScoringPlan Plan(DataViewSchema inputSchema) =>
+    private BatchedColumns Plan(DataViewSchema inputSchema) =>
         ScoringPlan.Create(inputSchema, GetOutputSchema(inputSchema), FeatureColumnName);
 
     /// <summary>The scorer (tests check how many network copies it made).</summary>

@@ -184,63 +184,18 @@ internal sealed class NetworkScorer
     }
 
     /// <summary>
-    /// <paramref name="network"/> (itself when there is nothing to fold) with each inference-mode BatchNorm that directly
-    /// follows a layer that can absorb it (<see cref="Layer.CloneWithBias"/>: Conv, Dense) folded into that layer: per output channel s = gamma / sqrt(var + eps), w' = w s,
-    /// b' = (b - mean) s + beta (a layer without bias gets one). One pass over the activations less per batch norm,
-    /// as ONNX Runtime does; the scores change by float rounding only (the fold is computed in double).
+    /// <paramref name="network"/> with each inference-mode BatchNorm that directly follows a Conv or Dense folded into
+    /// that layer (Core's <see cref="BatchNormFolding.Fold"/>; itself when there is nothing to fold), reusing its buffers.
     /// </summary>
-    internal Network FoldBatchNorm(Network network)
+    private static Network FoldBatchNorm(Network network)
     {
-        var layers = network.Layers;
-        var kept = new List<Layer>();
-        var folds = new Dictionary<string, (Layer Source, BatchNorm Norm)>();
-        for (int i = 0; i < layers.Count; i++)
-        {
-            if (i + 1 < layers.Count && layers[i + 1] is BatchNorm norm && layers[i].CloneWithBias() is { } folded)
-            {
-                folds.Add(layers[i].Name!, (layers[i], norm)); // a built network names every layer
-                kept.Add(folded);
-                i++;
-            }
-            else kept.Add(layers[i].Clone());
-        }
-        if (folds.Count == 0) return network;
-        var result = new Network(kept, network.Backend);
-        result.Build(SampleShape);
-        result.ReuseBuffers = true;
-        var state = network.StateTensors().ToDictionary(t => t.Name, t => t.Value);
-        foreach (var (name, target) in result.StateTensors())
-            if (state.TryGetValue(name, out var same) && !folds.ContainsKey(name[..name.LastIndexOf('.')]))
-                target.CopyFromHost(same.ToHost());
-        foreach (var layer in result.Layers)
-        {
-            if (!folds.TryGetValue(layer.Name!, out var fold)) continue;
-            var (weight, bias) = WeightAndBias(fold.Source);
-            float[] w = weight.ToHost(), b = bias?.ToHost() ?? new float[weight.Shape[0]];
-            // BatchNorm.Parameters is [gamma, beta].
-            float[] gamma = fold.Norm.Parameters[0].Value.ToHost(), beta = fold.Norm.Parameters[1].Value.ToHost(),
-                mean = fold.Norm.RunningMean!.ToHost(), variance = fold.Norm.RunningVariance!.ToHost();
-            int outputs = b.Length, per = w.Length / outputs;
-            for (int o = 0; o < outputs; o++)
-            {
-                // The same scale as the batch norm kernel: gamma / sqrt(var + eps) in double.
-                double scale = gamma[o] / Math.Sqrt((double)variance[o] + fold.Norm.Epsilon);
-                for (int k = o * per; k < (o + 1) * per; k++) w[k] = (float)(w[k] * scale);
-                b[o] = (float)((b[o] - (double)mean[o]) * scale + beta[o]);
-            }
-            var (foldedWeight, foldedBias) = WeightAndBias(layer);
-            foldedWeight.CopyFromHost(w);
-            foldedBias!.CopyFromHost(b);
-        }
-        return result;
+        var folded = BatchNormFolding.Fold(network);
+        folded.ReuseBuffers = true;
+        return folded;
     }
 
     /// <summary>Multiply-adds per sample, as each layer counts them (<see cref="Layer.MultiplyAddsPerSample"/>).</summary>
     private static long CountMacs(Network network) => network.AllLayers().Sum(l => l.MultiplyAddsPerSample);
-
-    /// <summary>The "weight" [O, ...] and "bias" [O] (null when absent) of a layer <see cref="Layer.CloneWithBias"/> accepts.</summary>
-    private static (Tensor Weight, Tensor? Bias) WeightAndBias(Layer layer) =>
-        (layer.Parameters.Single(p => p.LocalName == "weight").Value, layer.Parameters.SingleOrDefault(p => p.LocalName == "bias")?.Value);
 
     /// <summary>A network copy and the input tensor of its last call (reused for the next call of the same row count).</summary>
     private sealed class Replica(Network network)

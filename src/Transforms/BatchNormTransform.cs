@@ -146,18 +146,14 @@ public sealed class BatchNormEstimator : TensorEstimator<BatchNormTransformer>
         return new BatchNormTransformer(_options, mean, variance, shape, type);
     }
 
-    /// <summary>Per-channel mean and biased variance over every row and position, in double.</summary>
+    /// <summary>Per-channel mean and biased variance over every row and position (Core's <see cref="BatchNormStatistics"/>).</summary>
     private (float[] mean, float[] variance) FitStatistics(IDataView input, Shape shape)
     {
-        int c = shape[0], inner = shape.SizeFrom(1);
-        // Sums of (x - shift), shift = the channel's first value: no cancellation when the mean is large against the spread.
-        var shift = new double[c];
-        var sum = new double[c];
-        var sumSquares = new double[c];
+        var statistics = new BatchNormStatistics(shape);
         var column = input.Schema[InputColumnName];
         var row = new float[shape.Length];
+        int inner = shape.SizeFrom(1);
         VBuffer<float> buffer = default;
-        long rows = 0;
         using (var cursor = input.GetRowCursor([column]))
         {
             var getter = cursor.GetGetter<VBuffer<float>>(column);
@@ -165,33 +161,15 @@ public sealed class BatchNormEstimator : TensorEstimator<BatchNormTransformer>
             {
                 getter(ref buffer);
                 buffer.CopyTo(row);
-                for (int ch = 0; ch < c; ch++)
-                {
-                    var values = row.AsSpan(ch * inner, inner);
-                    if (rows == 0) shift[ch] = values[0];
-                    double s = 0, ss = 0;
-                    foreach (float v in values)
-                    {
-                        if (!float.IsFinite(v))
-                            throw new InvalidOperationException($"{TransformName}: column '{InputColumnName}' row {rows} holds {v} (channel {ch}); fitted statistics would be NaN. Give Mean and Variance, or replace missing values first.");
-                        double d = v - shift[ch];
-                        s += d; ss += d * d;
-                    }
-                    sum[ch] += s; sumSquares[ch] += ss;
-                }
-                rows++;
+                // Checked here to name the column and the row in the message.
+                int bad = BatchNormStatistics.IndexOfNonFinite(row);
+                if (bad >= 0)
+                    throw new InvalidOperationException($"{TransformName}: column '{InputColumnName}' row {statistics.Rows} holds {row[bad]} (channel {bad / inner}); fitted statistics would be NaN. Give Mean and Variance, or replace missing values first.");
+                statistics.Add(row);
             }
         }
-        if (rows == 0)
+        if (statistics.Rows == 0)
             throw new InvalidOperationException($"{TransformName}: the data has no rows to fit the statistics of column '{InputColumnName}' from; give Mean and Variance.");
-        double n = (double)rows * inner;
-        var mean = new float[c];
-        var variance = new float[c];
-        for (int ch = 0; ch < c; ch++)
-        {
-            mean[ch] = (float)(shift[ch] + sum[ch] / n);
-            variance[ch] = (float)Math.Max(0, (sumSquares[ch] - sum[ch] * sum[ch] / n) / n);
-        }
-        return (mean, variance);
+        return statistics.Result();
     }
 }

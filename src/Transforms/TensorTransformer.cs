@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.ConvNet.Onnx;
+using MLNet.ConvNet.Transforms.Batching;
 
 namespace MLNet.ConvNet.Transforms;
 
@@ -29,6 +30,7 @@ public abstract class TensorTransformer : ITransformer
     private readonly int[]? _inputShapeOption;
     private long _engineCalls;
     private readonly VectorDataViewType _inputType;
+    private readonly EngineFunction _function;
 
     private protected TensorTransformer(string transform, TensorTransformOptions options, Shape inputShape, Shape outputShape, VectorDataViewType inputType)
     {
@@ -44,6 +46,7 @@ public abstract class TensorTransformer : ITransformer
         var choice = options.CreateBackend();
         Backend = choice.Backend;
         BackendReason = choice.Reason;
+        _function = new EngineFunction(this);
     }
 
     /// <summary>The backend every kernel of this transformer runs on and its weights live on (chosen at Fit from the options' Backend).</summary>
@@ -107,7 +110,7 @@ public abstract class TensorTransformer : ITransformer
     {
         ArgumentNullException.ThrowIfNull(input);
         int source = CheckInput(input.Schema);
-        return new TensorDataView(this, input, GetOutputSchema(input.Schema), source);
+        return new BatchedDataView(_function, input, Columns(input.Schema, source));
     }
 
     /// <summary>A mapper that computes one row at a time on request (what <c>PredictionEngine</c> uses).</summary>
@@ -115,7 +118,7 @@ public abstract class TensorTransformer : ITransformer
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
         int source = CheckInput(inputSchema);
-        return new TensorRowMapper(this, inputSchema, GetOutputSchema(inputSchema), source);
+        return new BatchedRowMapper(_function, Columns(inputSchema, source));
     }
 
     /// <summary>
@@ -182,6 +185,35 @@ public abstract class TensorTransformer : ITransformer
 
     /// <summary>How many times this transformer has called the engine (tests check rows are batched).</summary>
     internal long EngineCalls => Interlocked.Read(ref _engineCalls);
+
+    /// <summary>The output schema's columns: the input's passed through, then the one computed column.</summary>
+    private BatchedColumns Columns(DataViewSchema inputSchema, int sourceColumn)
+    {
+        var source = Enumerable.Range(0, inputSchema.Count).Append(BatchedColumns.Computed(0)).ToArray();
+        return new BatchedColumns(inputSchema, GetOutputSchema(inputSchema), source, sourceColumn);
+    }
+
+    /// <summary>The engine as the batched view's function: rows of <see cref="InputShape"/> in, rows of <see cref="OutputShape"/> out.</summary>
+    private sealed class EngineFunction(TensorTransformer parent) : BatchFunction(parent.InputShape.Length, parent.BatchSize)
+    {
+        public override BatchOutputs CreateOutputs(int capacity) => new Outputs(parent, capacity);
+
+        private sealed class Outputs(TensorTransformer parent, int capacity) : BatchOutputs
+        {
+            private readonly int _length = parent.OutputShape.Length;
+            private readonly float[] _y = new float[capacity * parent.OutputShape.Length];
+
+            public override void Compute(float[] input, int count) => parent.RunBatch(input, count, _y);
+
+            // One computed column: the output row.
+            public override Delegate Getter(int computed, Func<int> slot) => (ValueGetter<VBuffer<float>>)((ref VBuffer<float> dst) =>
+            {
+                var editor = VBufferEditor.Create(ref dst, _length);
+                _y.AsSpan(slot() * _length, _length).CopyTo(editor.Values);
+                dst = editor.Commit();
+            });
+        }
+    }
 
     /// <summary>Checks the input column against the fitted row shape; returns its index.</summary>
     private int CheckInput(DataViewSchema schema)

@@ -134,3 +134,95 @@ public static class BatchNorm
             throw new ArgumentException($"{op}: {name} has shape {t.Shape} but x {x} has {c} channels; expected [{c}].", name);
     }
 }
+
+/// <summary>
+/// Fits inference batch-norm statistics from data that arrives a row at a time (a row is one sample, <c>[C, X...]</c>
+/// or <c>[F]</c>): the mean and the biased (population) variance of each channel over every row and position,
+/// accumulated in double on the host, so normalizing the same data with them gives mean 0 and variance 1 per channel.
+/// </summary>
+/// <remarks>
+/// Sums are of <c>x - shift</c>, where shift is the channel's first value: no cancellation when the mean is large
+/// against the spread. Each row's sums are formed on their own and then added to the totals.
+/// </remarks>
+public sealed class BatchNormStatistics
+{
+    private readonly int _channels, _inner;
+    private readonly double[] _shift, _sum, _sumSquares;
+
+    /// <summary>Statistics for rows of <paramref name="rowShape"/> (channel first).</summary>
+    public BatchNormStatistics(Shape rowShape)
+    {
+        if (rowShape.Rank < 1 || rowShape.Length == 0)
+            throw new ArgumentException($"BatchNormStatistics: row shape {rowShape} has no values; expected [F] or [C, X...].", nameof(rowShape));
+        RowShape = rowShape;
+        _channels = rowShape[0];
+        _inner = rowShape.SizeFrom(1);
+        _shift = new double[_channels];
+        _sum = new double[_channels];
+        _sumSquares = new double[_channels];
+    }
+
+    /// <summary>The shape of one row.</summary>
+    public Shape RowShape { get; }
+
+    /// <summary>How many rows were added.</summary>
+    public long Rows { get; private set; }
+
+    /// <summary>
+    /// The index of the first NaN or infinite value of <paramref name="row"/>, or -1. Such a value would make its
+    /// channel's statistics NaN; callers check with this first to name the row in their own terms.
+    /// </summary>
+    public static int IndexOfNonFinite(ReadOnlySpan<float> row)
+    {
+        for (int i = 0; i < row.Length; i++)
+            if (!float.IsFinite(row[i])) return i;
+        return -1;
+    }
+
+    /// <summary>Adds one row of <see cref="RowShape"/>'s length; throws on a NaN or infinite value (nothing is added then).</summary>
+    public void Add(ReadOnlySpan<float> row)
+    {
+        if (row.Length != RowShape.Length)
+            throw new ArgumentException($"BatchNormStatistics: a row holds {row.Length} values; rows of shape {RowShape} hold {RowShape.Length}.", nameof(row));
+        int bad = IndexOfNonFinite(row);
+        if (bad >= 0)
+            throw new ArgumentException($"BatchNormStatistics: row {Rows} holds {row[bad]} (channel {bad / _inner}); the statistics would be NaN.", nameof(row));
+        for (int ch = 0; ch < _channels; ch++)
+        {
+            var values = row.Slice(ch * _inner, _inner);
+            if (Rows == 0) _shift[ch] = values[0];
+            double s = 0, ss = 0;
+            foreach (float v in values)
+            {
+                double d = v - _shift[ch];
+                s += d; ss += d * d;
+            }
+            _sum[ch] += s; _sumSquares[ch] += ss;
+        }
+        Rows++;
+    }
+
+    /// <summary>Adds <paramref name="count"/> rows laid out one after another in <paramref name="rows"/> (a mini-batch).</summary>
+    public void AddBatch(ReadOnlySpan<float> rows, int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (rows.Length < count * RowShape.Length)
+            throw new ArgumentException($"BatchNormStatistics: {count} rows of shape {RowShape} need {count * RowShape.Length} values; got {rows.Length}.", nameof(rows));
+        for (int r = 0; r < count; r++) Add(rows.Slice(r * RowShape.Length, RowShape.Length));
+    }
+
+    /// <summary>Per-channel mean and biased variance of the rows added, rounded once to float.</summary>
+    public (float[] Mean, float[] Variance) Result()
+    {
+        if (Rows == 0) throw new InvalidOperationException("BatchNormStatistics: no rows were added; the statistics of no data are undefined.");
+        double n = (double)Rows * _inner;
+        var mean = new float[_channels];
+        var variance = new float[_channels];
+        for (int ch = 0; ch < _channels; ch++)
+        {
+            mean[ch] = (float)(_shift[ch] + _sum[ch] / n);
+            variance[ch] = (float)Math.Max(0, (_sumSquares[ch] - _sum[ch] * _sum[ch] / n) / n);
+        }
+        return (mean, variance);
+    }
+}
