@@ -375,4 +375,20 @@ public class SoftmaxTests
         Assert.Contains("[3, 2]", e.Message);
         Assert.Contains("[2, 3]", e.Message);
     }
+
+    [Fact]
+    public void LossAndCorrect_checks_its_shapes_and_row_before_the_kernel()
+    {
+        var p = Tensor.FromHost([0.1f, 0.9f, 0.8f, 0.2f, 0.5f, 0.5f], 3, 2);
+        var loss = Tensor.FromHost([1f, 2f, 3f], 3);
+        var labels = Tensor.FromHost([1f, 1f, 0f], 3);
+        var stats = Tensor.Zeros(new Shape(2, 2));
+        CrossEntropy.LossAndCorrect(loss, p, labels, stats, 1);
+        // Row 1 holds the loss sum and the rows whose first maximum is the label (rows 0 and 2; row 1 predicts 0).
+        Assert.Equal(new[] { 0f, 0f, 6f, 2f }, stats.ToHost());
+        var e = Assert.Throws<ArgumentException>(() => CrossEntropy.LossAndCorrect(Tensor.FromHost([1f, 2f], 2), p, labels, stats, 0));
+        Assert.Contains("need 3 rows", e.Message);
+        var r = Assert.Throws<ArgumentOutOfRangeException>(() => CrossEntropy.LossAndCorrect(loss, p, labels, stats, 2));
+        Assert.Contains("has no row 2", r.Message);
+    }
 }

@@ -100,15 +100,26 @@ public static class CrossEntropy
     /// </summary>
     public static float Forward(Tensor logits, Tensor labels, Tensor loss, Tensor probabilities, float labelSmoothing = 0)
     {
-        ArgumentNullException.ThrowIfNull(logits);
-        ArgumentNullException.ThrowIfNull(labels);
-        Softmax.CheckLogits(logits.Shape, "CrossEntropy", nameof(logits));
-        CheckSmoothing(labelSmoothing, "CrossEntropy");
-        int n = logits.Shape[0];
-        if (labels.Rank != 1 || labels.Shape[0] != n)
-            throw new ArgumentException($"CrossEntropy: labels have shape {labels.Shape} for logits {logits.Shape}; expected [{n}].", nameof(labels));
-        ForwardNoReadBack(logits, labels, loss, probabilities, labelSmoothing);
-        return (float)(logits.Backend.Sum(loss) / n);
+        ForwardNoReadBack(logits, labels, loss, probabilities, labelSmoothing); // checks every argument
+        return (float)(logits.Backend.Sum(loss) / logits.Shape[0]);
+    }
+
+    /// <summary>
+    /// A training step's statistics kept on the backend (<see cref="Backends.IBackend.LossAndCorrect"/>): row
+    /// <paramref name="row"/> of <paramref name="stats"/> <c>[rows, 2]</c> gets the sum of <paramref name="loss"/> <c>[N]</c>
+    /// and the number of rows of <paramref name="probabilities"/> <c>[N, K]</c> whose first maximum is at the label.
+    /// </summary>
+    public static void LossAndCorrect(Tensor loss, Tensor probabilities, Tensor labels, Tensor stats, int row)
+    {
+        ArgumentNullException.ThrowIfNull(loss); ArgumentNullException.ThrowIfNull(probabilities);
+        ArgumentNullException.ThrowIfNull(labels); ArgumentNullException.ThrowIfNull(stats);
+        Softmax.CheckLogits(probabilities.Shape, "LossAndCorrect", nameof(probabilities));
+        int n = probabilities.Shape[0];
+        if (loss.Length != n || labels.Length != n)
+            throw new ArgumentException($"LossAndCorrect: loss {loss.Shape} and labels {labels.Shape} need {n} rows, as probabilities {probabilities.Shape}.", nameof(loss));
+        if (row < 0 || stats.Length < 2 * (row + 1))
+            throw new ArgumentOutOfRangeException(nameof(row), row, $"LossAndCorrect: stats {stats.Shape} has no row {row}.");
+        probabilities.Backend.LossAndCorrect(loss, probabilities, labels, stats, row);
     }
 
     /// <summary>

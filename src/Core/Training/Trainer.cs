@@ -252,7 +252,7 @@ public sealed class Trainer
             var loss = _loss.Get(backend, _labelTensor!.Shape, reuse: true);
             _probabilityTensor = _p.Get(backend, logits.Shape, reuse: true);
             CrossEntropy.ForwardNoReadBack(logits, _labelTensor, loss, _probabilityTensor, labelSmoothing);
-            backend.LossAndCorrect(loss, _probabilityTensor, _labelTensor, stats, row);
+            CrossEntropy.LossAndCorrect(loss, _probabilityTensor, _labelTensor, stats, row);
         }
 
         /// <summary>d(mean loss)/d(logits) for the last Loss.</summary>

@@ -234,11 +234,7 @@ public sealed partial class CpuBackend
 
     public void LossAndCorrect(Tensor loss, Tensor probabilities, Tensor labels, Tensor stats, int row)
     {
-        int n = probabilities.Shape[0], k = probabilities.Shape[1];
-        if (loss.Length != n || labels.Length != n)
-            throw new ArgumentException($"LossAndCorrect: loss {loss.Shape} and labels {labels.Shape} need {n} rows, as probabilities {probabilities.Shape}.");
-        if (row < 0 || stats.Length < 2 * (row + 1))
-            throw new ArgumentOutOfRangeException(nameof(row), row, $"LossAndCorrect: stats {stats.Shape} has no row {row}.");
+        int n = probabilities.Shape[0], k = probabilities.Shape[1]; // shapes checked by CrossEntropy.LossAndCorrect
         var l = Span(loss); var p = Span(probabilities); var y = Span(labels);
         double sum = 0; int hits = 0;
         for (int i = 0; i < n; i++)

@@ -37,11 +37,7 @@ public sealed partial class CudaBackend
     /// <summary>One block of BlockSize threads (LOSS_THREADS in Loss.cu): deterministic, and the batch is small.</summary>
     public void LossAndCorrect(Tensor loss, Tensor probabilities, Tensor labels, Tensor stats, int row)
     {
-        int n = probabilities.Shape[0], k = probabilities.Shape[1];
-        if (loss.Length != n || labels.Length != n)
-            throw new ArgumentException($"LossAndCorrect: loss {loss.Shape} and labels {labels.Shape} need {n} rows, as probabilities {probabilities.Shape}.");
-        if (row < 0 || stats.Length < 2 * (row + 1))
-            throw new ArgumentOutOfRangeException(nameof(row), row, $"LossAndCorrect: stats {stats.Shape} has no row {row}.");
+        int n = probabilities.Shape[0], k = probabilities.Shape[1]; // shapes checked by CrossEntropy.LossAndCorrect
         using var _ = Enter();
         Launch("loss_and_correct", 1, BlockSize,
             Arg(Ptr(loss)), Arg(Ptr(probabilities)), Arg(Ptr(labels)), Arg(Ptr(stats)), Arg(row), Arg(n), Arg(k));
