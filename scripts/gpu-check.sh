@@ -29,6 +29,7 @@ T_OURS_B256=${T_OURS_B256:-70}     # ours, batch 256
 T_PEER_B256=${T_PEER_B256:-45}     # PyTorch eager, batch 256
 T_PEER_COMPILE=${T_PEER_COMPILE:-75}  # PyTorch with torch.compile, batch 64 (compilation takes most of it)
 T_CHECK_LOAD=${T_CHECK_LOAD:-25}    # the saved models scored again with the GPU hidden
+T_PROFILE=${T_PROFILE:-60}         # ours with --profile: per-kernel device time of lenet5 and cnn2bn steps (issue 15)
 T_OURS_BIG=${T_OURS_BIG:-90}       # ours, the larger presets vgg + resnet, 2 epochs, batch 128 (issue 15: TFLOP/s)
 T_PEER_BIG=${T_PEER_BIG:-90}       # our PyTorch script for the same presets (benchmarks/Gpu/presets_peer.py), eager
 T_SMOKE=${T_SMOKE:-400}        # GPU_CHECK_SMOKE=1 only: ours on the CPU, 1 epoch
@@ -196,6 +197,8 @@ run() {
   # The larger presets, ours beside PyTorch: both print gflop_per_img and train_tflops per epoch. The peer script is
   # ours and tracked, so it is read from the repository, not from the pack. Models go outside $OUT/models, so the
   # check-load step above is unchanged.
+  step "ours profile b64" "$T_PROFILE" ours-profile-b64.log "$app" --backend cuda --device 0 --nets lenet5,cnn2bn --epochs 1 \
+    --batch 64 --seed 42 --data "$data" --out "$OUT/models-profile" --profile
   step "ours big b128" "$T_OURS_BIG" ours-big-b128.log "$app" --backend cuda --device 0 --nets vgg,resnet --epochs 2 --batch 128 \
     --seed 42 --data "$data" --out "$OUT/models-big"
   step "peer big b128" "$T_PEER_BIG" peer-big-b128.log python3 "$ROOT/benchmarks/Gpu/presets_peer.py" --data "$data" --batch 128 --epochs 2

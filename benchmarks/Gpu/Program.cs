@@ -8,7 +8,8 @@
 // (scripts/gpu-check.sh).
 //
 //   MLNet.ConvNet.GpuRun --backend cpu|cuda|auto --device 0 --nets lenet5,cnn2bn[,vgg,resnet] --epochs 3 --batch 64 --seed 42
-//                        --data DIR --out DIR [--limit N] [--tf32]
+//                        --data DIR --out DIR [--limit N] [--tf32] [--profile]
+//   --profile (CUDA only): per-kernel device time of the training steps (CudaKernelProfiler), PROFILE lines; no RESULT.
 //   MLNet.ConvNet.GpuRun --check-load DIR [--data DIR]     (loads every model.zip under DIR on the CPU, prints its accuracy)
 //
 // Differences from the peer, on purpose or for now:
@@ -27,7 +28,7 @@ using MLNet.ConvNet.Data;
 using MLNet.ConvNet.Trainers;
 
 CommandLineArgs opt;
-try { opt = CommandLineArgs.Parse(args, "tf32"); }
+try { opt = CommandLineArgs.Parse(args, "tf32", "profile"); }
 catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 2; }
 
 Console.WriteLine($"MLNet.ConvNet GPU run: .NET {Environment.Version}, {Environment.ProcessorCount} logical CPUs, " +
@@ -49,6 +50,7 @@ var (trainerBackend, kind) = backendArg switch
 };
 int device = opt.Int("device", 0), epochs = opt.Int("epochs", 3), batch = opt.Int("batch", 64), seed = opt.Int("seed", 42);
 bool tf32 = opt.Has("tf32");
+if (opt.Has("profile") && kind != BackendKind.Cuda) { Console.Error.WriteLine("--profile times CUDA kernels: give --backend cuda."); return 2; }
 string outDir = opt.Str("out", "gpu-run-output");
 string[] nets = opt.Str("nets", "lenet5,cnn2bn").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
@@ -79,7 +81,7 @@ Directory.CreateDirectory(outDir);
 int failures = 0;
 foreach (string net in nets)
 {
-    try { Fashion.TrainOne(ml, net, train, test, trainSet.Count, trainerBackend, device, tf32, epochs, batch, seed, prefix, outDir); }
+    try { Fashion.TrainOne(ml, net, train, test, trainSet.Count, trainerBackend, device, tf32, epochs, batch, seed, prefix, outDir, opt.Has("profile")); }
     catch (Exception e) when (e is not OutOfMemoryException)
     {
         // One net failing (e.g. a kernel the CUDA backend lacks) must not hide the other's figures.
@@ -93,6 +95,9 @@ return failures == 0 ? 0 : 1;
 static class Fashion
 {
     public static void Report(string key, string value) => Console.WriteLine($"RESULT {key} = {value}");
+
+    /// <summary>Parameter tensors of a preset (one AdamStep call each per step).</summary>
+    public static int CountParameters(string net) => MLNet.ConvNet.Layers.Presets.ByName(net).Build(new Shape(1, 28, 28)).Parameters.Count;
 
     /// <summary>The images as an IDataView: Features [1, 28, 28] (standardised), Label a key over the class names.</summary>
     public static IDataView ToView(MLContext ml, InMemoryDataset d)
@@ -109,7 +114,7 @@ static class Fashion
     }
 
     public static void TrainOne(MLContext ml, string net, IDataView train, IDataView test, int trainCount, ConvNetBackend backend,
-        int device, bool tf32, int epochs, int batch, int seed, string prefix, string outDir)
+        int device, bool tf32, int epochs, int batch, int seed, string prefix, string outDir, bool profile = false)
     {
         Console.WriteLine();
         Console.WriteLine($"training {net}: {epochs} epochs, batch {batch}, Adam lr 1e-3, seed {seed}, backend option {backend}");
@@ -136,8 +141,28 @@ static class Fashion
         options.Log = Console.WriteLine;
 
         var clock = Stopwatch.StartNew();
+        // --profile: the CUDA backend behind a profiler that charges each call's device time to its kernel (see
+        // CudaKernelProfiler; recording costs a few microseconds per call, so img/s of a profiled run are not reported).
+        MLNet.ConvNet.Backends.Cuda.CudaKernelProfiler? profiler = null;
+        if (profile)
+        {
+            var gpu = (MLNet.ConvNet.Backends.Cuda.CudaBackend)BackendFactory.Create(
+                new BackendOptions { Kind = BackendKind.Cuda, DeviceIndex = device, AllowTf32 = tf32 }).Backend;
+            options.CustomBackend = profiler = new MLNet.ConvNet.Backends.Cuda.CudaKernelProfiler(gpu);
+            options.OnBatch = null;
+        }
         var model = ml.MulticlassClassification.Trainers.ConvNet(options).Fit(train);
         Console.WriteLine($"{net}: Fit took {clock.Elapsed.TotalSeconds:F1} s (data reading, network build and {epochs} epochs)");
+        if (profiler is not null)
+        {
+            var kernels = profiler.Summary();
+            double total = kernels.Sum(k => k.Milliseconds);
+            int steps = kernels.FirstOrDefault(k => k.Kernel == "AdamStep").Calls / Math.Max(1, CountParameters(net));
+            Console.WriteLine($"{net}: profile of {kernels.Sum(k => k.Calls):N0} calls, {total:F1} ms of device time (about {steps} steps: {total / Math.Max(1, steps) * 1000:F0} us per step)");
+            foreach (var k in kernels)
+                Console.WriteLine($"PROFILE {net}.batch{batch} {k.Kernel,-28} calls {k.Calls,7} ms {k.Milliseconds,9:F2} share {k.Milliseconds / total * 100,5:F1} % per call {k.Milliseconds / k.Calls * 1000,7:F1} us");
+            return;
+        }
 
         // Scoring the 10,000 test images through the fitted pipeline, with ML.NET's own metrics. The first pass also
         // pays one-time costs (ONNX/scorer set-up, JIT); the second, warm pass is the one reported, as the peer's

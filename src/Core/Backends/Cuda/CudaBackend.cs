@@ -122,11 +122,42 @@ public sealed unsafe partial class CudaBackend : IBackend
         Driver.Check(Driver.cuStreamSynchronize(_stream), "cuStreamSynchronize");
     }
 
+    // ---- events, for profiling (CudaKernelProfiler) ----
+
+    /// <summary>A new event recorded on the stream now: it completes when every kernel queued before it has.</summary>
+    internal nint RecordEvent()
+    {
+        using var _ = Enter();
+        Driver.Check(Driver.cuEventCreate(out var e, 0), "cuEventCreate");
+        Driver.Check(Driver.cuEventRecord(e, _stream), "cuEventRecord");
+        return e;
+    }
+
+    /// <summary>Milliseconds of device time between two completed events; then destroys <paramref name="start"/>.</summary>
+    internal float ElapsedAndRelease(nint start, nint end)
+    {
+        using var _ = Enter();
+        Driver.Check(Driver.cuEventElapsedTime(out float ms, start, end), "cuEventElapsedTime");
+        Driver.cuEventDestroy_v2(start);
+        return ms;
+    }
+
+    /// <summary>Destroys an event.</summary>
+    internal void ReleaseEvent(nint e)
+    {
+        using var _ = Enter();
+        Driver.cuEventDestroy_v2(e);
+    }
+
     // ---- tensors ----
 
-    /// <summary>The device address of a tensor of this backend.</summary>
+    /// <summary>
+    /// The device address of a tensor whose memory this backend allocated. Ownership is checked on the storage, not on
+    /// <see cref="Tensor.Backend"/>, so a wrapper (a <see cref="DelegatingBackend"/> that counts, traces or profiles)
+    /// can hand its tensors to these kernels.
+    /// </summary>
     private ulong Ptr(Tensor t) =>
-        t.Storage is CudaStorage s && ReferenceEquals(t.Backend, this) ? s.Pointer
+        t.Storage is CudaStorage s && s.Pool == _pool ? s.Pointer
         : throw new ArgumentException($"Tensor {t.Shape} lives on backend '{t.Backend.Name}', not on '{Name}'; copy it explicitly.", nameof(t));
 
     /// <summary>Optional tensors: 0 for null.</summary>

@@ -23,6 +23,9 @@ public sealed class CudaStorage : TensorStorage
 
     public override int Length { get; }
 
+    /// <summary>The pool (one per backend) the block came from: how a backend knows the memory is its own.</summary>
+    internal DeviceMemoryPool Pool => _pool;
+
     /// <summary>The block's size as the pool knows it (rounded up).</summary>
     internal nuint Bytes { get; }
 

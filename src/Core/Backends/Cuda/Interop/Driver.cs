@@ -38,6 +38,10 @@ internal static unsafe partial class Driver
     [LibraryImport(CudaLibraries.Driver)]
     public static partial int cuLaunchKernel(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
         uint sharedMemoryBytes, nint stream, void** parameters, void** extra);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventCreate(out nint e, uint flags);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventRecord(nint e, nint stream);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventElapsedTime(out float milliseconds, nint start, nint end);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventDestroy_v2(nint e);
     [LibraryImport(CudaLibraries.Driver)] public static partial int cuGetErrorName(int error, out nint name);
     [LibraryImport(CudaLibraries.Driver)] public static partial int cuGetErrorString(int error, out nint text);
 
