@@ -178,14 +178,7 @@ public sealed partial class CpuBackend : IBackend
 
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f)
     {
-        int aRows = a.Shape[0], aCols = a.Length / aRows;
-        int bRows = b.Shape[0], bCols = b.Length / bRows;
-        int m = transA ? aCols : aRows, k = transA ? aRows : aCols;
-        int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
-        if (k != kb)
-            throw new ArgumentException($"MatMul: inner dimensions differ: a {a.Shape}{(transA ? "ᵀ" : "")} is {m}x{k}, b {b.Shape}{(transB ? "ᵀ" : "")} is {kb}x{n}.", nameof(b));
-        if (c.Shape[0] != m || c.Length != m * n)
-            throw new ArgumentException($"MatMul: c {c.Shape} should be {m}x{n}.", nameof(c));
+        var (m, n, k, _, _) = Ops.MatMulGeometry.Create(a, transA, b, transB, c);
         if (UseReferenceKernels) { Gemm.Multiply(this, m, n, k, Array(a), transA, Array(b), transB, Array(c), alpha, beta); return; }
         if (!transA && transB && alpha == 1f && (beta == 0f || beta == 1f))
         {

@@ -23,14 +23,7 @@ public sealed unsafe partial class CudaBackend
     /// </remarks>
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, float alpha = 1f, float beta = 0f)
     {
-        int aRows = a.Shape[0], aCols = aRows == 0 ? 0 : a.Length / aRows;
-        int bRows = b.Shape[0], bCols = bRows == 0 ? 0 : b.Length / bRows;
-        int m = transA ? aCols : aRows, k = transA ? aRows : aCols;
-        int kb = transB ? bCols : bRows, n = transB ? bRows : bCols;
-        if (k != kb)
-            throw new ArgumentException($"MatMul: inner dimensions differ: a {a.Shape}{(transA ? "ᵀ" : "")} is {m}x{k}, b {b.Shape}{(transB ? "ᵀ" : "")} is {kb}x{n}.", nameof(b));
-        if (c.Shape[0] != m || c.Length != m * n)
-            throw new ArgumentException($"MatMul: c {c.Shape} should be {m}x{n}.", nameof(c));
+        var (m, n, k, aCols, bCols) = Ops.MatMulGeometry.Create(a, transA, b, transB, c);
         if (m == 0 || n == 0) return;
         using var _ = Enter();
         // Leading dimensions must be at least 1 even for an empty operand (k = 0, where cuBLAS just scales c by beta).
