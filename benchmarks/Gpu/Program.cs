@@ -102,13 +102,8 @@ static class Fashion
     /// <summary>The images as an IDataView: Features [1, 28, 28] (standardised), Label a key over the class names.</summary>
     public static IDataView ToView(MLContext ml, InMemoryDataset d)
     {
-        var rows = Enumerable.Range(0, d.Count).Select(i => new ImageRow
-        {
-            Features = d.Features.Slice(i * 784, 784).ToArray(),
-            Label = FashionMnist.ClassNames[d.Labels[i]],
-        });
         var keys = ml.Data.LoadFromEnumerable(FashionMnist.ClassNames.Select(n => new ClassName { Label = n }));
-        var view = ml.Data.LoadFromEnumerable(rows);
+        var view = ml.Data.LoadFromEnumerable(ImageRow.From(d));
         // Cached so that the conversion above runs once, not on every pass the trainer or Evaluate makes.
         return ml.Data.Cache(ml.Transforms.Conversion.MapValueToKey("Label", keyData: keys).Fit(view).Transform(view));
     }
@@ -234,11 +229,3 @@ static class Fashion
     }
 }
 
-sealed class ClassName { public string Label { get; set; } = ""; }
-
-sealed class ImageRow
-{
-    [VectorType(1, 28, 28)]
-    public float[] Features { get; set; } = [];
-    public string Label { get; set; } = "";
-}

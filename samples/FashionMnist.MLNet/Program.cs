@@ -102,22 +102,6 @@ Console.WriteLine($"total {total.Elapsed.TotalSeconds:F1} s");
 Console.WriteLine($"test accuracy: {metrics.MicroAccuracy:F4}");
 return 0;
 
-sealed class ClassName { public string Label { get; set; } = ""; }
-
-/// <summary>One image with its label, as the training and test IDataViews hold it.</summary>
-sealed class ImageRow
-{
-    [VectorType(1, 28, 28)]
-    public float[] Features { get; set; } = [];
-    public string Label { get; set; } = "";
-
-    public static IEnumerable<ImageRow> From(InMemoryDataset d) => Enumerable.Range(0, d.Count).Select(i => new ImageRow
-    {
-        Features = d.Features.Slice(i * 784, 784).ToArray(),
-        Label = FashionMnist.ClassNames[d.Labels[i]],
-    });
-}
-
 /// <summary>What the saved model needs to predict: the pixels only.</summary>
 sealed class ImageInput
 {
