@@ -3,7 +3,7 @@
 // on the 10,000 test images (accuracy, log-loss, confusion matrix), saves model.zip, model.onnx and the training
 // curve, reloads model.zip in a new MLContext and predicts a few test images. The last line is "test accuracy: 0.xxxx".
 //
-//   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5
+//   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5 --lr 0.003 --schedule cosine
 //
 // Options: --data DIR (else $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)  --net lenet5|cnn2bn|vgg|resnet
 //          --epochs 3  --batch 64  --lr 0.001  --optimizer adam|adamw|sgd  --seed 42  --threads N  --backend auto|cpu|cuda  --limit N (training
