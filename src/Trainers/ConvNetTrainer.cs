@@ -87,6 +87,8 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         var token = o.CancellationToken;
         ulong seed = unchecked((ulong)o.Seed);
         var backend = CreateBackend(); // first: a backend that cannot run here fails before any data is read
+        var (checkpointPath, bestPath) = PrepareCheckpointDirectory(); // then the options that need the file system
+        var resumed = LoadResumeCheckpoint(checkpointPath);
 
         var label = DataViewReader.LabelColumn(input.Schema, o.LabelColumnName);
         var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
@@ -105,20 +107,13 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         var augmentation = o.RandomHorizontalFlip || o.RandomCropPadding > 0
             ? new Augmentation(train, o.RandomHorizontalFlip, o.RandomCropPadding, Rng.Mix(seed, 0x415547)) : null;
 
-        string? checkpointPath = null, bestPath = null, resumeFrom = null;
+        string? resumeFrom = null;
         var history = new List<EpochMetrics>();
-        if (o.CheckpointDirectory is { } dir)
-        {
-            Directory.CreateDirectory(dir);
-            checkpointPath = Path.Combine(dir, Defaults.CheckpointFileName);
-            bestPath = Path.Combine(dir, Defaults.BestCheckpointFileName);
-        }
         var early = new EarlyStopping(o.EarlyStoppingPatience, o.EarlyStoppingMetric);
-        if (o.Resume && File.Exists(checkpointPath))
+        if (resumed is not null)
         {
-            // Read it here first: a damaged file fails before any work, and the epoch sets augmentation and early stopping.
+            // Read before any work (a damaged file fails there); its epoch sets augmentation and early stopping.
             resumeFrom = checkpointPath;
-            var resumed = ResumeError(() => Checkpoint.Load(checkpointPath));
             history.AddRange(resumed.History);
             if (augmentation is not null) augmentation.Epoch = resumed.Epoch;
             foreach (var m in resumed.History) early.Observe(m);
@@ -135,7 +130,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             LabelSmoothing = (float)o.LabelSmoothing,
             CheckpointPath = checkpointPath,
             ResumeFrom = resumeFrom,
-            OnBatch = o.OnBatch,
+            OnBatch = WithDivergenceCheck(classes.Count, checkpointPath),
             ProgressInterval = o.ProgressInterval,
             OnEpoch = m =>
             {
