@@ -31,7 +31,11 @@ namespace MLNet.ConvNet.Trainers;
 /// a number, a missing/NaN label or a NaN/infinite feature (with the row), a class with no training row (unless
 /// <see cref="Options.AllowMissingClasses"/>), features that do not fit the network (with the layer), empty data,
 /// out-of-range options, a loss turning NaN (<see cref="NonFiniteLossException"/> with epoch, batch and the last good
-/// checkpoint), a corrupted or truncated checkpoint (<see cref="InvalidDataException"/> naming the file).</para>
+/// checkpoint), a finite loss past the divergence bound (<see cref="DivergingLossException"/>, or a warning: option
+/// <see cref="Options.Divergence"/>), a corrupted or truncated checkpoint (<see cref="InvalidDataException"/> naming the file).
+/// Before any data is read: an unusable <see cref="Options.CheckpointDirectory"/> and a resume checkpoint beyond
+/// <see cref="Options.Epochs"/>. A saved model is best loaded with <see cref="ConvNetModel.Load(MLContext, string, out DataViewSchema)"/>
+/// (docs/deployment.md).</para>
 /// </remarks>
 public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
 {
