@@ -1,7 +1,7 @@
 // Fashion-MNIST through ML.NET: the README's main job. Reads the IDX files into an IDataView, trains a convnet
 // with mlContext.MulticlassClassification.Trainers.ConvNet (console progress bar: loss, images/s, ETA), evaluates
 // on the 10,000 test images (accuracy, log-loss, confusion matrix), saves model.zip, model.onnx and the training
-// curve, reloads model.zip in a new MLContext and predicts a few test images. The last line is "test accuracy: 0.xxxx".
+// curve, reloads model.zip in a new MLContext (ConvNetModel.Load) and predicts a few test images. The last line is "test accuracy: 0.xxxx".
 //
 //   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5 --lr 0.003 --schedule cosine
 //
@@ -87,15 +87,17 @@ convnet.ExportOnnx(onnx);
 convnet.SaveTrainingCurve(png, title: $"{net} on Fashion-MNIST");
 Console.WriteLine($"saved {zip} ({new FileInfo(zip).Length / 1024:N0} KiB), {onnx}, {png}");
 
-// 5. A new MLContext loads model.zip (only ML.NET and its ONNX transformer are needed) and predicts.
+// 5. A new MLContext loads model.zip and predicts, as a serving application would (docs/deployment.md). The model is
+//    ML.NET's own (ML.NET and ONNX Runtime run it); ConvNetModel.Load keeps it working whatever PredictionEngines over
+//    it are disposed, and its predictor may be called from many threads at once.
 var ml2 = new MLContext();
-var loaded = ml2.Model.Load(zip, out _);
+var loaded = ConvNetModel.Load(ml2, zip, out _);
 var reloaded = ml2.MulticlassClassification.Evaluate(loaded.Transform(test));
 Console.WriteLine($"reloaded model: test accuracy {reloaded.MicroAccuracy:F4} ({(reloaded.MicroAccuracy == metrics.MicroAccuracy ? "identical" : "DIFFERENT")})");
-using var engine = ml2.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(loaded);
+using var predictor = loaded.CreatePredictor<ImageInput, ImagePrediction>();
 foreach (int i in new[] { 0, 1, 2, 3, 4 })
 {
-    var p = engine.Predict(new ImageInput { Features = testSet.Features.Slice(i * 784, 784).ToArray() });
+    var p = predictor.Predict(new ImageInput { Features = testSet.Features.Slice(i * 784, 784).ToArray() });
     Console.WriteLine($"  test image {i}: predicted {p.PredictedClass,-12} ({p.Score.Max():P1})  true {FashionMnist.ClassNames[testSet.Labels[i]]}");
 }
 Console.WriteLine($"total {total.Elapsed.TotalSeconds:F1} s");

@@ -64,9 +64,11 @@ string zip = Path.Combine(outDir, "model.zip");
 ml.Model.Save(model, train.Schema, zip);
 Console.WriteLine($"saved {zip}");
 
-// A new context loads the model and classifies one file.
+// A new context loads the model and classifies one file. ConvNetModel.Load, not Model.Load: disposing this engine then
+// leaves the model working for the next one (a loaded model kept by a web app; docs/deployment.md).
 var ml2 = new MLContext();
-using var engine = ml2.Model.CreatePredictionEngine<ImageFile, Prediction>(ml2.Model.Load(zip, out _));
+var loaded = ConvNetModel.Load(ml2, zip, out _);
+using var engine = ml2.Model.CreatePredictionEngine<ImageFile, Prediction>(loaded);
 var one = files[files.Length / 2];
 var p = engine.Predict(new ImageFile { ImagePath = one.ImagePath });
 Console.WriteLine($"{one.ImagePath}: predicted {p.PredictedClass} ({p.Score.Max():P1}), folder {one.Label}");

@@ -218,6 +218,17 @@ public sealed partial class ConvNetTrainer
         /// </summary>
         public bool AllowMissingClasses { get; set; }
 
+        /// <summary>
+        /// Divergence = Stop: what happens when the training loss grows past <see cref="DivergenceFactor"/> x ln(classes) (a
+        /// finite loss far above chance level, as a too-high learning rate gives): Stop throws
+        /// <see cref="DivergingLossException"/>, Warn writes a line to <see cref="Log"/> (once per epoch) and trains on, Ignore
+        /// does neither. Checked where the loss is read back: every <see cref="ProgressInterval"/> steps and each epoch's last.
+        /// </summary>
+        public DivergenceAction Divergence { get; set; }
+
+        /// <summary>DivergenceFactor = 10: the divergence bound is this times ln(classes) (ln(classes) is the loss of a uniform guess; at least 1 is used). Must be &gt; 1.</summary>
+        public double DivergenceFactor { get; set; } = 10;
+
         /// <summary>The backend options these options ask for (<see cref="Backend"/>, <see cref="DeviceIndex"/>, <see cref="MaxThreads"/>, <see cref="AllowTf32"/>).</summary>
         public BackendOptions ToBackendOptions() => new()
         {
@@ -239,8 +250,8 @@ public sealed partial class ConvNetTrainer
             }
             Require(!string.IsNullOrEmpty(LabelColumnName), nameof(LabelColumnName), LabelColumnName, "give the label column's name.");
             Require(!string.IsNullOrEmpty(FeatureColumnName), nameof(FeatureColumnName), FeatureColumnName, "give the feature column's name.");
-            Require(NetworkFactory is not null || Presets.Names.Contains((Network ?? "").ToLowerInvariant()) || string.Equals(Network, "lenet", StringComparison.OrdinalIgnoreCase),
-                nameof(Network), Network, $"choose one of {string.Join(", ", Presets.Names)} or set NetworkFactory.");
+            Require(NetworkFactory is not null || Presets.Names.Contains((Network ?? "").ToLowerInvariant()),
+                nameof(Network), Network, $"not a preset; choose one of {string.Join(", ", Presets.Names)} (any case) or set NetworkFactory.");
             Require(InputShape is null || (InputShape.Length > 0 && InputShape.All(d => d > 0)), nameof(InputShape),
                 InputShape is null ? null : "[" + string.Join(", ", InputShape) + "]", "every dimension must be > 0.");
             Require(Epochs >= 1, nameof(Epochs), Epochs, "must be >= 1.");
@@ -263,6 +274,9 @@ public sealed partial class ConvNetTrainer
             Require(Enum.IsDefined(Backend), nameof(Backend), Backend, "unknown backend.");
             Require(DeviceIndex >= 0, nameof(DeviceIndex), DeviceIndex, "must be >= 0.");
             Require(MaxThreads is null || MaxThreads >= 1, nameof(MaxThreads), MaxThreads, "must be >= 1.");
+            Require(Enum.IsDefined(Divergence), nameof(Divergence), Divergence, "unknown action.");
+            Require(Divergence != DivergenceAction.Warn || Log is not null, nameof(Divergence), Divergence, "the warning goes to option Log; set Log.");
+            Require(DivergenceFactor > 1 && double.IsFinite(DivergenceFactor), nameof(DivergenceFactor), DivergenceFactor, "must be finite and > 1.");
         }
     }
 }

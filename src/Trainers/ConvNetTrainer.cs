@@ -31,7 +31,11 @@ namespace MLNet.ConvNet.Trainers;
 /// a number, a missing/NaN label or a NaN/infinite feature (with the row), a class with no training row (unless
 /// <see cref="Options.AllowMissingClasses"/>), features that do not fit the network (with the layer), empty data,
 /// out-of-range options, a loss turning NaN (<see cref="NonFiniteLossException"/> with epoch, batch and the last good
-/// checkpoint), a corrupted or truncated checkpoint (<see cref="InvalidDataException"/> naming the file).</para>
+/// checkpoint), a finite loss past the divergence bound (<see cref="DivergingLossException"/>, or a warning: option
+/// <see cref="Options.Divergence"/>), a corrupted or truncated checkpoint (<see cref="InvalidDataException"/> naming the file).
+/// Before any data is read: an unusable <see cref="Options.CheckpointDirectory"/> and a resume checkpoint beyond
+/// <see cref="Options.Epochs"/>. A saved model is best loaded with <see cref="ConvNetModel.Load(MLContext, string, out DataViewSchema)"/>
+/// (docs/deployment.md).</para>
 /// </remarks>
 public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
 {
@@ -87,6 +91,8 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         var token = o.CancellationToken;
         ulong seed = unchecked((ulong)o.Seed);
         var backend = CreateBackend(); // first: a backend that cannot run here fails before any data is read
+        var (checkpointPath, bestPath) = PrepareCheckpointDirectory(); // then the options that need the file system
+        var resumed = LoadResumeCheckpoint(checkpointPath);
 
         var label = DataViewReader.LabelColumn(input.Schema, o.LabelColumnName);
         var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
@@ -105,20 +111,13 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         var augmentation = o.RandomHorizontalFlip || o.RandomCropPadding > 0
             ? new Augmentation(train, o.RandomHorizontalFlip, o.RandomCropPadding, Rng.Mix(seed, 0x415547)) : null;
 
-        string? checkpointPath = null, bestPath = null, resumeFrom = null;
+        string? resumeFrom = null;
         var history = new List<EpochMetrics>();
-        if (o.CheckpointDirectory is { } dir)
-        {
-            Directory.CreateDirectory(dir);
-            checkpointPath = Path.Combine(dir, Defaults.CheckpointFileName);
-            bestPath = Path.Combine(dir, Defaults.BestCheckpointFileName);
-        }
         var early = new EarlyStopping(o.EarlyStoppingPatience, o.EarlyStoppingMetric);
-        if (o.Resume && File.Exists(checkpointPath))
+        if (resumed is not null)
         {
-            // Read it here first: a damaged file fails before any work, and the epoch sets augmentation and early stopping.
+            // Read before any work (a damaged file fails there); its epoch sets augmentation and early stopping.
             resumeFrom = checkpointPath;
-            var resumed = ResumeError(() => Checkpoint.Load(checkpointPath));
             history.AddRange(resumed.History);
             if (augmentation is not null) augmentation.Epoch = resumed.Epoch;
             foreach (var m in resumed.History) early.Observe(m);
@@ -135,7 +134,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             LabelSmoothing = (float)o.LabelSmoothing,
             CheckpointPath = checkpointPath,
             ResumeFrom = resumeFrom,
-            OnBatch = o.OnBatch,
+            OnBatch = WithDivergenceCheck(classes.Count, checkpointPath),
             ProgressInterval = o.ProgressInterval,
             OnEpoch = m =>
             {
