@@ -49,7 +49,7 @@ public sealed class ImageClassifierOptions
     /// </summary>
     public double HoldoutFraction { get; set; } = 0.2;
 
-    /// <summary>NormalizationImages = 2000: training images read to measure each channel's mean and standard deviation (the first ones, in data order).</summary>
+    /// <summary>NormalizationImages = 2000: at most this many training images (evenly spaced over the rows) are read to measure each channel's mean and standard deviation.</summary>
     public int NormalizationImages { get; set; } = 2000;
 
     /// <summary>
@@ -236,7 +236,7 @@ public sealed class ImageClassifierEstimator : IEstimator<ImageClassifierTransfo
 
     /// <summary>
     /// Each channel's mean and standard deviation (population, in double; 1 where an image set has one value) of the
-    /// pixels 0..255 of the first training images, resized and colour-converted as the model will see them.
+    /// pixels 0..255 of up to NormalizationImages training images, resized and colour-converted as the model will see them.
     /// </summary>
     private (float[] Mean, float[] Std) ChannelStatistics(MLContext ml, IDataView train, int width, int height, ImageColorMode mode)
     {
@@ -244,7 +244,12 @@ public sealed class ImageClassifierEstimator : IEstimator<ImageClassifierTransfo
             .Append(ml.Transforms.ResizeImages(Image, width, height, resizing: _options.Resizing));
         if (mode == ImageColorMode.Gray) p = p.Append(ml.Transforms.ConvertToGrayscale(Image));
         p = p.Append(ml.Transforms.ExtractPixels(Raw, Image, mode == ImageColorMode.Gray ? ImagePixelExtractingEstimator.ColorBits.Red : ImagePixelExtractingEstimator.ColorBits.Rgb));
-        var sample = ml.Data.TakeRows(train, _options.NormalizationImages);
+        // Evenly spaced rows, not the first ones: a folder's rows come class by class.
+        var paths = train.GetColumn<string>(_options.ImagePathColumnName).ToArray();
+        int step = Math.Max(1, (int)Math.Ceiling(paths.Length / (double)_options.NormalizationImages));
+        var definition = SchemaDefinition.Create(typeof(PathRow));
+        definition[0].ColumnName = _options.ImagePathColumnName;
+        var sample = ml.Data.LoadFromEnumerable(paths.Where((_, i) => i % step == 0).Select(p => new PathRow { Path = p }), definition);
         int channels = mode == ImageColorMode.Gray ? 1 : 3, plane = width * height;
         var sum = new double[channels];
         var squares = new double[channels];
@@ -269,5 +274,10 @@ public sealed class ImageClassifierEstimator : IEstimator<ImageClassifierTransfo
             std[c] = variance > 1e-6 ? (float)Math.Sqrt(variance) : 1f;
         }
         return (mean, std);
+    }
+
+    private sealed class PathRow
+    {
+        public string Path { get; set; } = "";
     }
 }

@@ -110,6 +110,29 @@ public sealed class ImageClassifierTests
     }
 
     [Fact]
+    public void Channel_statistics_are_those_of_the_resized_training_pixels()
+    {
+        using var images = TestImages.Create(perClass: 8, gray: false, withBadFiles: false);
+        var ml = new MLContext(seed: 1);
+        var loaded = ml.Data.LoadFromImageFolder(images.Folder);
+        var options = Options(epochs: 1);
+        options.HoldoutFraction = 0;           // every image is a training image, so the statistics cover them all
+        var model = ml.MulticlassClassification.Trainers.ConvNetImageClassifier(options).Fit(loaded.Data);
+
+        var pixels = ml.Transforms.LoadImages("I", "", "ImagePath").Append(ml.Transforms.ResizeImages("I", model.ImageWidth, model.ImageHeight, resizing: model.Resizing))
+            .Append(ml.Transforms.ExtractPixels("Raw", "I")).Fit(loaded.Data).Transform(loaded.Data).GetColumn<float[]>("Raw").Select(p => p.ToArray()).ToArray();
+        int plane = model.ImageWidth * model.ImageHeight;
+        for (int c = 0; c < 3; c++)
+        {
+            var values = pixels.SelectMany(p => p.Skip(c * plane).Take(plane)).Select(v => (double)v).ToArray();
+            double mean = values.Average(), std = Math.Sqrt(values.Select(v => (v - mean) * (v - mean)).Average());
+            Assert.Equal(mean, model.ChannelMean[c], 1e-3 * mean);
+            Assert.Equal(std, model.ChannelStd[c], 1e-3 * std);
+        }
+        Assert.NotEqual(model.ChannelMean[0], model.ChannelMean[2]);   // tinted images: the channels differ
+    }
+
+    [Fact]
     public void Options_and_columns_are_checked_by_name()
     {
         var ml = new MLContext();
