@@ -133,6 +133,23 @@ public sealed class ImageClassifierTests
     }
 
     [Fact]
+    public void Appended_to_a_chain_it_reports_its_columns_and_fits()
+    {
+        using var images = TestImages.Create(perClass: 4, gray: true, withBadFiles: false);
+        var ml = new MLContext(seed: 1);
+        var loaded = ml.Data.LoadFromImageFolder(images.Folder);
+        var options = Options(epochs: 1);
+        options.HoldoutFraction = 0;
+        // EstimatorChain.Fit asks every step's GetOutputSchema first; a later step reads the classifier's PredictedClass.
+        var chain = ml.Transforms.CopyColumns("File", "ImagePath")
+            .Append(ml.MulticlassClassification.Trainers.ConvNetImageClassifier(options))
+            .Append(ml.Transforms.CopyColumns("Answer", ImageClassifierEstimator.PredictedClassColumnName));
+        var scored = chain.Fit(loaded.Data).Transform(loaded.Data);
+        Assert.Equal(images.Good.Count, scored.GetColumn<string>("Answer").Count(a => a is "horizontal" or "vertical"));
+        Assert.Equal(new VectorDataViewType(NumberDataViewType.Single, 2), scored.Schema["Score"].Type);
+    }
+
+    [Fact]
     public void Options_and_columns_are_checked_by_name()
     {
         var ml = new MLContext();
