@@ -1,4 +1,5 @@
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Data;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
 using MLNet.ConvNet.Training;
@@ -62,6 +63,8 @@ public sealed partial class ConvNetTrainer
         public const int Seed = 0;
         /// <summary>"convnet.ckpt": the file, inside <see cref="Options.CheckpointDirectory"/>, holding the last epoch's checkpoint.</summary>
         public const string CheckpointFileName = "convnet.ckpt";
+        /// <summary>1 GB (1e9 bytes): with DataCache = Auto, features up to this size as float32 (or a quarter of the memory available, if less) stay in memory.</summary>
+        public const long DataCacheMemoryLimit = 1_000_000_000;
         /// <summary>"convnet.best.ckpt": the file, inside <see cref="Options.CheckpointDirectory"/>, holding the best epoch's weights under early stopping.</summary>
         public const string BestCheckpointFileName = "convnet.best.ckpt";
     }
@@ -218,6 +221,24 @@ public sealed partial class ConvNetTrainer
         /// </summary>
         public bool AllowMissingClasses { get; set; }
 
+        /// <summary>
+        /// DataCache = Auto: where the rows, read once, are kept for training. Memory: one float32 array. Disk: a file
+        /// (pixels that are whole numbers in 0..255 as bytes, else float32) read back in each epoch's order by a background
+        /// reader; memory then holds the labels and a few batches. Auto: memory while the features as float32 take at most
+        /// <see cref="Defaults.DataCacheMemoryLimit"/> (or a quarter of the available memory, if less), else disk. Option
+        /// <see cref="Log"/> gets which and why. Same seed, same batches either way.
+        /// </summary>
+        public SampleStorage DataCache { get; set; }
+
+        /// <summary>DataCacheDirectory = null (the temporary folder): where a disk cache's file goes; deleted when Fit ends unless <see cref="KeepDataCache"/>.</summary>
+        public string? DataCacheDirectory { get; set; }
+
+        /// <summary>KeepDataCache = false: leave the disk cache's file in place after Fit (its path is in the log).</summary>
+        public bool KeepDataCache { get; set; }
+
+        /// <summary>Auto's limit in bytes instead of the default (tests).</summary>
+        internal long? DataCacheMemoryLimit { get; set; }
+
         /// <summary>The backend options these options ask for (<see cref="Backend"/>, <see cref="DeviceIndex"/>, <see cref="MaxThreads"/>, <see cref="AllowTf32"/>).</summary>
         public BackendOptions ToBackendOptions() => new()
         {
@@ -263,6 +284,7 @@ public sealed partial class ConvNetTrainer
             Require(Enum.IsDefined(Backend), nameof(Backend), Backend, "unknown backend.");
             Require(DeviceIndex >= 0, nameof(DeviceIndex), DeviceIndex, "must be >= 0.");
             Require(MaxThreads is null || MaxThreads >= 1, nameof(MaxThreads), MaxThreads, "must be >= 1.");
+            Require(Enum.IsDefined(DataCache), nameof(DataCache), DataCache, "unknown choice (Auto, Memory or Disk).");
         }
     }
 }
