@@ -196,6 +196,25 @@ public class DataSourceTests
         }
     }
 
+    [Fact]
+    public void ABatchReaderOverAShardGivesTheRanksPartOfEveryBatch()
+    {
+        var data = Images(103, 6);
+        var order = new EpochOrder(103, 4).Of(0);
+        var plan = new BatchPlan(103, 10);
+        var (mine, starts) = EpochOrder.Shard(order, plan, rank: 1, ranks: 3);
+        using var reader = new BatchReader(data, mine, starts, firstBatch: 2);
+        for (int b = 2; b < plan.Batches; b++)
+        {
+            var batch = reader.Next(Ct)!;
+            var (x, y) = Batch(data, mine[starts[b]..starts[b + 1]]);
+            Assert.Equal(b, batch.Index);
+            AssertSameBits(x, batch.Features.ToArray());
+            Assert.Equal(y, batch.Labels.ToArray());
+        }
+        Assert.Null(reader.Next(Ct));
+    }
+
     /// <summary>Wraps a dataset: the <c>failCall</c>-th CopyBatch (0-based) throws; each call may wait on a gate first.</summary>
     private sealed class Faulty(IDataset inner, int failCall, SemaphoreSlim? gate = null) : IDataset
     {

@@ -7,7 +7,8 @@ namespace MLNet.ConvNet.Data;
 /// a slow source (a disk cache, augmentation) overlaps with the computation.
 /// </summary>
 /// <remarks>
-/// <para>Batch b holds the samples <c>order[plan.Start(b) .. + plan.Size(b)]</c>, read with one
+/// <para>Batch b holds the samples <c>order[plan.Start(b) .. + plan.Size(b)]</c> (or, given batch starts, a shard's
+/// <c>indices[starts[b] .. starts[b + 1]]</c>), read with one
 /// <see cref="IDataset.CopyBatch"/> call; batches are read in order, from <c>firstBatch</c> (a run resumed mid-epoch
 /// starts there), each exactly once, so the values are those a caller reading the same batches itself would get.</para>
 /// <para>Memory: <c>depth + 1</c> host buffers of the largest batch, allocated once; a batch returned by
@@ -21,7 +22,8 @@ public sealed class BatchReader : IDisposable
 {
     private readonly IDataset _data;
     private readonly int[] _order;
-    private readonly BatchPlan _plan;
+    private readonly int[] _starts; // batch b is _order[_starts[b] .. _starts[b + 1]]
+    private readonly int _batches;
     private readonly HostBatch[] _slots;
     private readonly object _lock = new();
     private readonly Thread _thread;
@@ -35,14 +37,30 @@ public sealed class BatchReader : IDisposable
     /// (not copied: leave it unchanged) from <paramref name="data"/>, up to <paramref name="depth"/> batches ahead of the consumer.
     /// </summary>
     public BatchReader(IDataset data, int[] order, BatchPlan plan, int firstBatch = 0, int depth = 2)
+        : this(data, order, Starts(order, plan), firstBatch, depth) { }
+
+    /// <summary>
+    /// Starts reading batches <paramref name="firstBatch"/>.. where batch b is <c>indices[starts[b] .. starts[b + 1]]</c>
+    /// (a rank's shard: <see cref="EpochOrder.Shard"/>'s result; neither array is copied).
+    /// </summary>
+    public BatchReader(IDataset data, int[] indices, int[] starts, int firstBatch = 0, int depth = 2)
     {
         ArgumentNullException.ThrowIfNull(data);
-        ArgumentNullException.ThrowIfNull(order);
-        if (order.Length != plan.Count) throw new ArgumentException($"The order holds {order.Length} samples but the batch plan cuts {plan.Count}.", nameof(order));
-        if (firstBatch < 0 || firstBatch > plan.Batches) throw new ArgumentOutOfRangeException(nameof(firstBatch), firstBatch, $"The first batch must be in [0, {plan.Batches}].");
+        ArgumentNullException.ThrowIfNull(indices);
+        ArgumentNullException.ThrowIfNull(starts);
+        if (starts.Length < 1 || starts[0] != 0 || starts[^1] != indices.Length)
+            throw new ArgumentException($"Batch starts must run from 0 to the {indices.Length} indices.", nameof(starts));
+        int capacity = 0;
+        for (int b = 0; b + 1 < starts.Length; b++)
+        {
+            if (starts[b + 1] < starts[b]) throw new ArgumentException($"Batch starts must not decrease (batch {b}).", nameof(starts));
+            capacity = Math.Max(capacity, starts[b + 1] - starts[b]);
+        }
+        _batches = starts.Length - 1;
+        if (firstBatch < 0 || firstBatch > _batches) throw new ArgumentOutOfRangeException(nameof(firstBatch), firstBatch, $"The first batch must be in [0, {_batches}].");
         ArgumentOutOfRangeException.ThrowIfLessThan(depth, 1);
-        _data = data; _order = order; _plan = plan; _first = firstBatch;
-        int len = data.SampleShape.Length, capacity = plan.MaxSize;
+        _data = data; _order = indices; _starts = starts; _first = firstBatch;
+        int len = data.SampleShape.Length;
         _slots = new HostBatch[depth + 1]; // depth read ahead plus the one the consumer holds
         for (int i = 0; i < _slots.Length; i++) _slots[i] = new HostBatch(new float[(long)capacity * len], new int[capacity]);
         _thread = new Thread(Run) { IsBackground = true, Name = "BatchReader" };
@@ -58,7 +76,7 @@ public sealed class BatchReader : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_stop, this);
-            if (_first + _consumed >= _plan.Batches) return null;
+            if (_first + _consumed >= _batches) return null;
             while (_produced == _consumed && _error is null)
             {
                 cancellation.ThrowIfCancellationRequested();
@@ -76,7 +94,7 @@ public sealed class BatchReader : IDisposable
     {
         try
         {
-            for (int k = 0; _first + k < _plan.Batches; k++)
+            for (int k = 0; _first + k < _batches; k++)
             {
                 HostBatch slot;
                 lock (_lock)
@@ -86,8 +104,8 @@ public sealed class BatchReader : IDisposable
                     if (_stop) return;
                     slot = _slots[k % _slots.Length];
                 }
-                int b = _first + k, count = _plan.Size(b), len = _data.SampleShape.Length;
-                var indices = _order.AsSpan(_plan.Start(b), count);
+                int b = _first + k, count = _starts[b + 1] - _starts[b], len = _data.SampleShape.Length;
+                var indices = _order.AsSpan(_starts[b], count);
                 _data.CopyBatch(indices, slot.FeatureBuffer.AsSpan(0, count * len), slot.LabelBuffer.AsSpan(0, count));
                 slot.Set(b, count, len);
                 lock (_lock) { _produced++; Monitor.PulseAll(_lock); }
@@ -97,6 +115,15 @@ public sealed class BatchReader : IDisposable
         {
             lock (_lock) { _error = ExceptionDispatchInfo.Capture(e); Monitor.PulseAll(_lock); }
         }
+    }
+
+    private static int[] Starts(int[] order, BatchPlan plan)
+    {
+        ArgumentNullException.ThrowIfNull(order);
+        if (order.Length != plan.Count) throw new ArgumentException($"The order holds {order.Length} samples but the batch plan cuts {plan.Count}.", nameof(order));
+        var starts = new int[plan.Batches + 1];
+        for (int b = 0; b < plan.Batches; b++) starts[b + 1] = plan.Start(b) + plan.Size(b);
+        return starts;
     }
 
     /// <summary>Stops the thread after the batch it is reading and waits for it.</summary>
