@@ -4,6 +4,7 @@
 //   --data synthetic|fashion   synthetic: --rows seeded 28x28 images (default); fashion: Fashion-MNIST, evaluated on its test set
 //   --rows R --batch B --epochs E --net NAME --seed S --threads T --lr LR --optimizer sgd|adam
 //   --out FILE                 rank 0 writes every weight and buffer (float32, state-tensor order) there
+//   --init-out FILE            and the untrained network's (the trainer builds it the same way: preset, seed)
 //   --checkpoint DIR [--resume]
 //   --fail-rank R --fail-step K --fail-mode throw|kill|exit   rank R fails at its K-th training step (from 1)
 using System.Diagnostics;
@@ -52,6 +53,12 @@ if (a.Has("out"))
 {
     var values = model.Network.StateTensors().SelectMany(s => s.Value.ToHost()).ToArray();
     File.WriteAllBytes(a.Get("out", ""), System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+}
+if (a.Has("init-out"))
+{
+    var initial = MLNet.ConvNet.Layers.Presets.ByName(options.Network, 10, cpu).Build(new Shape(1, 28, 28), (ulong)options.Seed);
+    var values = initial.StateTensors().SelectMany(s => s.Value.ToHost()).ToArray();
+    File.WriteAllBytes(a.Get("init-out", ""), System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
 }
 if (test is not null)
 {
