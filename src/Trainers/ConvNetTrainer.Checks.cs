@@ -49,10 +49,10 @@ public sealed partial class ConvNetTrainer
     /// (DivergingLossException) or logs a warning, as option Divergence says. The check sees every loss the trainer reads
     /// back (every ProgressInterval steps and each epoch's last); with Ignore, OnBatch is passed as it is.
     /// </summary>
-    private Action<BatchProgress>? WithDivergenceCheck(int classes, string? checkpointPath)
+    private Action<BatchProgress>? WithDivergenceCheck(int classes, string? checkpointPath, Action<BatchProgress>? onBatch, Action<string>? log)
     {
         var o = _options;
-        if (o.Divergence == DivergenceAction.Ignore) return o.OnBatch;
+        if (o.Divergence == DivergenceAction.Ignore) return onBatch;
         // ln(K) is the loss of a uniform guess over K classes; a loss many times that is no longer learning.
         double bound = o.DivergenceFactor * Math.Max(Math.Log(classes), 1);
         int warnedEpoch = 0;
@@ -72,10 +72,10 @@ public sealed partial class ConvNetTrainer
                 if (warnedEpoch != p.Epoch)
                 {
                     warnedEpoch = p.Epoch;
-                    o.Log!($"ConvNetTrainer warning: {what}; training goes on (option Divergence = Warn).");
+                    log?.Invoke($"ConvNetTrainer warning: {what}; training goes on (option Divergence = Warn).");
                 }
             }
-            o.OnBatch?.Invoke(p);
+            onBatch?.Invoke(p);
         };
     }
 }
