@@ -99,8 +99,26 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         else if (o.ValidationFraction > 0)
             (train, validation) = DataViewReader.Split(all, o.ValidationFraction, Rng.Mix(seed, 0x56414C));
         CheckEveryClassPresent(train, classes);
+        var run = Train(backend, train, validation, classes.Count, sampleShape, feature);
+        return new ConvNetTransformer(run.Network, classes, feature.Name, label.Name, run.History, run.BestEpoch, run.StoppedEarly, input);
+    }
 
-        var network = CreateNetwork(backend, classes.Count, sampleShape, feature, seed);
+    /// <summary>What <see cref="Train"/> gives: the trained network, its epochs, and early stopping's outcome.</summary>
+    internal sealed record TrainingRun(Network Network, EpochMetrics[] History, int? BestEpoch, bool StoppedEarly);
+
+    /// <summary>
+    /// Trains on data already read into memory (<see cref="Fit"/> after reading, and the experiment, which reads its
+    /// data once for all trials): builds the network and optimizer on <paramref name="backend"/> and runs Core's trainer
+    /// with the options' augmentation, early stopping, checkpoints and resume. Options ValidationSet and
+    /// ValidationFraction are not read here: <paramref name="validation"/> is the validation data.
+    /// </summary>
+    internal TrainingRun Train(IBackend backend, InMemoryDataset train, InMemoryDataset? validation, int classCount, Shape sampleShape,
+        DataViewSchema.Column feature)
+    {
+        var o = _options;
+        var token = o.CancellationToken;
+        ulong seed = unchecked((ulong)o.Seed);
+        var network = CreateNetwork(backend, classCount, sampleShape, feature, seed);
         var optimizer = CreateOptimizer(network);
         var augmentation = o.RandomHorizontalFlip || o.RandomCropPadding > 0
             ? new Augmentation(train, o.RandomHorizontalFlip, o.RandomCropPadding, Rng.Mix(seed, 0x415547)) : null;
@@ -161,8 +179,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         catch (OperationCanceledException) when (!token.IsCancellationRequested && early.ShouldStop(history.Count == 0 ? 0 : history[^1].Epoch)) { }
         bool stoppedEarly = early.Enabled && history.Count > 0 && history[^1].Epoch < o.Epochs;
         if (early.Best is { } best) best.Restore(network);
-        return new ConvNetTransformer(network, classes, feature.Name, label.Name, history.ToArray(),
-            early.Enabled ? early.BestEpoch : null, stoppedEarly, input);
+        return new TrainingRun(network, history.ToArray(), early.Enabled ? early.BestEpoch : null, stoppedEarly);
     }
 
     /// <summary>Runs <paramref name="action"/>; a damaged or mismatched checkpoint's error gains the options that led to it.</summary>
@@ -176,14 +193,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     }
 
     /// <summary>The sample shape from <see cref="Options.InputShape"/> or the feature column's dimensions.</summary>
-    private Shape SampleShape(DataViewSchema.Column feature)
+    private Shape SampleShape(DataViewSchema.Column feature) => SampleShape(feature, _options.InputShape, "ConvNetTrainer");
+
+    /// <summary>The sample shape from <paramref name="inputShape"/> (option InputShape of <paramref name="component"/>) or the feature column's dimensions.</summary>
+    internal static Shape SampleShape(DataViewSchema.Column feature, int[]? inputShape, string component)
     {
         var type = (VectorDataViewType)feature.Type;
-        if (_options.InputShape is { } given)
+        if (inputShape is { } given)
         {
             var shape = new Shape(given);
             if (shape.Length != type.Size)
-                throw new ArgumentException($"ConvNetTrainer option InputShape = {shape} holds {shape.Length} values but feature column '{feature.Name}' ({type}) holds {type.Size}.", "InputShape");
+                throw new ArgumentException($"{component} option InputShape = {shape} holds {shape.Length} values but feature column '{feature.Name}' ({type}) holds {type.Size}.", "InputShape");
             return shape;
         }
         var dims = type.Dimensions.ToArray();
