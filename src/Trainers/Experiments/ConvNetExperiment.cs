@@ -61,7 +61,7 @@ public sealed partial class ConvNetExperiment
         var feature = DataViewReader.FeatureColumn(trainData.Schema, o.FeatureColumnName);
         var sampleShape = ConvNetTrainer.SampleShape(feature, o.InputShape, "ConvNetExperiment");
         var (all, classes) = DataViewReader.Read(trainData, label.Name, feature.Name, sampleShape, null, "training", cancellation);
-        var (train, validation) = DataViewReader.Split(all, o.ValidationFraction, Rng.Mix(seed, 0x484F4C44));
+        var (train, validation) = DataViewReader.Split(all, o.ValidationFraction, HoldoutSeed(o.Seed));
         o.Log?.Invoke($"ConvNetExperiment: {train.Count} training and {validation.Count} holdout rows, samples {sampleShape}, {classes.Count} classes; backend '{backend.Name}': {backendReason}.");
 
         var (networks, excluded) = NetworksThatFit(backend, sampleShape, classes.Count, feature);
@@ -111,6 +111,9 @@ public sealed partial class ConvNetExperiment
             if (ownDirectory) TryDelete(workDirectory);
         }
     }
+
+    /// <summary>The seed of the holdout split for experiment seed <paramref name="seed"/> (tests rebuild the holdout with it).</summary>
+    internal static ulong HoldoutSeed(int seed) => Rng.Mix(unchecked((ulong)seed), 0x484F4C44);
 
     /// <summary>The rungs' epoch counts: MinEpochs x ReductionFactor^k below MaxEpochs, then MaxEpochs.</summary>
     internal static int[] Rungs(int minEpochs, int maxEpochs, int reductionFactor)
