@@ -25,7 +25,7 @@ public static class ExperimentPlot
             var s = plot.Add.Scatter(points.Select(p => p.ExperimentSeconds).ToArray(), points.Select(p => p.ValidationAccuracy).ToArray(), palette.GetColor(t.Id - 1));
             bool best = ReferenceEquals(t, result.BestTrial);
             s.LineWidth = best ? 3 : 1;
-            s.MarkerSize = best ? 7 : 4;
+            s.MarkerSize = best ? 8 : 6;
             s.LegendText = best ? $"best: trial {t.Id} {t.Settings.NetworkName}" : "";
         }
         plot.Title(title);
