@@ -91,6 +91,35 @@ public sealed class ExperimentTests
     }
 
     [Fact]
+    public void A_promoted_trial_ends_with_the_weights_of_one_uninterrupted_run()
+    {
+        // 3 trials, rungs 1 and 3: the best of rung 0 is promoted and resumed from its checkpoint to epoch 3.
+        string dir = Tiny.TempDirectory();
+        try
+        {
+            var options = Small(maxTrials: 3);
+            options.WorkingDirectory = dir;
+            var experiment = new ConvNetExperiment(options);
+            var data = Data();
+            var result = experiment.Execute(data, TestContext.Current.CancellationToken);
+            var promoted = Assert.Single(result.Trials, t => t.Epochs == 3);
+            var resumed = Checkpoint.Load(Path.Combine(dir, $"trial-{promoted.Id}", ConvNetTrainer.Defaults.CheckpointFileName));
+
+            // The same settings trained for 3 epochs in one go, on the same rows.
+            var (all, classes) = DataViewReader.Read(data, "Label", "Features", new Shape(1, 28, 28), null, "training", TestContext.Current.CancellationToken);
+            var (train, holdout) = DataViewReader.Split(all, 0.2, ConvNetExperiment.HoldoutSeed(5));
+            var cpu = Backends.BackendFactory.Create(new Backends.BackendOptions { Kind = Backends.BackendKind.Cpu }).Backend;
+            var direct = new ConvNetTrainer(experiment.TrainerOptions(promoted.Settings, promoted.Seed, 3))
+                .Train(cpu, train, holdout, classes.Count, new Shape(1, 28, 28), data.Schema["Features"]);
+            var fromCheckpoint = promoted.Settings.CreateNetwork(classes.Count, cpu).Build(new Shape(1, 28, 28));
+            resumed.Restore(fromCheckpoint);
+            Assert.Equal(direct.Network.ComputeHash(), fromCheckpoint.ComputeHash());
+            Assert.Equal(direct.History.Select(m => m.ValidationAccuracy), promoted.Points.Select(p => p.ValidationAccuracy));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void Refit_trains_the_best_settings_on_all_rows_for_its_epochs()
     {
         var options = Small(maxTrials: 3);

@@ -183,7 +183,7 @@ public sealed partial class ConvNetExperiment
     }
 
     /// <summary>The trainer options of a trial's settings, trained to <paramref name="epochs"/> of a run planned over MaxEpochs.</summary>
-    private ConvNetTrainer.Options TrainerOptions(TrialSettings s, int seed, int epochs) => new()
+    internal ConvNetTrainer.Options TrainerOptions(TrialSettings s, int seed, int epochs) => new()
     {
         LabelColumnName = _options.LabelColumnName,
         FeatureColumnName = _options.FeatureColumnName,
