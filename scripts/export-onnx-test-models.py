@@ -3,6 +3,7 @@
 
 Run with Debian's packages (apt-get install -y python3-torchvision python3-onnx):
     /usr/bin/python3 scripts/export-onnx-test-models.py tests/Core.Tests/OnnxModels
+    /usr/bin/python3 scripts/export-onnx-test-models.py DIR --keep-weights   # DIR/resnet18.onnx with its (random) weights, 45 MB: samples/FineTune
 
 Nothing is downloaded: torchvision's architectures are made with random weights (weights=None).
   resnet18.onnx      torchvision ResNet-18, opset 11
@@ -63,7 +64,8 @@ def export(model, path, opset, size, strip, seed):
     torch.manual_seed(seed)
     model.eval()
     x = torch.randn(2, 3, size, size)
-    axes = {"input": {0: "N", 2: "H", 3: "W"}, "output": {0: "N"}} if strip else {"input": {0: "N"}, "output": {0: "N"}}
+    dynamic_size = strip or size > 32  # the torchvision models take any image size from 32 up
+    axes = {"input": {0: "N", 2: "H", 3: "W"}, "output": {0: "N"}} if dynamic_size else {"input": {0: "N"}, "output": {0: "N"}}
     torch.onnx.export(model, x, path, opset_version=opset, training=torch.onnx.TrainingMode.PRESERVE,
                       input_names=["input"], output_names=["output"], dynamic_axes=axes)
     m = onnx.load(path)
@@ -76,8 +78,11 @@ def export(model, path, opset, size, strip, seed):
     print(path, sorted({n.op_type for n in m.graph.node}), len(m.graph.node), "nodes")
 
 
-def main(out):
+def main(out, keep_weights):
     torch.manual_seed(0)
+    if keep_weights:
+        export(torchvision.models.resnet18(weights=None), f"{out}/resnet18.onnx", 11, 64, False, 1)
+        return
     export(torchvision.models.resnet18(weights=None), f"{out}/resnet18.onnx", 11, 64, True, 1)
     export(relu6_to_relu(torchvision.models.mobilenet_v2(weights=None)), f"{out}/mobilenet_v2.onnx", 13, 64, True, 2)
     zoo = OpsZoo()
@@ -88,4 +93,4 @@ def main(out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else ".")
+    main(sys.argv[1] if len(sys.argv) > 1 else ".", "--keep-weights" in sys.argv[2:])
