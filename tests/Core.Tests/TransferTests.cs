@@ -67,7 +67,17 @@ public class TransferTests
     [Fact]
     public void CopyWithANewHeadKeepsTheBodyAndComputesTheSameFeatures()
     {
-        var source = Net(5);
+        // Dotted names, as ONNX nodes have ("/layer1/layer1.0"), and a Graph block.
+        var source = new Network(
+        [
+            new Conv(4, 3) { Name = "/c.1" }, new BatchNorm { Name = "bn.x" },
+            new Graph([GraphNode.Of(new Conv(4, 1) { Name = "in.ner" }, Graph.InputName), GraphNode.Add("add", Graph.InputName, "in.ner")]) { Name = "/g.0" },
+            Activation.Relu(), new Flatten(), new Dense(3) { Name = "fc" },
+        ]).Build(new Shape(2, 6, 6), 5);
+        var bn = (BatchNorm)source.Layers[1];
+        bn.RunningMean!.CopyFromHost([0.1f, -0.2f, 0.3f, 0f]);   // not the fresh values, so a copy that missed them shows
+        var (xb, lb) = Batch(7);
+        Step(source, new Adam(source.Parameters, 0.01), xb, lb);
         var copy = Transfer.Copy(source, source.Backend, new Shape(2, 6, 6), seed: 9, classes: 7);
         Assert.Equal(new Shape(7), copy.OutputShape);
         Assert.Equal(Transfer.HeadName, copy.Layers[^1].Name);
@@ -75,7 +85,7 @@ public class TransferTests
         // Everything up to the head gives the same values.
         Tensor Body(Network n) { var h = x; foreach (var l in n.Layers.Take(n.Layers.Count - 1)) h = l.Forward(h, false); return h; }
         Assert.Equal(Body(source).ToHost(), Body(copy).ToHost());
-        Assert.Equal(3, Transfer.CountThrough(copy, "relu1"));
+        Assert.Equal(4, Transfer.CountThrough(copy, "relu1"));
         Assert.Equal(copy.Layers.Count - 1, Transfer.CountThrough(copy, "body"));
         Assert.Contains("no top-level layer named 'x'", Assert.Throws<ArgumentException>(() => Transfer.CountThrough(copy, "x")).Message);
     }

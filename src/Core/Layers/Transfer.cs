@@ -37,12 +37,13 @@ public static class Transfer
         var network = new Network([.. prefix, .. layers], backend);
         try { network.Build(sampleShape, seed); }
         catch (ArgumentException e) { throw new ArgumentException($"Transfer.Copy: the network copied from the source cannot take samples {sampleShape}: {e.Message}", nameof(sampleShape), e); }
-        var values = source.StateTensors().ToDictionary(t => t.Name, t => t.Value);
-        var kept = new HashSet<string>(source.Layers.Take(classes is null ? source.Layers.Count : source.Layers.Count - 1).Select(l => l.Name!));
+        // The tensors of every source layer but a replaced head, by full name (layer names may hold dots: "/layer1.0").
+        var values = source.Layers.Take(classes is null ? source.Layers.Count : source.Layers.Count - 1)
+            .SelectMany(l => l.Parameters.Select(p => (p.Name, p.Value)).Concat(l.Buffers.Select(b => (b.Name, b.Value))))
+            .ToDictionary(t => t.Name, t => t.Value);
         foreach (var (name, target) in network.StateTensors())
         {
-            string layer = name[..name.IndexOf('.')];
-            if (!kept.Contains(layer) || !values.TryGetValue(name, out var value)) continue;
+            if (!values.TryGetValue(name, out var value)) continue;
             if (value.Shape != target.Shape)
                 throw new ArgumentException($"Transfer.Copy: '{name}' has shape {value.Shape} in the source network but {target.Shape} in the copy for samples {sampleShape} (a layer after a flatten sees another size).", nameof(sampleShape));
             target.CopyFromHost(value.ToHost());
