@@ -109,6 +109,38 @@ public class OnnxImporterTests
     }
 
     [Fact]
+    public void GemmWithoutTransposeAlphaBetaAndDropoutWithARatioInputMatchOrt()
+    {
+        // Conv -> Flatten (our export), then by hand: Gemm(B [F, 3], transB 0, alpha 0.5, beta 2, C [3]) -> Dropout(ratio 0.25).
+        var rng = new Random(12);
+        var b = new OnnxGraphBuilder();
+        var w = Tensor.FromHost(TestData.Uniform(rng, 4 * 2 * 9, 1f), new Shape(4, 2, 3, 3));
+        string h = b.Flatten(b.Convolution(b.Input("x", [-1, 2, 5, 5]), w, null, Conv.DefaultOptions));
+        b.Output(h, "y");
+        var model = ModelProto.Parser.ParseFrom(b.ToBytes());
+        var g = model.Graph;
+        g.Node.RemoveAt(g.Node.Count - 1);   // the Identity that named the output
+        const int features = 4 * 3 * 3;
+        g.Initializer.Add(OnnxProto.FloatTensor("B", TestData.Uniform(rng, features * 3, 0.3f), [features, 3]));
+        g.Initializer.Add(OnnxProto.FloatTensor("C", TestData.Uniform(rng, 3, 1f), [3]));
+        g.Initializer.Add(OnnxProto.FloatTensor("ratio", [0.25f], []));
+        var gemm = new NodeProto { Name = "gemm", OpType = "Gemm", Input = { h, "B", "C" }, Output = { "g" } };
+        gemm.Attribute.Add(OnnxProto.Float("alpha", 0.5f));
+        gemm.Attribute.Add(OnnxProto.Float("beta", 2f));
+        g.Node.Add(gemm);
+        g.Node.Add(new NodeProto { Name = "drop", OpType = "Dropout", Input = { "g", "ratio" }, Output = { "y" } });
+        g.Output[0].Type.TensorType.Shape.Dim[1].DimValue = 3;
+        var bytes = model.ToByteArray();
+
+        var imported = OnnxImporter.Import(bytes);
+        Assert.Equal(0.25f, Assert.IsType<Dropout>(imported.Network.Layers[^1]).P);
+        var x = TestData.Uniform(rng, 3 * 50, 1f);
+        var ort = Ort.Run(bytes, "x", x, [3, 2, 5, 5], "y")[0];
+        var ours = imported.Network.Forward(Tensor.FromHost(x, new Shape(3, 2, 5, 5)), training: false);
+        GradCheck.AssertClose(ours.ToHost(), TestData.ToDouble(ort.Floats), "Gemm (transB 0, alpha, beta) + Dropout vs ORT", Tolerance, 0);
+    }
+
+    [Fact]
     public void UnsupportedOpIsNamed()
     {
         var b = new OnnxGraphBuilder();
