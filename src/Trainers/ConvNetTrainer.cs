@@ -340,10 +340,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     private Network CreateNetwork(IBackend backend, int classes, Shape sampleShape, DataViewSchema.Column feature, ulong seed)
     {
         var o = _options;
+        if (o.PretrainedModel is not null) return CreatePretrainedNetwork(backend, classes, sampleShape, feature, seed);
         string name = o.NetworkFactory is null ? $"network '{o.Network}'" : "the network from NetworkFactory";
         var network = o.NetworkFactory is { } factory
             ? factory(classes, backend) ?? throw new InvalidOperationException("ConvNetTrainer option NetworkFactory returned null.")
             : Presets.ByName(o.Network, classes, backend);
+        if (o.InputMean is not null)
+        {
+            if (network.InputShape is not null)
+                throw new ArgumentException("ConvNetTrainer options InputMean and InputStd put a Normalize layer in front of the network, but NetworkFactory returned it built; return it unbuilt.", "InputMean");
+            network = new Network([InputNormalization()!, .. network.Layers], backend);
+        }
         if (!ReferenceEquals(network.Backend, backend))
             throw new ArgumentException($"ConvNetTrainer option NetworkFactory returned a network on backend '{network.Backend.Name}', but the trainer runs on " +
                 $"'{backend.Name}' (the backend passed to the factory); create the network with that backend, e.g. new Network(layers, backend).", "NetworkFactory");
@@ -374,12 +381,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     private Optimizer CreateOptimizer(Network network)
     {
         var o = _options;
-        return o.Optimizer switch
+        // Frozen layers' parameters are left out (Network.FrozenLayerCount); all of them without a pretrained model.
+        var trained = network.TrainableParameters;
+        Optimizer optimizer = o.Optimizer switch
         {
-            ConvNetOptimizer.Sgd => new Sgd(network.Parameters, o.LearningRate, o.Momentum, o.Nesterov, o.WeightDecay ?? 0),
-            ConvNetOptimizer.Adam => new Adam(network.Parameters, o.LearningRate, weightDecay: o.WeightDecay ?? 0),
-            _ => new AdamW(network.Parameters, o.LearningRate, weightDecay: o.WeightDecay ?? 0.01),
+            ConvNetOptimizer.Sgd => new Sgd(trained, o.LearningRate, o.Momentum, o.Nesterov, o.WeightDecay ?? 0),
+            ConvNetOptimizer.Adam => new Adam(trained, o.LearningRate, weightDecay: o.WeightDecay ?? 0),
+            _ => new AdamW(trained, o.LearningRate, weightDecay: o.WeightDecay ?? 0.01),
         };
+        if (o.BodyLearningRateScale != 1)
+            optimizer.SetLearningRateScale(trained.Except(network.Layers[^1].Parameters), o.BodyLearningRateScale);
+        return optimizer;
     }
 
     /// <summary>Tracks the best validation figure and when patience runs out.</summary>
