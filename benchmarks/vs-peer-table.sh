@@ -48,6 +48,6 @@ for isa in avx512 avx2; do
   done
   for net in lenet5 cnn2bn; do
     f=lenet; [ $net = cnn2bn ] && f=cnn2
-    echo "| $net training peak working set (ours) | $(grep -h "^RESULT $net.peak_working_set_mib" $O/$isa-ours-$f.log | sed 's/^RESULT [^=]*= *//') | | |"
+    echo "| $net training peak working set (ours) | $(grep -h "^RESULT $net.peak_working_set_mib" $O/$isa-ours-$f.log 2>/dev/null | sed 's/^RESULT [^=]*= *//') | | |"
   done
 done

@@ -81,7 +81,7 @@ internal static class Sgemm
 
     /// <summary>
     /// The kernel chosen at start-up: <see cref="Supported"/>, capped by <c>CONVNET_CPU_ISA</c> when set (so an
-    /// AVX-512 machine can run the AVX2 path end to end; pair it with <c>DOTNET_EnableAVX512F=0</c> to make .NET's own
+    /// AVX-512 machine can run the AVX2 path end to end; pair it with <c>DOTNET_EnableAVX512=0</c> to make .NET's own
     /// vector code AVX2-only too). An unknown value is an error naming the variable; a level above the machine's is capped.
     /// </summary>
     internal static readonly GemmIsa Best = Cap(Supported, Environment.GetEnvironmentVariable(IsaVariable));
