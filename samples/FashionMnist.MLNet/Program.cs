@@ -3,12 +3,13 @@
 // on the 10,000 test images (accuracy, log-loss, confusion matrix), saves model.zip, model.onnx and the training
 // curve, reloads model.zip in a new MLContext (ConvNetModel.Load) and predicts a few test images. The last line is "test accuracy: 0.xxxx".
 //
-//   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5
+//   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5 --lr 0.003 --schedule cosine
 //
 // Options: --data DIR (else $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)  --net lenet5|cnn2bn|vgg|resnet
 //          --epochs 3  --batch 64  --lr 0.001  --optimizer adam|adamw|sgd  --seed 42  --threads N  --backend auto|cpu|cuda  --limit N (training
 //          images)  --flip  --crop-padding P  --label-smoothing E (in [0, 1), default 0)  --schedule constant|cosine
 //          --validation-fraction F  --patience N  --out DIR (default fashion-mnist-output)
+//          --data-cache auto|memory|disk (where the trainer keeps the rows it read; default auto)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -47,7 +48,8 @@ var options = new ConvNetTrainer.Options
     Optimizer = Enum.Parse<ConvNetOptimizer>(opt.Str("optimizer", "adam"), ignoreCase: true),
     MaxThreads = opt.Has("threads") ? opt.Int("threads", 0) : null,
     Backend = Enum.Parse<ConvNetBackend>(opt.Str("backend", "auto"), ignoreCase: true),
-    Log = Console.WriteLine, // which backend runs, and why
+    Log = Console.WriteLine, // which backend runs, where the rows are kept, and why
+    DataCache = Enum.Parse<SampleStorage>(opt.Str("data-cache", "auto"), ignoreCase: true),
     RandomHorizontalFlip = opt.Has("flip"), RandomCropPadding = opt.Int("crop-padding", 0),
     LabelSmoothing = opt.Double("label-smoothing", 0),
     // --schedule cosine: the rate falls from --lr to 0 along a half cosine over the run; constant otherwise.

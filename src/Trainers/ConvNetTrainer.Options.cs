@@ -1,4 +1,5 @@
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Data;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
 using MLNet.ConvNet.Training;
@@ -62,6 +63,8 @@ public sealed partial class ConvNetTrainer
         public const int Seed = 0;
         /// <summary>"convnet.ckpt": the file, inside <see cref="Options.CheckpointDirectory"/>, holding the last epoch's checkpoint.</summary>
         public const string CheckpointFileName = "convnet.ckpt";
+        /// <summary>1 GB (1e9 bytes): with DataCache = Auto, features up to this size as float32 (or a quarter of the memory available, if less) stay in memory.</summary>
+        public const long DataCacheMemoryLimit = 1_000_000_000;
         /// <summary>"convnet.best.ckpt": the file, inside <see cref="Options.CheckpointDirectory"/>, holding the best epoch's weights under early stopping.</summary>
         public const string BestCheckpointFileName = "convnet.best.ckpt";
     }
@@ -228,6 +231,22 @@ public sealed partial class ConvNetTrainer
 
         /// <summary>DivergenceFactor = 10: the divergence bound is this times ln(classes) (ln(classes) is the loss of a uniform guess; at least 1 is used). Must be &gt; 1.</summary>
         public double DivergenceFactor { get; set; } = 10;
+        /// DataCache = Auto: where the rows, read once, are kept for training. Memory: one float32 array. Disk: a file
+        /// (pixels that are whole numbers in 0..255 as bytes, else float32) read back in each epoch's order by a background
+        /// reader; memory then holds the labels and a few batches. Auto: memory while the features as float32 take at most
+        /// <see cref="Defaults.DataCacheMemoryLimit"/> (or a quarter of the available memory, if less), else disk. Option
+        /// <see cref="Log"/> gets which and why. Same seed, same batches either way.
+        /// </summary>
+        public SampleStorage DataCache { get; set; }
+
+        /// <summary>DataCacheDirectory = null (the temporary folder): where a disk cache's file goes; deleted when Fit ends unless <see cref="KeepDataCache"/>.</summary>
+        public string? DataCacheDirectory { get; set; }
+
+        /// <summary>KeepDataCache = false: leave the disk cache's file in place after Fit (its path is in the log).</summary>
+        public bool KeepDataCache { get; set; }
+
+        /// <summary>Auto's limit in bytes instead of the default (tests).</summary>
+        internal long? DataCacheMemoryLimit { get; set; }
 
         /// <summary>The backend options these options ask for (<see cref="Backend"/>, <see cref="DeviceIndex"/>, <see cref="MaxThreads"/>, <see cref="AllowTf32"/>).</summary>
         public BackendOptions ToBackendOptions() => new()
@@ -277,6 +296,7 @@ public sealed partial class ConvNetTrainer
             Require(Enum.IsDefined(Divergence), nameof(Divergence), Divergence, "unknown action.");
             Require(Divergence != DivergenceAction.Warn || Log is not null, nameof(Divergence), Divergence, "the warning goes to option Log; set Log.");
             Require(DivergenceFactor > 1 && double.IsFinite(DivergenceFactor), nameof(DivergenceFactor), DivergenceFactor, "must be finite and > 1.");
+            Require(Enum.IsDefined(DataCache), nameof(DataCache), DataCache, "unknown choice (Auto, Memory or Disk).");
         }
     }
 }

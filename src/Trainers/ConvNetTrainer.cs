@@ -23,9 +23,9 @@ namespace MLNet.ConvNet.Trainers;
 /// <item><term>Exportable to ONNX</term><description>Yes: <see cref="ConvNetTransformer.ExportOnnx(Stream)"/>; the saved model holds the ONNX graph</description></item>
 /// <item><term>Backends</term><description>Option Backend (Auto, Cpu, Cuda) through <see cref="BackendFactory"/>: CPU (managed; bit-identical results for any thread count); CUDA when its backend is present. Training, evaluation and scoring run on the chosen backend.</description></item>
 /// </list>
-/// <para>Training reads the IDataView once into memory (see <see cref="Options"/> and the remarks of the data reader):
-/// every epoch visits the rows in a new seeded order, which a forward-only cursor cannot give. Memory is
-/// <c>rows x features x 4</c> bytes. Then, per epoch: seeded shuffle, mini-batches (augmented when asked), softmax
+/// <para>Training reads the IDataView once, into memory or a disk cache (<see cref="Options.DataCache"/>; see the remarks
+/// of the data reader): every epoch visits the rows in a new seeded order, which a forward-only cursor cannot give.
+/// In memory the rows take <c>rows x features x 4</c> bytes; on disk, memory holds the labels and a few batches. Then, per epoch: seeded shuffle, mini-batches (augmented when asked), softmax
 /// cross-entropy, one optimizer step per batch; validation metrics, checkpoint, early stopping after each epoch.</para>
 /// <para>Errors name the column, option or epoch: a missing label or feature column, a label that is neither a key nor
 /// a number, a missing/NaN label or a NaN/infinite feature (with the row), a class with no training row (unless
@@ -83,13 +83,14 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     private static string Describe(SchemaShape.Column c) =>
         (c.IsKey ? "Key<" + c.ItemType + ">" : c.ItemType.ToString()) + (c.Kind == SchemaShape.Column.VectorKind.Scalar ? "" : $" ({c.Kind})");
 
-    /// <summary>Reads <paramref name="input"/> into memory, trains the network and returns the fitted transformer (see the class remarks).</summary>
+    /// <summary>
+    /// Reads <paramref name="input"/> once (into memory or a disk cache, option DataCache), trains the network and returns
+    /// the fitted transformer (see the class remarks). Disk caches are deleted when it returns or throws (unless KeepDataCache).
+    /// </summary>
     public ConvNetTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var o = _options;
-        var token = o.CancellationToken;
-        ulong seed = unchecked((ulong)o.Seed);
         var backend = CreateBackend(); // first: a backend that cannot run here fails before any data is read
         var (checkpointPath, bestPath) = PrepareCheckpointDirectory(); // then the options that need the file system
         var resumed = LoadResumeCheckpoint(checkpointPath);
@@ -97,14 +98,32 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         var label = DataViewReader.LabelColumn(input.Schema, o.LabelColumnName);
         var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
         var sampleShape = SampleShape(feature);
-        var (all, classes) = DataViewReader.Read(input, label.Name, feature.Name, sampleShape, null, "training", token);
-        InMemoryDataset train = all;
-        InMemoryDataset? validation = null;
+        var caches = new List<IDisposable>(); // disk caches, deleted when Fit ends (unless KeepDataCache)
+        try { return Train(input, backend, label, feature, sampleShape, caches); }
+        finally { foreach (var cache in caches) cache.Dispose(); }
+    }
+
+    private ConvNetTransformer Train(IDataView input, IBackend backend, DataViewSchema.Column label, DataViewSchema.Column feature,
+        Shape sampleShape, List<IDisposable> caches)
+    {
+        var o = _options;
+        var token = o.CancellationToken;
+        ulong seed = unchecked((ulong)o.Seed);
+        var storage = DataStorage();
+        (IDataset Data, int[] Labels, LabelClasses Classes, string Reason) Read(IDataView data, LabelClasses? known, string what)
+        {
+            var read = DataViewReader.Read(data, label.Name, feature.Name, sampleShape, known, what, storage, token);
+            if (read.Data is IDisposable cache) caches.Add(cache);
+            o.Log?.Invoke($"ConvNetTrainer: {what} data {read.Reason} (option DataCache = {o.DataCache}).");
+            return read;
+        }
+        var (train, trainLabels, classes, _) = Read(input, null, "training");
+        IDataset? validation = null;
         if (o.ValidationSet is { } validationSet)
-            validation = DataViewReader.Read(validationSet, label.Name, feature.Name, sampleShape, classes, "validation", token).Data;
+            validation = Read(validationSet, classes, "validation").Data;
         else if (o.ValidationFraction > 0)
-            (train, validation) = DataViewReader.Split(all, o.ValidationFraction, Rng.Mix(seed, 0x56414C));
-        CheckEveryClassPresent(train, classes);
+            (train, trainLabels, validation) = DataViewReader.Split(train, trainLabels, o.ValidationFraction, Rng.Mix(seed, 0x56414C));
+        CheckEveryClassPresent(trainLabels, classes);
 
         var network = CreateNetwork(backend, classes.Count, sampleShape, feature, seed);
         var optimizer = CreateOptimizer(network);
@@ -164,6 +183,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             early.Enabled ? early.BestEpoch : null, stoppedEarly, input);
     }
 
+    /// <summary>
+    /// Where the rows go (options DataCache, DataCacheDirectory, KeepDataCache): Auto keeps them in memory while their
+    /// features as float32 take at most <see cref="Options.DataCacheMemoryLimit"/>, else a disk cache.
+    /// </summary>
+    private DataViewReader.Storage DataStorage()
+    {
+        var o = _options;
+        long limit = o.DataCacheMemoryLimit ?? Math.Min(Defaults.DataCacheMemoryLimit, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+        return new DataViewReader.Storage(o.DataCache, limit, o.DataCacheDirectory ?? Path.GetTempPath(), o.KeepDataCache);
+    }
+
     /// <summary>Runs <paramref name="action"/>; a damaged or mismatched checkpoint's error gains the options that led to it.</summary>
     private T ResumeError<T>(Func<T> action)
     {
@@ -194,11 +224,11 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         };
     }
 
-    private void CheckEveryClassPresent(InMemoryDataset train, LabelClasses classes)
+    private void CheckEveryClassPresent(int[] trainLabels, LabelClasses classes)
     {
         if (_options.AllowMissingClasses) return;
         var seen = new bool[classes.Count];
-        foreach (int l in train.Labels) seen[l] = true;
+        foreach (int l in trainLabels) seen[l] = true;
         var missing = Enumerable.Range(0, classes.Count).Where(i => !seen[i]).ToArray();
         if (missing.Length > 0)
             throw new ArgumentException(
