@@ -231,6 +231,8 @@ public sealed partial class ConvNetTrainer
 
         /// <summary>DivergenceFactor = 10: the divergence bound is this times ln(classes) (ln(classes) is the loss of a uniform guess; at least 1 is used). Must be &gt; 1.</summary>
         public double DivergenceFactor { get; set; } = 10;
+
+        /// <summary>
         /// DataCache = Auto: where the rows, read once, are kept for training. Memory: one float32 array. Disk: a file
         /// (pixels that are whole numbers in 0..255 as bytes, else float32) read back in each epoch's order by a background
         /// reader; memory then holds the labels and a few batches. Auto: memory while the features as float32 take at most

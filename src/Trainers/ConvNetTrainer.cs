@@ -99,12 +99,12 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
         var sampleShape = SampleShape(feature);
         var caches = new List<IDisposable>(); // disk caches, deleted when Fit ends (unless KeepDataCache)
-        try { return Train(input, backend, label, feature, sampleShape, caches); }
+        try { return Train(input, backend, label, feature, sampleShape, caches, checkpointPath, bestPath, resumed); }
         finally { foreach (var cache in caches) cache.Dispose(); }
     }
 
     private ConvNetTransformer Train(IDataView input, IBackend backend, DataViewSchema.Column label, DataViewSchema.Column feature,
-        Shape sampleShape, List<IDisposable> caches)
+        Shape sampleShape, List<IDisposable> caches, string? checkpointPath, string? bestPath, Checkpoint? resumed)
     {
         var o = _options;
         var token = o.CancellationToken;
