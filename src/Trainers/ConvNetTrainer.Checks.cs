@@ -51,10 +51,10 @@ public sealed partial class ConvNetTrainer
     /// 0..255 pixels give losses near 100) is not taken for divergence. The check sees every loss the trainer reads back
     /// (every ProgressInterval steps and each epoch's last); with Ignore, OnBatch is passed as it is.
     /// </summary>
-    private Action<BatchProgress>? WithDivergenceCheck(int classes, string? checkpointPath)
+    private Action<BatchProgress>? WithDivergenceCheck(int classes, string? checkpointPath, Action<BatchProgress>? onBatch, Action<string>? log)
     {
         var o = _options;
-        if (o.Divergence == DivergenceAction.Ignore) return o.OnBatch;
+        if (o.Divergence == DivergenceAction.Ignore) return onBatch;
         // ln(K) is the loss of a uniform guess over K classes; a loss many times that, and many times where this run
         // started, is no longer learning.
         double chance = Math.Max(Math.Log(classes), 1), reference = double.NaN;
@@ -78,10 +78,10 @@ public sealed partial class ConvNetTrainer
                 if (warnedEpoch != p.Epoch)
                 {
                     warnedEpoch = p.Epoch;
-                    o.Log!($"ConvNetTrainer warning: {what}; training goes on (option Divergence = Warn).");
+                    log?.Invoke($"ConvNetTrainer warning: {what}; training goes on (option Divergence = Warn).");
                 }
             }
-            o.OnBatch?.Invoke(p);
+            onBatch?.Invoke(p);
         };
     }
 }

@@ -1,5 +1,6 @@
 using MLNet.ConvNet.Backends;
 using MLNet.ConvNet.Data;
+using MLNet.ConvNet.Distributed;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
 using MLNet.ConvNet.Training;
@@ -16,6 +17,20 @@ public enum ConvNetOptimizer
     Adam,
     /// <summary>AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay.</summary>
     AdamW,
+}
+
+/// <summary>Whether several processes train one model together (data-parallel; docs/scale.md).</summary>
+public enum ConvNetDistributed
+{
+    /// <summary>
+    /// MPI when an MPI launcher started more than one process (MPICH's <c>mpirun</c> sets PMI_RANK and PMI_SIZE), else this
+    /// process alone. Open MPI's <c>mpirun</c> (OMPI_COMM_WORLD_SIZE) is an error: use MPICH's <c>mpirun.mpich</c>.
+    /// </summary>
+    Auto,
+    /// <summary>This process alone, even under mpirun (every process then trains its own model).</summary>
+    Off,
+    /// <summary>MPI always (one process started without a launcher is a job of one rank); MPI missing is an error.</summary>
+    Mpi,
 }
 
 /// <summary>Where the network's tensors live and its kernels run.</summary>
@@ -216,6 +231,22 @@ public sealed partial class ConvNetTrainer
         public IBackend? CustomBackend { get; set; }
 
         /// <summary>
+        /// Distributed = Auto: data-parallel training over MPI when the process was started by MPICH's
+        /// <c>mpirun -n N</c> with N &gt; 1 (see <see cref="ConvNetDistributed"/>). Each rank must run the same program on the
+        /// same data; <see cref="BatchSize"/> is the global batch, split between the ranks; only rank 0 writes checkpoints
+        /// and calls <see cref="Log"/>, <see cref="OnBatch"/> and <see cref="OnEpoch"/> (with the metrics of all ranks); Fit
+        /// returns the same model on every rank, and the program saves it on rank 0 (<c>MpiLaunch.Detect().IsRankZero</c>).
+        /// A failure on one rank ends the whole job. See docs/scale.md.
+        /// </summary>
+        public ConvNetDistributed Distributed { get; set; }
+
+        /// <summary>
+        /// CustomCommunicator = null: for advanced use and tests, the communicator to train through instead of the one
+        /// <see cref="Distributed"/> would choose (e.g. one over another transport).
+        /// </summary>
+        public ICommunicator? CustomCommunicator { get; set; }
+
+        /// <summary>
         /// AllowMissingClasses = false: a class of the label (a key value, or an index below the largest label) with no
         /// training row is an error; set true to train anyway (the network keeps an output for it that training never raises).
         /// </summary>
@@ -294,6 +325,7 @@ public sealed partial class ConvNetTrainer
             Require(!Resume || CheckpointDirectory is not null, nameof(Resume), Resume, "resuming needs CheckpointDirectory.");
             Require(ProgressInterval >= 1, nameof(ProgressInterval), ProgressInterval, "must be >= 1.");
             Require(Enum.IsDefined(Backend), nameof(Backend), Backend, "unknown backend.");
+            Require(Enum.IsDefined(Distributed), nameof(Distributed), Distributed, "unknown choice.");
             Require(DeviceIndex >= 0, nameof(DeviceIndex), DeviceIndex, "must be >= 0.");
             Require(MaxThreads is null || MaxThreads >= 1, nameof(MaxThreads), MaxThreads, "must be >= 1.");
             Require(Enum.IsDefined(Divergence), nameof(Divergence), Divergence, "unknown action.");

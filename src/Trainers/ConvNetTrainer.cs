@@ -1,5 +1,6 @@
 using MLNet.ConvNet.Backends;
 using MLNet.ConvNet.Data;
+using MLNet.ConvNet.Distributed;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
 using MLNet.ConvNet.Training;
@@ -21,6 +22,7 @@ namespace MLNet.ConvNet.Trainers;
 /// <item><term>Output columns</term><description>Score: <c>Vector&lt;Single, K&gt;</c> (probabilities, SlotNames); PredictedLabel: <c>Key&lt;UInt32, K&gt;</c> with KeyValues</description></item>
 /// <item><term>Required NuGet in addition to Microsoft.ML</term><description>MLNet.ConvNet.Trainers (loading a saved model needs only Microsoft.ML.OnnxTransformer and Microsoft.ML.OnnxRuntime)</description></item>
 /// <item><term>Exportable to ONNX</term><description>Yes: <see cref="ConvNetTransformer.ExportOnnx(Stream)"/>; the saved model holds the ONNX graph</description></item>
+/// <item><term>Several processes</term><description>Option Distributed (Auto, Off, Mpi): under MPICH's <c>mpirun -n N</c> the N processes train one model, data-parallel (docs/scale.md).</description></item>
 /// <item><term>Backends</term><description>Option Backend (Auto, Cpu, Cuda) through <see cref="BackendFactory"/>: CPU (managed; bit-identical results for any thread count); CUDA when its backend is present. Training, evaluation and scoring run on the chosen backend.</description></item>
 /// </list>
 /// <para>Training reads the IDataView once, into memory or a disk cache (<see cref="Options.DataCache"/>; see the remarks
@@ -90,23 +92,47 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     public ConvNetTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        var communicator = CreateCommunicator(); // first: only rank 0 logs
+        if (communicator.Size == 1) return FitOn(input, communicator);
+        try { return FitOn(input, communicator); }
+        catch (Exception e) when (e is not (OperationCanceledException or NonFiniteLossException))
+        {
+            // The other ranks would wait for this one in the next collective: end the job (cancellation and a non-finite
+            // loss happen on every rank at once).
+            communicator.Abort($"MLNet.ConvNet: ConvNetTrainer.Fit failed on rank {communicator.Rank} of {communicator.Size}; ending the job. {e}");
+            throw;
+        }
+    }
+
+    private ConvNetTransformer FitOn(IDataView input, ICommunicator communicator)
+    {
         var o = _options;
-        var backend = CreateBackend(); // first: a backend that cannot run here fails before any data is read
+        bool rankZero = communicator.Rank == 0; // the only rank that logs, reports and writes files
+        var log = rankZero ? o.Log : null;
+        if (communicator.Size > 1)
+            log?.Invoke($"ConvNetTrainer: data-parallel training over {communicator.Name}, {communicator.Size} ranks, this is rank {communicator.Rank} " +
+                $"(option Distributed = {o.Distributed}); BatchSize = {o.BatchSize} is the global batch, about {o.BatchSize / communicator.Size} rows per rank per step.");
+        var backend = CreateBackend(log); // first: a backend that cannot run here fails before any data is read
         var (checkpointPath, bestPath) = PrepareCheckpointDirectory(); // then the options that need the file system
-        var resumed = LoadResumeCheckpoint(checkpointPath);
+        var run = new Run(communicator, log, checkpointPath, bestPath, LoadResumeCheckpoint(checkpointPath));
 
         var label = DataViewReader.LabelColumn(input.Schema, o.LabelColumnName);
         var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
         var sampleShape = SampleShape(feature);
         var caches = new List<IDisposable>(); // disk caches, deleted when Fit ends (unless KeepDataCache)
-        try { return Train(input, backend, label, feature, sampleShape, caches, checkpointPath, bestPath, resumed); }
+        try { return Train(input, backend, label, feature, sampleShape, caches, run); }
         finally { foreach (var cache in caches) cache.Dispose(); }
     }
 
+    /// <summary>What Fit settled before reading any data: the ranks, where logs and checkpoints go, the checkpoint resumed from.</summary>
+    private sealed record Run(ICommunicator Communicator, Action<string>? Log, string? CheckpointPath, string? BestPath, Checkpoint? Resumed);
+
     private ConvNetTransformer Train(IDataView input, IBackend backend, DataViewSchema.Column label, DataViewSchema.Column feature,
-        Shape sampleShape, List<IDisposable> caches, string? checkpointPath, string? bestPath, Checkpoint? resumed)
+        Shape sampleShape, List<IDisposable> caches, Run run)
     {
         var o = _options;
+        var (communicator, log, checkpointPath, bestPath, resumed) = run;
+        bool rankZero = communicator.Rank == 0;
         var token = o.CancellationToken;
         ulong seed = unchecked((ulong)o.Seed);
         var storage = DataStorage();
@@ -114,7 +140,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         {
             var read = DataViewReader.Read(data, label.Name, feature.Name, sampleShape, known, what, storage, token);
             if (read.Data is IDisposable cache) caches.Add(cache);
-            o.Log?.Invoke($"ConvNetTrainer: {what} data {read.Reason} (option DataCache = {o.DataCache}).");
+            log?.Invoke($"ConvNetTrainer: {what} data {read.Reason} (option DataCache = {o.DataCache}).");
             return read;
         }
         var (train, trainLabels, classes, _) = Read(input, null, "training");
@@ -153,8 +179,10 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             LabelSmoothing = (float)o.LabelSmoothing,
             CheckpointPath = checkpointPath,
             ResumeFrom = resumeFrom,
-            OnBatch = WithDivergenceCheck(classes.Count, checkpointPath),
+            OnBatch = WithDivergenceCheck(classes.Count, checkpointPath, rankZero ? o.OnBatch : null, log), // every rank checks: the loss is global
             ProgressInterval = o.ProgressInterval,
+            Communicator = communicator,
+            // Every rank runs this with the same (global) metrics, so early stopping stops every rank at the same epoch.
             OnEpoch = m =>
             {
                 history.Add(m);
@@ -162,9 +190,9 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
                 if (early.Observe(m))
                 {
                     early.Best = Checkpoint.Capture(network, epoch: m.Epoch);
-                    if (bestPath is not null) early.Best.Save(bestPath);
+                    if (bestPath is not null && rankZero) early.Best.Save(bestPath);
                 }
-                o.OnEpoch?.Invoke(m);
+                if (rankZero) o.OnEpoch?.Invoke(m);
                 if (early.ShouldStop(m.Epoch)) stop.Cancel(); // the trainer checks the token before the next batch
             },
         });
@@ -177,6 +205,9 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             else ResumeError(() => trainer.Fit(data, validation, stop.Token)); // restoring checks names and shapes
         }
         catch (OperationCanceledException) when (!token.IsCancellationRequested && early.ShouldStop(history.Count == 0 ? 0 : history[^1].Epoch)) { }
+        if (communicator is MpiCommunicator mpi && log is not null && history.Count > 0)
+            log($"ConvNetTrainer: rank 0 spent {mpi.AllreduceSeconds:F2} s in {mpi.AllreduceCalls} allreduce calls ({mpi.AllreduceBytes / 1e6:F1} MB); " +
+                $"training took {history.Sum(m => m.Seconds):F2} s.");
         bool stoppedEarly = early.Enabled && history.Count > 0 && history[^1].Epoch < o.Epochs;
         if (early.Best is { } best) best.Restore(network);
         return new ConvNetTransformer(network, classes, feature.Name, label.Name, history.ToArray(),
@@ -243,17 +274,39 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     /// and AllowTf32; its choice and reason go to option Log. BackendUnavailableException (Backend = Cuda without a usable
     /// GPU) passes through unchanged: its message names the option and what is missing.
     /// </summary>
-    private IBackend CreateBackend()
+    private IBackend CreateBackend(Action<string>? log)
     {
         var o = _options;
         if (o.CustomBackend is { } custom)
         {
-            o.Log?.Invoke($"ConvNetTrainer: backend '{custom.Name}' (option CustomBackend).");
+            log?.Invoke($"ConvNetTrainer: backend '{custom.Name}' (option CustomBackend).");
             return custom;
         }
         var choice = BackendFactory.Create(o.ToBackendOptions());
-        o.Log?.Invoke($"ConvNetTrainer: backend '{choice.Backend.Name}' (option Backend = {o.Backend}): {choice.Reason}.");
+        log?.Invoke($"ConvNetTrainer: backend '{choice.Backend.Name}' (option Backend = {o.Backend}): {choice.Reason}.");
         return choice.Backend;
+    }
+
+    /// <summary>
+    /// The communicator of option CustomCommunicator, else the one option Distributed asks for: MPI's when an MPICH
+    /// launcher started several processes (Auto) or always (Mpi), else this process alone.
+    /// </summary>
+    private ICommunicator CreateCommunicator()
+    {
+        var o = _options;
+        if (o.CustomCommunicator is { } custom) return custom;
+        if (o.Distributed == ConvNetDistributed.Off) return SingleProcessCommunicator.Instance;
+        var launch = MpiLaunch.Detect();
+        if (launch.Launcher == MpiLauncher.OpenMpi)
+            throw new NotSupportedException($"ConvNetTrainer option Distributed = {o.Distributed}: this process was started by Open MPI's mpirun " +
+                "(OMPI_COMM_WORLD_SIZE is set), which is not supported (MPI.NET follows MPICH's ABI). Start it with MPICH's mpirun.mpich " +
+                "(Debian: apt-get install mpich libmpich-dev), or set Distributed = Off to train one model per process.");
+        if (o.Distributed == ConvNetDistributed.Auto && launch.Size == 1) return SingleProcessCommunicator.Instance;
+        try { return MpiCommunicator.World; }
+        catch (DllNotFoundException e)
+        {
+            throw new InvalidOperationException($"ConvNetTrainer option Distributed = {o.Distributed} needs MPI: {e.Message}", e);
+        }
     }
 
     private Network CreateNetwork(IBackend backend, int classes, Shape sampleShape, DataViewSchema.Column feature, ulong seed)

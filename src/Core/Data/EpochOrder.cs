@@ -83,18 +83,20 @@ public sealed class EpochOrder
 
 /// <summary>
 /// How an epoch of <see cref="Count"/> samples is cut into mini-batches of <see cref="BatchSize"/>: in order, the last
-/// batch holding the rest, except that a single sample left over joins the batch before it (batch norm needs two).
+/// batch holding the rest, except that a last batch shorter than <c>minLastBatch</c> (by default a single sample left
+/// over) joins the batch before it: batch norm needs two samples, on each rank when several processes share a batch.
 /// </summary>
 public readonly record struct BatchPlan
 {
-    /// <summary>The plan for <paramref name="count"/> samples in batches of <paramref name="batchSize"/>.</summary>
-    public BatchPlan(int count, int batchSize)
+    /// <summary>The plan for <paramref name="count"/> samples in batches of <paramref name="batchSize"/>; a shorter last batch than <paramref name="minLastBatch"/> joins the one before.</summary>
+    public BatchPlan(int count, int batchSize, int minLastBatch = 2)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(minLastBatch, 1);
         Count = count; BatchSize = batchSize;
         int batches = (int)(((long)count + batchSize - 1) / batchSize);
-        if (batches > 1 && count % batchSize == 1) batches--;
+        if (batches > 1 && count - (long)(batches - 1) * batchSize < minLastBatch) batches--;
         Batches = batches;
     }
 

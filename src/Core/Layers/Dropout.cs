@@ -31,6 +31,13 @@ public sealed class Dropout : Layer
     /// <summary>Training forward passes so far; the next mask uses seed <c>Rng.Mix(Seed, Step)</c>.</summary>
     public ulong Step { get; set; }
 
+    /// <summary>
+    /// MaskStream = 0: 0 draws the masks described above; k &gt; 0 draws them from <c>Rng.Mix(Rng.Mix(Seed, Step), k)</c>.
+    /// Data-parallel training sets it to the rank, so ranks that hold different rows do not share masks (rank 0 keeps the
+    /// single-process masks). Not random state: checkpoints do not store it.
+    /// </summary>
+    public ulong MaskStream { get; set; }
+
     public override ulong[] RandomState
     {
         get => [Seed, Step];
@@ -64,7 +71,9 @@ public sealed class Dropout : Layer
         if (!training || P == 0f) { _mask = null; return x; }
         var mask = Output(_masks, x.Shape);
         var y = Output(_out, x.Shape);
-        Ops.Dropout.Forward(x, P, Rng.Mix(Seed, Step), mask, y);
+        ulong seed = Rng.Mix(Seed, Step);
+        if (MaskStream != 0) seed = Rng.Mix(seed, MaskStream);
+        Ops.Dropout.Forward(x, P, seed, mask, y);
         Step++;
         _mask = mask;
         return y;

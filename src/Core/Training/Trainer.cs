@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using MLNet.ConvNet.Data;
+using MLNet.ConvNet.Distributed;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Ops;
 using MLNet.ConvNet.Optimizers;
@@ -38,9 +39,14 @@ public sealed record TrainerOptions
     /// <summary>
     /// LabelSmoothing = 0: e in [0, 1); training minimises the cross-entropy against the target (1 - e) * onehot(label) + e / K
     /// (K classes), as PyTorch's <c>CrossEntropyLoss(label_smoothing = e)</c>. The training loss in the batch and epoch metrics
-    /// is that smoothed loss; validation and <see cref="Trainer.Evaluate"/> report the plain cross-entropy.
+    /// is that smoothed loss; validation and <see cref="Trainer.Evaluate(Network, IDataset, int, CancellationToken)"/> report the plain cross-entropy.
     /// </summary>
     public float LabelSmoothing { get; init; }
+    /// <summary>
+    /// Communicator = null (this process alone): with a communicator of Size &gt; 1, the ranks train one model together
+    /// (data-parallel; see the Trainer's remarks). <see cref="BatchSize"/> is then the global batch, split between the ranks.
+    /// </summary>
+    public ICommunicator? Communicator { get; init; }
 }
 
 /// <summary>
@@ -56,6 +62,15 @@ public sealed record TrainerOptions
 /// Reproducibility: with the same network seed, trainer seed, data and options, two runs give bit-identical weights
 /// on the CPU backend whatever its thread count (kernels never split a reduction by thread), and a run resumed
 /// from an epoch's checkpoint gives the same weights as the uninterrupted run.
+/// <para>Data-parallel (<see cref="TrainerOptions.Communicator"/> with Size N &gt; 1): every rank runs Fit with the same data and
+/// options; it starts from rank 0's weights, takes rows [c r / N, c (r + 1) / N) of each global batch of c rows, and its
+/// gradients are summed over the ranks with one allreduce per step, weighted to the mean over the global batch; the
+/// statistics, so the metrics, OnBatch and OnEpoch, are the global ones on every rank; the last batch joins the one
+/// before when it has fewer than 2N rows (each rank gets at least two). Only rank 0 writes checkpoints; to resume,
+/// every rank reads the same checkpoint. Batch norm normalises with each rank's own rows (running statistics are rank 0's
+/// from each epoch's end), so N ranks equal one rank up to float rounding only without batch norm. An exception on one
+/// rank (other than cancellation and a non-finite loss, which happen on every rank at once) ends the whole job through
+/// <see cref="ICommunicator.Abort"/> rather than leaving the others waiting.</para>
 /// </remarks>
 public sealed class Trainer
 {
@@ -86,6 +101,18 @@ public sealed class Trainer
     {
         CheckData(train, "train");
         if (validation is not null) CheckData(validation, "validation");
+        var parallel = Options.Communicator is { Size: > 1 } communicator ? new DataParallel(communicator, Network, Optimizer) : null;
+        try { return Fit(train, validation, parallel, cancellation); }
+        catch (Exception e) when (parallel is not null && e is not (OperationCanceledException or NonFiniteLossException))
+        {
+            parallel.Abort(e);
+            throw;
+        }
+        finally { parallel?.Finish(); }
+    }
+
+    private IReadOnlyList<EpochMetrics> Fit(IDataset train, IDataset? validation, DataParallel? parallel, CancellationToken cancellation)
+    {
         var history = new List<EpochMetrics>();
         int first = 0;
         int n = train.Count;
@@ -99,7 +126,11 @@ public sealed class Trainer
             orders.Restore(first, c.RngState); // the stored generator draws the order of the epoch after the checkpoint's
         }
         var schedule = Options.Schedule ?? new ConstantSchedule();
-        var plan = new BatchPlan(n, Options.BatchSize); // a lone last sample joins the previous batch: batch norm needs two
+        int ranks = parallel?.Size ?? 1;
+        parallel?.Start(train.Count, validation?.Count ?? 0, Options, first);
+        // A last batch too short to give each rank two samples (one process: a lone sample) joins the previous batch:
+        // batch norm needs two.
+        var plan = new BatchPlan(n, Options.BatchSize, minLastBatch: 2 * ranks);
         int size = plan.BatchSize, batches = plan.Batches;
         var batch = new Batch(train, plan.MaxSize, Network.Backend, Options.LabelSmoothing);
         var stats = Network.Backend.Allocate(new Shape(batches, 2)); // per step: summed loss, correct count (on the backend)
@@ -114,38 +145,57 @@ public sealed class Trainer
                 var order = orders.Of(epoch);
                 var clock = Stopwatch.StartNew();
                 int checkedUpTo = 0; // steps [0, checkedUpTo) were read back and found finite
-                using var reader = new BatchReader(train, order, plan); // reads the next batches while this one computes
+                using var reader = ReaderOf(train, order, plan, parallel); // reads the next batches while this one computes
                 for (int b = 0; b < batches; b++)
                 {
-                    cancellation.ThrowIfCancellationRequested();
-                    var next = reader.Next(cancellation)!;
-                    int count = next.Count;
+                    if (parallel is null) cancellation.ThrowIfCancellationRequested();
+                    var next = reader.Next(parallel is null ? cancellation : CancellationToken.None)!;
+                    int count = plan.Size(b), rows = next.Count; // the global batch, and this rank's slice of it
                     var x = batch.Load(next.Features, next.Labels);
                     batch.Loss(Network.Forward(x, training: true), stats, b);
                     Optimizer.ZeroGrad();
                     Network.BackwardParameters(batch.LossGradient());
+                    // One allreduce per step; a cancellation on any rank stops every rank here, before the update.
+                    if (parallel is not null && parallel.ReduceGradients(rows, count, cancellation.IsCancellationRequested))
+                        throw new OperationCanceledException("Training was cancelled (on this or another rank).", cancellation);
                     Optimizer.LearningRate = schedule.Rate(Optimizer.BaseLearningRate, epoch + (double)b / batches);
                     Optimizer.Step();
-                    if (Options.OnBatch is { } onBatch && ((b + 1) % Options.ProgressInterval == 0 || b == batches - 1))
+                    // Ranks read the statistics at the same steps whether or not OnBatch is set: the read is collective.
+                    if ((Options.OnBatch is not null || parallel is not null) && ((b + 1) % Options.ProgressInterval == 0 || b == batches - 1))
                     {
-                        checkedUpTo = ReadStats(stats, host, epoch, checkedUpTo, b + 1, saved);
+                        checkedUpTo = ReadStats(stats, host, epoch, checkedUpTo, b + 1, saved, parallel);
                         double loss = host[2 * b], hits = host[2 * b + 1];
-                        onBatch(new BatchProgress(epoch + 1, b + 1, batches, count, loss / count, hits / count,
+                        Options.OnBatch?.Invoke(new BatchProgress(epoch + 1, b + 1, batches, count, loss / count, hits / count,
                             Optimizer.LearningRate, b * size + count, n, clock.Elapsed));
                     }
                 }
-                ReadStats(stats, host, epoch, checkedUpTo, batches, saved);
+                ReadStats(stats, host, epoch, checkedUpTo, batches, saved, parallel);
+                parallel?.SynchronizeBuffers(); // every rank holds rank 0's model for validation and the checkpoint
                 double lossSum = 0, correct = 0;
                 for (int b = 0; b < batches; b++) { lossSum += host[2 * b]; correct += host[2 * b + 1]; }
-                var val = validation is null ? null : Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation);
+                var val = validation is null ? null
+                    : parallel is null ? Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation)
+                    : Evaluate(Network, validation, Options.EvaluationBatchSize, Options.Communicator!); // each rank a slice, summed
                 history.Add(new EpochMetrics(epoch + 1, lossSum / n, correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
                     Optimizer.LearningRate, clock.Elapsed.TotalSeconds));
-                if (Options.CheckpointPath is { } path) { Checkpoint.Capture(Network, Optimizer, epoch + 1, orders.Generator, history).Save(path); saved = path; }
+                if (Options.CheckpointPath is { } path)
+                {
+                    if (parallel is null || parallel.Rank == 0) Checkpoint.Capture(Network, Optimizer, epoch + 1, orders.Generator, history).Save(path);
+                    saved = path;
+                }
                 Options.OnEpoch?.Invoke(history[^1]);
             }
         }
         finally { Network.ReuseBuffers = reuse; }
         return history;
+    }
+
+    /// <summary>The epoch's batches in <paramref name="order"/>; with several ranks, this rank's slice of each global batch.</summary>
+    private static BatchReader ReaderOf(IDataset train, int[] order, BatchPlan plan, DataParallel? parallel)
+    {
+        if (parallel is null) return new BatchReader(train, order, plan);
+        var (indices, starts) = EpochOrder.Shard(order, plan, parallel.Rank, parallel.Size);
+        return new BatchReader(train, indices, starts);
     }
 
     /// <summary>
@@ -157,34 +207,67 @@ public sealed class Trainer
         ArgumentNullException.ThrowIfNull(network);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         int classes = CheckData(network, data, "data");
+        var (lossSum, correct, confusion) = EvaluateRows(network, data, 0, data.Count, classes, batchSize, cancellation);
+        return new Evaluation(lossSum / data.Count, (double)correct / data.Count, data.Count, ToMatrix(confusion, classes));
+    }
+
+    /// <summary>
+    /// <see cref="Evaluate(Network, IDataset, int, CancellationToken)"/> shared between the ranks of <paramref name="communicator"/>
+    /// (collective): each rank evaluates its slice of the rows and the sums are added up, so every rank gets the result over
+    /// all of <paramref name="data"/>. The ranks must hold the same network and data.
+    /// </summary>
+    public static Evaluation Evaluate(Network network, IDataset data, int batchSize, ICommunicator communicator)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(communicator);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        int classes = CheckData(network, data, "data");
+        var (start, count) = DataParallel.Shard(data.Count, communicator.Rank, communicator.Size);
+        var (lossSum, correct, confusion) = EvaluateRows(network, data, start, count, classes, batchSize, CancellationToken.None);
+        var sums = new double[2 + confusion.Length]; // loss sum, correct count, then the confusion counts
+        sums[0] = lossSum; sums[1] = correct;
+        for (int i = 0; i < confusion.Length; i++) sums[2 + i] = confusion[i];
+        communicator.AllreduceSum(sums);
+        for (int i = 0; i < confusion.Length; i++) confusion[i] = (long)sums[2 + i];
+        return new Evaluation(sums[0] / data.Count, sums[1] / data.Count, data.Count, ToMatrix(confusion, classes));
+    }
+
+    /// <summary>The summed loss, the correct count and the confusion counts (row-major [label, predicted]) of rows [start, start + count).</summary>
+    private static (double LossSum, long Correct, long[] Confusion) EvaluateRows(Network network, IDataset data, int start, int count, int classes,
+        int batchSize, CancellationToken cancellation)
+    {
         var confusion = Enumerable.Range(0, classes).Select(_ => new int[classes]).ToArray();
         var batch = new Batch(data, batchSize, network.Backend, labelSmoothing: 0);
-        var all = Enumerable.Range(0, data.Count).ToArray();
+        var rows = Enumerable.Range(start, count).ToArray();
         double lossSum = 0; long correct = 0;
         bool reuse = network.ReuseBuffers;
         network.ReuseBuffers = true;
         try
         {
-            for (int start = 0; start < data.Count; start += batchSize)
+            for (int from = 0; from < count; from += batchSize)
             {
                 cancellation.ThrowIfCancellationRequested();
-                int count = Math.Min(batchSize, data.Count - start);
-                var x = batch.Load(all.AsSpan(start, count));
-                lossSum += (double)batch.Loss(network.Forward(x, training: false)) * count;
+                int n = Math.Min(batchSize, count - from);
+                var x = batch.Load(rows.AsSpan(from, n));
+                lossSum += (double)batch.Loss(network.Forward(x, training: false)) * n;
                 correct += batch.CountCorrect(confusion);
             }
         }
         finally { network.ReuseBuffers = reuse; }
-        return new Evaluation(lossSum / data.Count, (double)correct / data.Count, data.Count, confusion);
+        return (lossSum, correct, confusion.SelectMany(r => r.Select(c => (long)c)).ToArray());
     }
+
+    private static int[][] ToMatrix(long[] counts, int classes) =>
+        Enumerable.Range(0, classes).Select(i => Enumerable.Range(0, classes).Select(j => (int)counts[i * classes + j]).ToArray()).ToArray();
 
     /// <summary>
     /// Reads the epoch's step statistics to <paramref name="host"/> and checks steps [<paramref name="from"/>, <paramref name="to"/>)
     /// for a non-finite loss, naming the first bad one; returns <paramref name="to"/>.
     /// </summary>
-    private int ReadStats(Tensor stats, float[] host, int epoch, int from, int to, string? checkpoint)
+    private int ReadStats(Tensor stats, float[] host, int epoch, int from, int to, string? checkpoint, DataParallel? parallel)
     {
         Network.Backend.CopyToHost(stats, host);
+        parallel?.ReduceStatistics(host); // this rank's sums become the global batches' sums
         for (int b = from; b < to; b++)
             if (!float.IsFinite(host[2 * b]))
                 throw new NonFiniteLossException(epoch + 1, b + 1, host[2 * b], checkpoint); // the sum is non-finite exactly when the mean is
