@@ -253,14 +253,15 @@ public sealed partial class ConvNetTrainer
         public bool AllowMissingClasses { get; set; }
 
         /// <summary>
-        /// Divergence = Stop: what happens when the training loss grows past <see cref="DivergenceFactor"/> x ln(classes) (a
-        /// finite loss far above chance level, as a too-high learning rate gives): Stop throws
+        /// Divergence = Stop: what happens when the training loss grows past <see cref="DivergenceFactor"/> x the larger of
+        /// ln(classes) and the first loss read back (a finite loss far above chance level and above where the run started,
+        /// as a too-high learning rate gives): Stop throws
         /// <see cref="DivergingLossException"/>, Warn writes a line to <see cref="Log"/> (once per epoch) and trains on, Ignore
         /// does neither. Checked where the loss is read back: every <see cref="ProgressInterval"/> steps and each epoch's last.
         /// </summary>
         public DivergenceAction Divergence { get; set; }
 
-        /// <summary>DivergenceFactor = 10: the divergence bound is this times ln(classes) (ln(classes) is the loss of a uniform guess; at least 1 is used). Must be &gt; 1.</summary>
+        /// <summary>DivergenceFactor = 10: the divergence bound is this times the larger of ln(classes) (the loss of a uniform guess; at least 1) and the first loss read back. Must be &gt; 1.</summary>
         public double DivergenceFactor { get; set; } = 10;
 
         /// <summary>
