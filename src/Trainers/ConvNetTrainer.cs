@@ -153,6 +153,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             Schedule = o.Schedule,
             LabelSmoothing = (float)o.LabelSmoothing,
             CheckpointPath = checkpointPath,
+            CheckpointInterval = o.CheckpointInterval,
             ResumeFrom = resumeFrom,
             OnBatch = o.OnBatch,
             ProgressInterval = o.ProgressInterval,

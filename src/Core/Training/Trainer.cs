@@ -19,7 +19,12 @@ public sealed record TrainerOptions
     public LearningRateSchedule? Schedule { get; init; }
     /// <summary>CheckpointPath = null: when set, a checkpoint is written there after every epoch.</summary>
     public string? CheckpointPath { get; init; }
-    /// <summary>ResumeFrom = null: a checkpoint to restore before training; training continues after its epoch.</summary>
+    /// <summary>
+    /// CheckpointInterval = 0: with <see cref="CheckpointPath"/>, also write a checkpoint after every this many steps within
+    /// an epoch (0: only at epochs' ends). A run resumed from one continues with the next step, in the same order.
+    /// </summary>
+    public int CheckpointInterval { get; init; }
+    /// <summary>ResumeFrom = null: a checkpoint to restore before training; training continues after its epoch (or its step, for one written mid-epoch).</summary>
     public string? ResumeFrom { get; init; }
     /// <summary>
     /// OnBatch = null: called after every <see cref="ProgressInterval"/>-th step and after the last step of an epoch, with
@@ -55,7 +60,7 @@ public sealed record TrainerOptions
 /// steps after it up to the read point have already been applied (the weights are then not usable; the last checkpoint is).
 /// Reproducibility: with the same network seed, trainer seed, data and options, two runs give bit-identical weights
 /// on the CPU backend whatever its thread count (kernels never split a reduction by thread), and a run resumed
-/// from an epoch's checkpoint gives the same weights as the uninterrupted run.
+/// from a checkpoint (an epoch's, or a mid-epoch one: <see cref="TrainerOptions.CheckpointInterval"/>) gives the same weights as the uninterrupted run.
 /// </remarks>
 public sealed class Trainer
 {
@@ -68,6 +73,7 @@ public sealed class Trainer
         Options = options ?? new TrainerOptions();
         if (Options.Epochs < 0) throw new ArgumentOutOfRangeException("Epochs", Options.Epochs, "Epochs must be >= 0.");
         if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException("BatchSize", Options.BatchSize, "BatchSize must be >= 1.");
+        if (Options.CheckpointInterval < 0) throw new ArgumentOutOfRangeException("CheckpointInterval", Options.CheckpointInterval, "CheckpointInterval must be >= 0.");
         if (Options.ProgressInterval < 1) throw new ArgumentOutOfRangeException("ProgressInterval", Options.ProgressInterval, "ProgressInterval must be >= 1.");
         if (Options.EvaluationBatchSize < 1) throw new ArgumentOutOfRangeException("EvaluationBatchSize", Options.EvaluationBatchSize, "EvaluationBatchSize must be >= 1.");
         if (!(Options.LabelSmoothing >= 0 && Options.LabelSmoothing < 1))
@@ -87,23 +93,30 @@ public sealed class Trainer
         CheckData(train, "train");
         if (validation is not null) CheckData(validation, "validation");
         var history = new List<EpochMetrics>();
-        int first = 0;
+        int first = 0, firstStep = 0;
         int n = train.Count;
         var orders = new EpochOrder(n, Options.Seed); // each epoch's seeded order of the samples
+        var plan = new BatchPlan(n, Options.BatchSize); // a lone last sample joins the previous batch: batch norm needs two
+        int size = plan.BatchSize, batches = plan.Batches;
+        var host = new float[batches * 2];
+        double resumedSeconds = 0;
         if (Options.ResumeFrom is { } resume)
         {
             var c = Checkpoint.Load(resume);
+            if (c.Step >= batches)
+                throw new InvalidDataException($"Checkpoint '{resume}' was written after step {c.Step} of epoch {c.Epoch + 1}, but an epoch of this data has {batches} steps; resume with the same data and batch size.");
             c.Restore(Network, Optimizer, orders.Generator);
             history.AddRange(c.History);
             first = c.Epoch;
-            orders.Restore(first, c.RngState); // the stored generator draws the order of the epoch after the checkpoint's
+            orders.Restore(first, c.RngState); // the stored generator draws the order of the epoch the checkpoint is in (or after)
+            firstStep = c.Step;                // mid-epoch: the steps done, their statistics and time
+            c.StepStatistics.CopyTo(host, 0);
+            resumedSeconds = c.EpochSeconds;
         }
         var schedule = Options.Schedule ?? new ConstantSchedule();
-        var plan = new BatchPlan(n, Options.BatchSize); // a lone last sample joins the previous batch: batch norm needs two
-        int size = plan.BatchSize, batches = plan.Batches;
         var batch = new Batch(train, plan.MaxSize, Network.Backend, Options.LabelSmoothing);
         var stats = Network.Backend.Allocate(new Shape(batches, 2)); // per step: summed loss, correct count (on the backend)
-        var host = new float[batches * 2];
+        if (firstStep > 0) Network.Backend.CopyFromHost(host, stats);
         string? saved = Options.ResumeFrom;
         bool reuse = Network.ReuseBuffers;
         Network.ReuseBuffers = true; // nothing here keeps a tensor across steps, so the layers may reuse theirs
@@ -111,11 +124,15 @@ public sealed class Trainer
         {
             for (int epoch = first; epoch < Options.Epochs; epoch++)
             {
+                var orderState = new Rng(0);
+                orderState.SetState(orders.Generator.GetState()); // what draws this epoch's order: a mid-epoch checkpoint stores it
                 var order = orders.Of(epoch);
+                int start = epoch == first ? firstStep : 0;
                 var clock = Stopwatch.StartNew();
-                int checkedUpTo = 0; // steps [0, checkedUpTo) were read back and found finite
-                using var reader = new BatchReader(train, order, plan); // reads the next batches while this one computes
-                for (int b = 0; b < batches; b++)
+                double earlier = epoch == first ? resumedSeconds : 0; // seconds spent in this epoch before a resume
+                int checkedUpTo = start; // steps [0, checkedUpTo) were read back and found finite
+                using var reader = new BatchReader(train, order, plan, start); // reads the next batches while this one computes
+                for (int b = start; b < batches; b++)
                 {
                     cancellation.ThrowIfCancellationRequested();
                     var next = reader.Next(cancellation)!;
@@ -133,13 +150,20 @@ public sealed class Trainer
                         onBatch(new BatchProgress(epoch + 1, b + 1, batches, count, loss / count, hits / count,
                             Optimizer.LearningRate, b * size + count, n, clock.Elapsed));
                     }
+                    if (Options.CheckpointPath is { } stepPath && Options.CheckpointInterval > 0 && (b + 1) % Options.CheckpointInterval == 0 && b < batches - 1)
+                    {
+                        checkedUpTo = ReadStats(stats, host, epoch, checkedUpTo, b + 1, saved); // never save a non-finite state
+                        Checkpoint.Capture(Network, Optimizer, epoch, orderState, history)
+                            .AtStep(b + 1, host[..(2 * (b + 1))], earlier + clock.Elapsed.TotalSeconds).Save(stepPath);
+                        saved = stepPath;
+                    }
                 }
                 ReadStats(stats, host, epoch, checkedUpTo, batches, saved);
                 double lossSum = 0, correct = 0;
                 for (int b = 0; b < batches; b++) { lossSum += host[2 * b]; correct += host[2 * b + 1]; }
                 var val = validation is null ? null : Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation);
                 history.Add(new EpochMetrics(epoch + 1, lossSum / n, correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
-                    Optimizer.LearningRate, clock.Elapsed.TotalSeconds));
+                    Optimizer.LearningRate, earlier + clock.Elapsed.TotalSeconds));
                 if (Options.CheckpointPath is { } path) { Checkpoint.Capture(Network, Optimizer, epoch + 1, orders.Generator, history).Save(path); saved = path; }
                 Options.OnEpoch?.Invoke(history[^1]);
             }
