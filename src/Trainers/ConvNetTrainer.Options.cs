@@ -184,6 +184,9 @@ public sealed partial class ConvNetTrainer
         /// </summary>
         public string? CheckpointDirectory { get; set; }
 
+        /// <summary>CheckpointInterval = 0: also write the checkpoint after every this many steps within an epoch (0: at epochs' ends only); <see cref="Resume"/> then continues from the next step, in the same order.</summary>
+        public int CheckpointInterval { get; set; }
+
         /// <summary>Resume = false: when true and <see cref="CheckpointDirectory"/> holds a checkpoint, training continues after its epoch (same options and data give the same weights as an uninterrupted run).</summary>
         public bool Resume { get; set; }
 
@@ -355,6 +358,7 @@ public sealed partial class ConvNetTrainer
                 "early stopping needs validation data: set ValidationSet or ValidationFraction.");
             Require(Enum.IsDefined(EarlyStoppingMetric), nameof(EarlyStoppingMetric), EarlyStoppingMetric, "unknown metric.");
             Require(!Resume || CheckpointDirectory is not null, nameof(Resume), Resume, "resuming needs CheckpointDirectory.");
+            Require(CheckpointInterval >= 0, nameof(CheckpointInterval), CheckpointInterval, "must be >= 0 (0: checkpoints at epochs' ends only).");
             Require(ProgressInterval >= 1, nameof(ProgressInterval), ProgressInterval, "must be >= 1.");
             Require(Enum.IsDefined(Backend), nameof(Backend), Backend, "unknown backend.");
             Require(Enum.IsDefined(Distributed), nameof(Distributed), Distributed, "unknown choice.");

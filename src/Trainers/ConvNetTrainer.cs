@@ -204,6 +204,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             Schedule = o.Schedule,
             LabelSmoothing = (float)o.LabelSmoothing,
             CheckpointPath = checkpointPath,
+            CheckpointInterval = o.CheckpointInterval,
             ResumeFrom = resumeFrom,
             OnBatch = WithDivergenceCheck(classCount, checkpointPath, rankZero ? o.OnBatch : null, log), // every rank checks: the loss is global
             ProgressInterval = o.ProgressInterval,

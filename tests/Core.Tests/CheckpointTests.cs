@@ -118,13 +118,15 @@ public class CheckpointTests
         using var dir = new TempDir();
         var (net, opt) = Trained();
         string path = dir.File("v1.ckpt");
-        // Version 1 is version 2 without the architecture flag byte at the end of the payload: rewrite the file so.
-        var v2 = new MemoryStream();
-        new Checkpoint { Epoch = 1, NetworkTensors = Checkpoint.Capture(net).NetworkTensors, RandomStates = Checkpoint.Capture(net).RandomStates, Optimizer = opt.GetState() }.Write(v2);
-        var bytes = v2.ToArray();
+        // Version 1 is version 3 without the architecture flag byte and the 16 bytes of the step fields (step 0, no
+        // statistics, 0 seconds) at the end of the payload: rewrite the file so.
+        var v3 = new MemoryStream();
+        new Checkpoint { Epoch = 1, NetworkTensors = Checkpoint.Capture(net).NetworkTensors, RandomStates = Checkpoint.Capture(net).RandomStates, Optimizer = opt.GetState() }.Write(v3);
+        var bytes = v3.ToArray();
         var payload = bytes[20..^32];
-        Assert.Equal(0, payload[^1]); // no architecture
-        payload = payload[..^1];
+        Assert.Equal(0, payload[^17]); // no architecture
+        Assert.All(payload[^16..], b => Assert.Equal(0, b));
+        payload = payload[..^17];
         var v1 = new MemoryStream();
         using (var w = new BinaryWriter(v1))
         {
@@ -186,10 +188,10 @@ public class CheckpointTests
         File.WriteAllBytes(path, [.. "PK\u0003\u0004 not a checkpoint at all"u8]);
         Assert.Contains("not an MLNet.ConvNet checkpoint", Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path)).Message);
 
-        var v3 = (byte[])bytes.Clone();
-        v3[8] = 3;
-        File.WriteAllBytes(path, v3);
-        Assert.Contains("version 3", Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path)).Message);
+        var v4 = (byte[])bytes.Clone();
+        v4[8] = 4;
+        File.WriteAllBytes(path, v4);
+        Assert.Contains("version 4", Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path)).Message);
 
         File.WriteAllBytes(path, [.. bytes, 0, 0]);
         Assert.Contains("2 unexpected bytes", Assert.Throws<InvalidDataException>(() => Checkpoint.Load(path)).Message);

@@ -94,6 +94,41 @@ public class TrainerTests
                      history.Select(m => (m.Epoch, m.TrainLoss, m.TrainAccuracy, m.ValidationLoss, m.LearningRate)));
     }
 
+    [Fact]
+    public void ResumingMidEpochFromADiskCacheReproducesTheUninterruptedRunInMemory()
+    {
+        using var dir = new TempDir();
+        var data = Squares(90, 2); // 6 steps of 16 per epoch
+        var validation = Squares(30, 3);
+        var options = new TrainerOptions { Epochs = 3, BatchSize = 16, Seed = 11, Schedule = new CosineSchedule(3) };
+        var (straight, t1) = Setup(options);
+        var full = t1.Fit(data, validation, Ct);
+
+        // Interrupted in epoch 2 after step 5; the last checkpoint was written after step 4.
+        string path = dir.File("mid.ckpt");
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var (_, t2) = Setup(options with
+        {
+            CheckpointPath = path, CheckpointInterval = 4, ProgressInterval = 1,
+            OnBatch = p => { if (p.Epoch == 2 && p.Batch == 5) cts.Cancel(); },
+        });
+        Assert.ThrowsAny<OperationCanceledException>(() => t2.Fit(data, validation, cts.Token));
+        var saved = Checkpoint.Load(path);
+        Assert.Equal((1, 4, 8), (saved.Epoch, saved.Step, saved.StepStatistics.Length));
+
+        // Resumed into objects built from another seed, reading the samples from a disk cache.
+        using (var writer = new SampleCacheWriter(dir.File("train.samples"), data.SampleShape))
+        {
+            for (int i = 0; i < data.Count; i++) writer.Add(data.Features.Slice(i * 64, 64), data.Labels[i]);
+            using var cache = writer.Complete(3);
+            var (resumed, t3) = Setup(options with { ResumeFrom = path }, seed: 1234);
+            var history = t3.Fit(cache, validation, Ct);
+            Assert.Equal(straight.ComputeHash(), resumed.ComputeHash());
+            Assert.Equal(full.Select(m => (m.Epoch, m.TrainLoss, m.TrainAccuracy, m.ValidationLoss, m.LearningRate)),
+                         history.Select(m => (m.Epoch, m.TrainLoss, m.TrainAccuracy, m.ValidationLoss, m.LearningRate)));
+        }
+    }
+
     /// <summary>Wraps a dataset and fills the features of its <c>poisonCall</c>-th batch (0-based) with NaN.</summary>
     private sealed class Poisoned(IDataset inner, int poisonCall) : IDataset
     {

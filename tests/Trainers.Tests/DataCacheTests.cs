@@ -70,6 +70,30 @@ public class DataCacheTests
     }
 
     [Fact]
+    public void ARunStoppedMidEpochResumesFromTheDiskCacheToTheWeightsOfAnUninterruptedRunInMemory()
+    {
+        var straight = Train(BytePixels, SampleStorage.Memory, validationFraction: 0);
+        string dir = Tiny.TempDirectory();
+        try
+        {
+            var ml = new MLContext(0);
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            var options = Tiny.Options(epochs: 2); // 600 rows: 12 steps of 50 per epoch
+            options.DataCache = SampleStorage.Memory; options.CheckpointDirectory = dir; options.CheckpointInterval = 5;
+            options.ProgressInterval = 1; options.CancellationToken = cts.Token;
+            options.OnBatch = p => { if (p.Epoch == 2 && p.Batch == 8) cts.Cancel(); }; // the last checkpoint: after step 5
+            Assert.ThrowsAny<OperationCanceledException>(() => ml.MulticlassClassification.Trainers.ConvNet(options).Fit(BytePixels(ml)));
+
+            var resume = Tiny.Options(epochs: 2);
+            resume.DataCache = SampleStorage.Disk; resume.DataCacheDirectory = dir; resume.CheckpointDirectory = dir; resume.Resume = true;
+            resume.CancellationToken = Ct;
+            var model = ml.MulticlassClassification.Trainers.ConvNet(resume).Fit(BytePixels(ml));
+            Assert.Equal(straight.Hash, model.Network.ComputeHash());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void AFailedFitDeletesTheCacheItWrote()
     {
         string dir = Tiny.TempDirectory();

@@ -55,7 +55,7 @@ public sealed class SampleStore : IDisposable
         else if (storage == SampleStorage.Memory) Reason = "in memory (forced)";
         else if (floatBytes > memoryLimitBytes) StartDisk($"{expectedCount:N0} samples take {Megabytes(floatBytes.Value)} as float32, over the {limit}");
         else if (floatBytes is { } known) Reason = $"in memory: {expectedCount:N0} samples take {Megabytes(known)} as float32, within the {limit}";
-        if (floatBytes is { } exact && _writer is null) _exact = new float[exact / 4]; // filled in place: no join at the end
+        if (floatBytes is { } exact && _writer is null && exact / 4 <= Array.MaxLength) _exact = new float[exact / 4]; // filled in place: no join at the end
     }
 
     /// <summary>The shape of a sample.</summary>
@@ -75,6 +75,8 @@ public sealed class SampleStore : IDisposable
         if (features.Length != _len) throw new ArgumentException($"A sample of shape {SampleShape} holds {_len} values; got {features.Length}.", nameof(features));
         if (_writer is { } writer) { writer.Add(features, label); _labels.Add(label); return; }
         if (_storage == SampleStorage.Auto && (long)(Count + 1) * _len * 4 > _memoryLimit) { Spill(); Add(features, label); return; }
+        if ((long)(Count + 1) * _len > Array.MaxLength) // the joined array could not be made
+            throw new InvalidOperationException($"The {Name} data's {Count + 1:N0} samples of {SampleShape} take more float32 values than one array holds ({Array.MaxLength:N0}); keep them on disk (SampleStorage.Disk; ConvNetTrainer option DataCache = Disk).");
         if (_exact is not null && _exact.Length < (long)(Count + 1) * _len) ExactToChunks(); // more samples than announced
         if (_exact is not null) features.CopyTo(_exact.AsSpan(Count * _len));
         else

@@ -13,11 +13,11 @@ namespace MLNet.ConvNet.Training;
 /// the network without the code that made it.
 /// </summary>
 /// <remarks>
-/// Binary format, version 2 (all numbers little-endian):
+/// Binary format, version 3 (all numbers little-endian):
 /// <code>
 /// offset  size  field
 /// 0       8     magic "MLNCVCKP" (ASCII)
-/// 8       4     format version, uint32 = 2 (version 1 files, which end after the history, are still read)
+/// 8       4     format version, uint32 = 3 (versions 1 and 2, which end earlier, are still read)
 /// 12      8     payload length L, int64
 /// 20      L     payload
 /// 20+L    32    SHA-256 of the payload
@@ -32,7 +32,9 @@ namespace MLNet.ConvNet.Training;
 ///            validation accuracy (NaN without validation), learning rate, seconds
 ///   byte     1 when an architecture follows, else 0 (a layer that does not describe itself); then int32 rank and
 ///            dims of the sample shape, int32 layer count, per layer: string name, string kind, int32 value count,
-///            (string key, string value) pairs                                                    [version 2 only]
+///            (string key, string value) pairs                                                    [version 2 on]
+///   int32    steps completed in the epoch after the completed ones (0: written at an epoch's end), int32 count and
+///            float32 values (per completed step: summed loss, correct count), float64 seconds spent in it [version 3]
 /// </code>
 /// A file that is shorter than its header promises, longer, or whose checksum does not match is rejected with an
 /// <see cref="InvalidDataException"/> saying which; so is a checkpoint whose tensor names or shapes differ from
@@ -43,14 +45,26 @@ public sealed class Checkpoint
 {
     private static ReadOnlySpan<byte> Magic => "MLNCVCKP"u8;
     /// <summary>The format version this code writes and reads.</summary>
-    public const uint FormatVersion = 2;
+    public const uint FormatVersion = 3;
     /// <summary>The oldest format version this code reads (version 1 has no architecture).</summary>
     public const uint OldestReadableVersion = 1;
     private const int HeaderSize = 20, ChecksumSize = 32;
 
     /// <summary>Epochs completed when the checkpoint was taken.</summary>
     public int Epoch { get; init; }
-    /// <summary>The trainer's generator state (4 words), or empty.</summary>
+    /// <summary>
+    /// Steps completed in epoch <see cref="Epoch"/> + 1 when the checkpoint was written mid-epoch; 0 at an epoch's end.
+    /// A resumed trainer continues with the next step of that epoch, in the same order.
+    /// </summary>
+    public int Step { get; init; }
+    /// <summary>Mid-epoch: per completed step of the epoch, its summed loss and correct count (for the epoch's metrics).</summary>
+    public float[] StepStatistics { get; init; } = [];
+    /// <summary>Mid-epoch: seconds spent in the epoch so far.</summary>
+    public double EpochSeconds { get; init; }
+    /// <summary>
+    /// The trainer's generator state (4 words), or empty: at an epoch's end, the state that draws the next epoch's
+    /// order; mid-epoch, the state that draws the current epoch's order (so a resumed run visits the same order).
+    /// </summary>
     public ulong[] RngState { get; init; } = [];
     /// <summary>Parameters and buffers by full name.</summary>
     public IReadOnlyList<NamedArray> NetworkTensors { get; init; } = [];
@@ -78,6 +92,13 @@ public sealed class Checkpoint
             Architecture = NetworkArchitecture.Of(network),
         };
     }
+
+    /// <summary>This checkpoint marked as written after <paramref name="step"/> steps of its epoch (see <see cref="Step"/>).</summary>
+    internal Checkpoint AtStep(int step, float[] stepStatistics, double seconds) => new()
+    {
+        Epoch = Epoch, RngState = RngState, NetworkTensors = NetworkTensors, RandomStates = RandomStates, Optimizer = Optimizer,
+        History = History, Architecture = Architecture, Step = step, StepStatistics = stepStatistics, EpochSeconds = seconds,
+    };
 
     /// <summary>
     /// Rebuilds the network stored in the checkpoint file <paramref name="path"/> on <paramref name="backend"/> (the CPU
@@ -221,6 +242,15 @@ public sealed class Checkpoint
             foreach (double v in (double[])[m.TrainLoss, m.TrainAccuracy, m.ValidationLoss, m.ValidationAccuracy, m.LearningRate, m.Seconds]) w.Write(v);
         }
         w.Write((byte)(Architecture is null ? 0 : 1));
+        WriteArchitecture(w);
+        w.Write(Step);
+        w.Write(StepStatistics.Length);
+        foreach (float v in StepStatistics) w.Write(v);
+        w.Write(EpochSeconds);
+    }
+
+    private void WriteArchitecture(BinaryWriter w)
+    {
         if (Architecture is { } a)
         {
             w.Write(a.SampleShape.Rank);
@@ -266,7 +296,22 @@ public sealed class Checkpoint
             });
             architecture = new NetworkArchitecture(new Shape(dims), layers);
         }
-        return new Checkpoint { Epoch = epoch, RngState = rng, NetworkTensors = tensors, RandomStates = random, Optimizer = opt, History = history, Architecture = architecture };
+        int step = 0;
+        float[] stepStatistics = [];
+        double seconds = 0;
+        if (version >= 3)
+        {
+            step = r.ReadInt32();
+            if (step < 0) throw new InvalidDataException($"step {step} is negative.");
+            stepStatistics = ReadList(r, rr => rr.ReadSingle()).ToArray();
+            if (stepStatistics.Length != 2 * step) throw new InvalidDataException($"{step} steps need {2 * step} step statistics; the file has {stepStatistics.Length}.");
+            seconds = r.ReadDouble();
+        }
+        return new Checkpoint
+        {
+            Epoch = epoch, RngState = rng, NetworkTensors = tensors, RandomStates = random, Optimizer = opt, History = history, Architecture = architecture,
+            Step = step, StepStatistics = stepStatistics, EpochSeconds = seconds,
+        };
     }
 
     private static void WriteTensor(BinaryWriter w, NamedArray t)

@@ -20,7 +20,12 @@ public sealed record TrainerOptions
     public LearningRateSchedule? Schedule { get; init; }
     /// <summary>CheckpointPath = null: when set, a checkpoint is written there after every epoch.</summary>
     public string? CheckpointPath { get; init; }
-    /// <summary>ResumeFrom = null: a checkpoint to restore before training; training continues after its epoch.</summary>
+    /// <summary>
+    /// CheckpointInterval = 0: with <see cref="CheckpointPath"/>, also write a checkpoint after every this many steps within
+    /// an epoch (0: only at epochs' ends). A run resumed from one continues with the next step, in the same order.
+    /// </summary>
+    public int CheckpointInterval { get; init; }
+    /// <summary>ResumeFrom = null: a checkpoint to restore before training; training continues after its epoch (or its step, for one written mid-epoch).</summary>
     public string? ResumeFrom { get; init; }
     /// <summary>
     /// OnBatch = null: called after every <see cref="ProgressInterval"/>-th step and after the last step of an epoch, with
@@ -61,7 +66,7 @@ public sealed record TrainerOptions
 /// steps after it up to the read point have already been applied (the weights are then not usable; the last checkpoint is).
 /// Reproducibility: with the same network seed, trainer seed, data and options, two runs give bit-identical weights
 /// on the CPU backend whatever its thread count (kernels never split a reduction by thread), and a run resumed
-/// from an epoch's checkpoint gives the same weights as the uninterrupted run.
+/// from a checkpoint (an epoch's, or a mid-epoch one: <see cref="TrainerOptions.CheckpointInterval"/>) gives the same weights as the uninterrupted run.
 /// <para>Data-parallel (<see cref="TrainerOptions.Communicator"/> with Size N &gt; 1): every rank runs Fit with the same data and
 /// options; it starts from rank 0's weights, takes rows [c r / N, c (r + 1) / N) of each global batch of c rows, and its
 /// gradients are summed over the ranks with one allreduce per step, weighted to the mean over the global batch; the
@@ -83,6 +88,7 @@ public sealed class Trainer
         Options = options ?? new TrainerOptions();
         if (Options.Epochs < 0) throw new ArgumentOutOfRangeException("Epochs", Options.Epochs, "Epochs must be >= 0.");
         if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException("BatchSize", Options.BatchSize, "BatchSize must be >= 1.");
+        if (Options.CheckpointInterval < 0) throw new ArgumentOutOfRangeException("CheckpointInterval", Options.CheckpointInterval, "CheckpointInterval must be >= 0.");
         if (Options.ProgressInterval < 1) throw new ArgumentOutOfRangeException("ProgressInterval", Options.ProgressInterval, "ProgressInterval must be >= 1.");
         if (Options.EvaluationBatchSize < 1) throw new ArgumentOutOfRangeException("EvaluationBatchSize", Options.EvaluationBatchSize, "EvaluationBatchSize must be >= 1.");
         if (!(Options.LabelSmoothing >= 0 && Options.LabelSmoothing < 1))
@@ -114,39 +120,51 @@ public sealed class Trainer
     private IReadOnlyList<EpochMetrics> Fit(IDataset train, IDataset? validation, DataParallel? parallel, CancellationToken cancellation)
     {
         var history = new List<EpochMetrics>();
-        int first = 0;
-        int n = train.Count;
+        int first = 0, firstStep = 0;
+        int n = train.Count, ranks = parallel?.Size ?? 1;
         var orders = new EpochOrder(n, Options.Seed); // each epoch's seeded order of the samples
-        if (Options.ResumeFrom is { } resume)
-        {
-            var c = Checkpoint.Load(resume);
-            c.Restore(Network, Optimizer, orders.Generator);
-            history.AddRange(c.History);
-            first = c.Epoch;
-            orders.Restore(first, c.RngState); // the stored generator draws the order of the epoch after the checkpoint's
-        }
-        var schedule = Options.Schedule ?? new ConstantSchedule();
-        int ranks = parallel?.Size ?? 1;
-        parallel?.Start(train.Count, validation?.Count ?? 0, Options, first);
         // A last batch too short to give each rank two samples (one process: a lone sample) joins the previous batch:
         // batch norm needs two.
         var plan = new BatchPlan(n, Options.BatchSize, minLastBatch: 2 * ranks);
         int size = plan.BatchSize, batches = plan.Batches;
+        var host = new float[batches * 2];
+        double resumedSeconds = 0;
+        if (Options.ResumeFrom is { } resume)
+        {
+            var c = Checkpoint.Load(resume);
+            if (c.Step >= batches)
+                throw new InvalidDataException($"Checkpoint '{resume}' was written after step {c.Step} of epoch {c.Epoch + 1}, but an epoch of this data has {batches} steps; resume with the same data and batch size.");
+            c.Restore(Network, Optimizer, orders.Generator);
+            history.AddRange(c.History);
+            first = c.Epoch;
+            orders.Restore(first, c.RngState); // the stored generator draws the order of the epoch the checkpoint is in (or after)
+            firstStep = c.Step;                // mid-epoch: the steps done, their statistics and time
+            // The stored statistics are the global ones: with several ranks, rank 0 alone brings them to the allreduce.
+            if (parallel is null || parallel.Rank == 0) c.StepStatistics.CopyTo(host, 0);
+            resumedSeconds = c.EpochSeconds;
+        }
+        parallel?.Start(train.Count, validation?.Count ?? 0, Options, first);
+        var schedule = Options.Schedule ?? new ConstantSchedule();
         var batch = new Batch(train, plan.MaxSize, Network.Backend, Options.LabelSmoothing);
         var stats = Network.Backend.Allocate(new Shape(batches, 2)); // per step: summed loss, correct count (on the backend)
-        var host = new float[batches * 2];
+        if (firstStep > 0) Network.Backend.CopyFromHost(host, stats);
         string? saved = Options.ResumeFrom;
+        bool rankZero = parallel is null || parallel.Rank == 0; // the only rank that writes checkpoints
         bool reuse = Network.ReuseBuffers;
         Network.ReuseBuffers = true; // nothing here keeps a tensor across steps, so the layers may reuse theirs
         try
         {
             for (int epoch = first; epoch < Options.Epochs; epoch++)
             {
+                var orderState = new Rng(0);
+                orderState.SetState(orders.Generator.GetState()); // what draws this epoch's order: a mid-epoch checkpoint stores it
                 var order = orders.Of(epoch);
+                int start = epoch == first ? firstStep : 0;
                 var clock = Stopwatch.StartNew();
-                int checkedUpTo = 0; // steps [0, checkedUpTo) were read back and found finite
-                using var reader = ReaderOf(train, order, plan, parallel); // reads the next batches while this one computes
-                for (int b = 0; b < batches; b++)
+                double earlier = epoch == first ? resumedSeconds : 0; // seconds spent in this epoch before a resume
+                int checkedUpTo = start; // steps [0, checkedUpTo) were read back and found finite
+                using var reader = ReaderOf(train, order, plan, start, parallel); // reads the next batches while this one computes
+                for (int b = start; b < batches; b++)
                 {
                     if (parallel is null) cancellation.ThrowIfCancellationRequested();
                     var next = reader.Next(parallel is null ? cancellation : CancellationToken.None)!;
@@ -168,6 +186,14 @@ public sealed class Trainer
                         Options.OnBatch?.Invoke(new BatchProgress(epoch + 1, b + 1, batches, count, loss / count, hits / count,
                             Optimizer.LearningRate, b * size + count, n, clock.Elapsed));
                     }
+                    if (Options.CheckpointPath is { } stepPath && Options.CheckpointInterval > 0 && (b + 1) % Options.CheckpointInterval == 0 && b < batches - 1)
+                    {
+                        checkedUpTo = ReadStats(stats, host, epoch, checkedUpTo, b + 1, saved, parallel); // never save a non-finite state
+                        if (rankZero)
+                            Checkpoint.Capture(Network, Optimizer, epoch, orderState, history)
+                                .AtStep(b + 1, host[..(2 * (b + 1))], earlier + clock.Elapsed.TotalSeconds).Save(stepPath);
+                        saved = stepPath;
+                    }
                 }
                 ReadStats(stats, host, epoch, checkedUpTo, batches, saved, parallel);
                 parallel?.SynchronizeBuffers(); // every rank holds rank 0's model for validation and the checkpoint
@@ -177,10 +203,10 @@ public sealed class Trainer
                     : parallel is null ? Evaluate(Network, validation, Options.EvaluationBatchSize, cancellation)
                     : Evaluate(Network, validation, Options.EvaluationBatchSize, Options.Communicator!); // each rank a slice, summed
                 history.Add(new EpochMetrics(epoch + 1, lossSum / n, correct / n, val?.Loss ?? double.NaN, val?.Accuracy ?? double.NaN,
-                    Optimizer.LearningRate, clock.Elapsed.TotalSeconds));
+                    Optimizer.LearningRate, earlier + clock.Elapsed.TotalSeconds));
                 if (Options.CheckpointPath is { } path)
                 {
-                    if (parallel is null || parallel.Rank == 0) Checkpoint.Capture(Network, Optimizer, epoch + 1, orders.Generator, history).Save(path);
+                    if (rankZero) Checkpoint.Capture(Network, Optimizer, epoch + 1, orders.Generator, history).Save(path);
                     saved = path;
                 }
                 Options.OnEpoch?.Invoke(history[^1]);
@@ -190,12 +216,12 @@ public sealed class Trainer
         return history;
     }
 
-    /// <summary>The epoch's batches in <paramref name="order"/>; with several ranks, this rank's slice of each global batch.</summary>
-    private static BatchReader ReaderOf(IDataset train, int[] order, BatchPlan plan, DataParallel? parallel)
+    /// <summary>The epoch's batches in <paramref name="order"/> from <paramref name="firstBatch"/>; with several ranks, this rank's slice of each global batch.</summary>
+    private static BatchReader ReaderOf(IDataset train, int[] order, BatchPlan plan, int firstBatch, DataParallel? parallel)
     {
-        if (parallel is null) return new BatchReader(train, order, plan);
+        if (parallel is null) return new BatchReader(train, order, plan, firstBatch);
         var (indices, starts) = EpochOrder.Shard(order, plan, parallel.Rank, parallel.Size);
-        return new BatchReader(train, indices, starts);
+        return new BatchReader(train, indices, starts, firstBatch);
     }
 
     /// <summary>
