@@ -1,9 +1,9 @@
 // Fashion-MNIST through ML.NET: the README's main job. Reads the IDX files into an IDataView, trains a convnet
 // with mlContext.MulticlassClassification.Trainers.ConvNet (console progress bar: loss, images/s, ETA), evaluates
 // on the 10,000 test images (accuracy, log-loss, confusion matrix), saves model.zip, model.onnx and the training
-// curve, reloads model.zip in a new MLContext and predicts a few test images. The last line is "test accuracy: 0.xxxx".
+// curve, reloads model.zip in a new MLContext (ConvNetModel.Load) and predicts a few test images. The last line is "test accuracy: 0.xxxx".
 //
-//   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5
+//   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5 --lr 0.003 --schedule cosine
 //   mpirun.mpich -n 2 dotnet samples/FashionMnist.MLNet/bin/Release/net10.0/FashionMnist.MLNet.dll --threads 1
 //     (two processes train one model, docs/scale.md; rank 0 evaluates, saves and prints the rest)
 //
@@ -11,6 +11,7 @@
 //          --epochs 3  --batch 64  --lr 0.001  --optimizer adam|adamw|sgd  --seed 42  --threads N  --backend auto|cpu|cuda  --limit N (training
 //          images)  --flip  --crop-padding P  --label-smoothing E (in [0, 1), default 0)  --schedule constant|cosine
 //          --validation-fraction F  --patience N  --out DIR (default fashion-mnist-output)
+//          --data-cache auto|memory|disk (where the trainer keeps the rows it read; default auto)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -50,7 +51,8 @@ var options = new ConvNetTrainer.Options
     Optimizer = Enum.Parse<ConvNetOptimizer>(opt.Str("optimizer", "adam"), ignoreCase: true),
     MaxThreads = opt.Has("threads") ? opt.Int("threads", 0) : null,
     Backend = Enum.Parse<ConvNetBackend>(opt.Str("backend", "auto"), ignoreCase: true),
-    Log = Console.WriteLine, // which backend runs, and why
+    Log = Console.WriteLine, // which backend runs, where the rows are kept, and why
+    DataCache = Enum.Parse<SampleStorage>(opt.Str("data-cache", "auto"), ignoreCase: true),
     RandomHorizontalFlip = opt.Has("flip"), RandomCropPadding = opt.Int("crop-padding", 0),
     LabelSmoothing = opt.Double("label-smoothing", 0),
     // --schedule cosine: the rate falls from --lr to 0 along a half cosine over the run; constant otherwise.
@@ -91,15 +93,17 @@ convnet.ExportOnnx(onnx);
 convnet.SaveTrainingCurve(png, title: $"{net} on Fashion-MNIST");
 Console.WriteLine($"saved {zip} ({new FileInfo(zip).Length / 1024:N0} KiB), {onnx}, {png}");
 
-// 5. A new MLContext loads model.zip (only ML.NET and its ONNX transformer are needed) and predicts.
+// 5. A new MLContext loads model.zip and predicts, as a serving application would (docs/deployment.md). The model is
+//    ML.NET's own (ML.NET and ONNX Runtime run it); ConvNetModel.Load keeps it working whatever PredictionEngines over
+//    it are disposed, and its predictor may be called from many threads at once.
 var ml2 = new MLContext();
-var loaded = ml2.Model.Load(zip, out _);
+var loaded = ConvNetModel.Load(ml2, zip, out _);
 var reloaded = ml2.MulticlassClassification.Evaluate(loaded.Transform(test));
 Console.WriteLine($"reloaded model: test accuracy {reloaded.MicroAccuracy:F4} ({(reloaded.MicroAccuracy == metrics.MicroAccuracy ? "identical" : "DIFFERENT")})");
-using var engine = ml2.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(loaded);
+using var predictor = loaded.CreatePredictor<ImageInput, ImagePrediction>();
 foreach (int i in new[] { 0, 1, 2, 3, 4 })
 {
-    var p = engine.Predict(new ImageInput { Features = testSet.Features.Slice(i * 784, 784).ToArray() });
+    var p = predictor.Predict(new ImageInput { Features = testSet.Features.Slice(i * 784, 784).ToArray() });
     Console.WriteLine($"  test image {i}: predicted {p.PredictedClass,-12} ({p.Score.Max():P1})  true {FashionMnist.ClassNames[testSet.Labels[i]]}");
 }
 Console.WriteLine($"total {total.Elapsed.TotalSeconds:F1} s");

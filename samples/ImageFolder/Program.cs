@@ -1,75 +1,67 @@
-// Image files in a folder per class through an ML.NET pipeline:
-//   LoadImages -> ResizeImages -> ExtractPixels -> NormalizeMeanVariance -> ConvNet -> Evaluate -> Save -> PredictionEngine.
+// Image files in a folder per class, from folder to model and ONNX file in a few calls (MLNet.ConvNet.Vision):
+//   LoadFromImageFolder (every file checked; unreadable ones left out and reported) -> ConvNetImageClassifier
+//   (resize, colour, per-channel normalisation, ConvNet, holdout split) -> Save -> PredictionEngine -> ExportOnnx.
 // Without --images, it first writes Fashion-MNIST test images as PNG files into a folder per class.
 //
-//   dotnet run -c Release --project samples/ImageFolder -- [--images DIR] [--size 28] [--gray] [--net lenet5] [--epochs 3]
+//   dotnet run -c Release --project samples/ImageFolder -- [--images DIR] [--size S] [--gray|--rgb] [--net lenet5] [--epochs 3]
 //
-// Options: --images DIR (a sub-folder per class holding .png/.jpg/.jpeg/.bmp files; default: write Fashion-MNIST PNGs to
-//          --out/images)  --size S (images are resized to S x S, default 28)  --gray (one channel; implied for the
-//          Fashion-MNIST PNGs)  --net lenet5|cnn2bn|vgg|resnet  --epochs 3  --batch 64  --lr 0.001  --seed 42
-//          --per-class N (Fashion-MNIST PNGs written per class, default 600)  --out DIR (default image-folder-output)
+// Options: --images DIR (a sub-folder per class; default: write Fashion-MNIST PNGs to --out/images)  --size S (resize to
+//          S x S; default: the most common size)  --gray / --rgb (default: gray when every image is grey)
+//          --strict (fail on the first unreadable file instead of leaving it out)  --net lenet5|cnn2bn|vgg|resnet
+//          --epochs 3  --batch 64  --lr 0.001  --seed 42  --per-class N (Fashion-MNIST PNGs per class, default 600)
+//          --out DIR (default image-folder-output)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using Microsoft.ML.Transforms.Image;
 using MLNet.ConvNet.Data;
 using MLNet.ConvNet.Trainers;
+using MLNet.ConvNet.Vision;
 
-var opt = CommandLineArgs.Parse(args, "gray");
+var opt = CommandLineArgs.Parse(args, "gray", "rgb", "strict");
 string outDir = Path.GetFullPath(opt.Str("out", "image-folder-output"));
-int size = opt.Int("size", 28), seed = opt.Int("seed", 42);
+int seed = opt.Int("seed", 42);
 Directory.CreateDirectory(outDir);
 var clock = Stopwatch.StartNew();
-
 string imagesDir = opt.StrOrNull("images") is { } given ? Path.GetFullPath(given) : WriteFashionPngs(Path.Combine(outDir, "images"), opt.Int("per-class", 600));
-bool gray = opt.Has("gray") || opt.StrOrNull("images") is null;
-
-// One row per image file: its path relative to the folder, and its class (the sub-folder's name).
-string[] extensions = [".png", ".jpg", ".jpeg", ".bmp"];
-var files = Directory.GetDirectories(imagesDir).OrderBy(d => d, StringComparer.Ordinal)
-    .SelectMany(d => Directory.GetFiles(d).Where(f => extensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
-        .OrderBy(f => f, StringComparer.Ordinal)
-        .Select(f => new ImageFile { ImagePath = Path.GetRelativePath(imagesDir, f), Label = Path.GetFileName(d) }))
-    .ToArray();
-if (files.Length == 0) throw new DirectoryNotFoundException($"'{imagesDir}' holds no sub-folder with images ({string.Join(", ", extensions)}).");
-Console.WriteLine($"{files.Length:N0} images in {files.Select(f => f.Label).Distinct().Count()} classes under {imagesDir}");
 
 var ml = new MLContext(seed);
-var all = ml.Data.LoadFromEnumerable(files);
-var split = ml.Data.TrainTestSplit(all, testFraction: 0.2, seed: seed);
-// The label becomes a key (KeyValues: the folder names) before the model, so the saved model needs only an image path.
-var labelToKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(all);
-var train = labelToKey.Transform(split.TrainSet);
-var test = labelToKey.Transform(split.TestSet);
+// One row per image that decodes completely (ImagePath, Label = the sub-folder's name, Width, Height, IsGray).
+var images = ml.Data.LoadFromImageFolder(imagesDir, new ImageFolderOptions
+{
+    InvalidImages = opt.Has("strict") ? InvalidImageHandling.Fail : InvalidImageHandling.Skip,
+    Log = Console.WriteLine,
+});
 
-var pipeline = ml.Transforms.LoadImages("Image", imagesDir, "ImagePath")
-    .Append(ml.Transforms.ResizeImages("Image", size, size))
-    .Append(ml.Transforms.ExtractPixels("Pixels", "Image", gray ? ImagePixelExtractingEstimator.ColorBits.Red : ImagePixelExtractingEstimator.ColorBits.Rgb,
-        scaleImage: 1f / 255))                                  // Vector<Single, C, size, size> in [0, 1]
-    .Append(ml.Transforms.NormalizeMeanVariance("Features", "Pixels", fixZero: false)) // per pixel, learned from the training images
-    .Append(ml.MulticlassClassification.Trainers.ConvNet(new ConvNetTrainer.Options
+var model = ml.MulticlassClassification.Trainers.ConvNetImageClassifier(new ImageClassifierOptions
+{
+    ImageWidth = opt.Int("size", 0), ImageHeight = opt.Int("size", 0),
+    ColorMode = opt.Has("gray") ? ImageColorMode.Gray : opt.Has("rgb") ? ImageColorMode.Rgb : ImageColorMode.Auto,
+    HoldoutFraction = 0.2,
+    Log = Console.WriteLine,
+    Trainer = new ConvNetTrainer.Options
     {
         Network = opt.Str("net", "lenet5"), Epochs = opt.Int("epochs", 3), BatchSize = opt.Int("batch", 64),
         LearningRate = opt.Double("lr", 1e-3), Seed = seed,
-        OnEpoch = m => Console.WriteLine($"epoch {m.Epoch}: train loss {m.TrainLoss:F4} accuracy {m.TrainAccuracy:F4} ({m.Seconds:F1} s)"),
-    }))
-    .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
-var model = pipeline.Fit(train);
-Console.WriteLine($"features {model.Transform(test).Schema["Features"].Type}; trained in {clock.Elapsed.TotalSeconds:F1} s so far");
-
-var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+        OnEpoch = m => Console.WriteLine($"epoch {m.Epoch}: train loss {m.TrainLoss:F4} accuracy {m.TrainAccuracy:F4}, holdout accuracy {m.ValidationAccuracy:F4} ({m.Seconds:F1} s)"),
+    },
+}).Fit(images.Data);
+var metrics = model.HoldoutMetrics!;
 Console.WriteLine($"held-out images: accuracy {metrics.MicroAccuracy:F4}, macro accuracy {metrics.MacroAccuracy:F4}, log-loss {metrics.LogLoss:F4}");
 
 string zip = Path.Combine(outDir, "model.zip");
-ml.Model.Save(model, train.Schema, zip);
-Console.WriteLine($"saved {zip}");
+ml.Model.Save(model, images.Data.Schema, zip);
+string onnx = Path.Combine(outDir, "model.onnx");
+model.ExportOnnx(onnx); // raw 0..255 pixels in; normalisation, network and softmax inside; class names in its metadata
+Console.WriteLine($"saved {zip} and {onnx}");
 
-// A new context loads the model and classifies one file.
+// A new context loads the model and classifies one file by its path. ConvNetModel.Load, not Model.Load: disposing
+// this engine then leaves the model working for the next one (a loaded model kept by a web app; docs/deployment.md).
 var ml2 = new MLContext();
-using var engine = ml2.Model.CreatePredictionEngine<ImageFile, Prediction>(ml2.Model.Load(zip, out _));
-var one = files[files.Length / 2];
-var p = engine.Predict(new ImageFile { ImagePath = one.ImagePath });
-Console.WriteLine($"{one.ImagePath}: predicted {p.PredictedClass} ({p.Score.Max():P1}), folder {one.Label}");
+var loaded = ConvNetModel.Load(ml2, zip, out _);
+using var engine = ml2.Model.CreatePredictionEngine<ImageFile, Prediction>(loaded);
+var one = images.Report.Images[images.Report.Images.Count / 2];
+var p = engine.Predict(new ImageFile { ImagePath = one.Path });
+Console.WriteLine($"{Path.GetRelativePath(imagesDir, one.Path)}: predicted {p.PredictedClass} ({p.Score.Max():P1}), folder {one.Label}");
 Console.WriteLine($"total {clock.Elapsed.TotalSeconds:F1} s");
 Console.WriteLine($"held-out accuracy: {metrics.MicroAccuracy:F4}");
 return 0;
@@ -104,7 +96,6 @@ static string WriteFashionPngs(string dir, int perClass)
 sealed class ImageFile
 {
     public string ImagePath { get; set; } = "";
-    public string Label { get; set; } = "";
 }
 
 sealed class Prediction

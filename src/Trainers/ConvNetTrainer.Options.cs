@@ -1,4 +1,5 @@
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Data;
 using MLNet.ConvNet.Distributed;
 using MLNet.ConvNet.Layers;
 using MLNet.ConvNet.Optimizers;
@@ -77,6 +78,8 @@ public sealed partial class ConvNetTrainer
         public const int Seed = 0;
         /// <summary>"convnet.ckpt": the file, inside <see cref="Options.CheckpointDirectory"/>, holding the last epoch's checkpoint.</summary>
         public const string CheckpointFileName = "convnet.ckpt";
+        /// <summary>1 GB (1e9 bytes): with DataCache = Auto, features up to this size as float32 (or a quarter of the memory available, if less) stay in memory.</summary>
+        public const long DataCacheMemoryLimit = 1_000_000_000;
         /// <summary>"convnet.best.ckpt": the file, inside <see cref="Options.CheckpointDirectory"/>, holding the best epoch's weights under early stopping.</summary>
         public const string BestCheckpointFileName = "convnet.best.ckpt";
     }
@@ -249,6 +252,35 @@ public sealed partial class ConvNetTrainer
         /// </summary>
         public bool AllowMissingClasses { get; set; }
 
+        /// <summary>
+        /// Divergence = Stop: what happens when the training loss grows past <see cref="DivergenceFactor"/> x ln(classes) (a
+        /// finite loss far above chance level, as a too-high learning rate gives): Stop throws
+        /// <see cref="DivergingLossException"/>, Warn writes a line to <see cref="Log"/> (once per epoch) and trains on, Ignore
+        /// does neither. Checked where the loss is read back: every <see cref="ProgressInterval"/> steps and each epoch's last.
+        /// </summary>
+        public DivergenceAction Divergence { get; set; }
+
+        /// <summary>DivergenceFactor = 10: the divergence bound is this times ln(classes) (ln(classes) is the loss of a uniform guess; at least 1 is used). Must be &gt; 1.</summary>
+        public double DivergenceFactor { get; set; } = 10;
+
+        /// <summary>
+        /// DataCache = Auto: where the rows, read once, are kept for training. Memory: one float32 array. Disk: a file
+        /// (pixels that are whole numbers in 0..255 as bytes, else float32) read back in each epoch's order by a background
+        /// reader; memory then holds the labels and a few batches. Auto: memory while the features as float32 take at most
+        /// <see cref="Defaults.DataCacheMemoryLimit"/> (or a quarter of the available memory, if less), else disk. Option
+        /// <see cref="Log"/> gets which and why. Same seed, same batches either way.
+        /// </summary>
+        public SampleStorage DataCache { get; set; }
+
+        /// <summary>DataCacheDirectory = null (the temporary folder): where a disk cache's file goes; deleted when Fit ends unless <see cref="KeepDataCache"/>.</summary>
+        public string? DataCacheDirectory { get; set; }
+
+        /// <summary>KeepDataCache = false: leave the disk cache's file in place after Fit (its path is in the log).</summary>
+        public bool KeepDataCache { get; set; }
+
+        /// <summary>Auto's limit in bytes instead of the default (tests).</summary>
+        internal long? DataCacheMemoryLimit { get; set; }
+
         /// <summary>The backend options these options ask for (<see cref="Backend"/>, <see cref="DeviceIndex"/>, <see cref="MaxThreads"/>, <see cref="AllowTf32"/>).</summary>
         public BackendOptions ToBackendOptions() => new()
         {
@@ -270,8 +302,8 @@ public sealed partial class ConvNetTrainer
             }
             Require(!string.IsNullOrEmpty(LabelColumnName), nameof(LabelColumnName), LabelColumnName, "give the label column's name.");
             Require(!string.IsNullOrEmpty(FeatureColumnName), nameof(FeatureColumnName), FeatureColumnName, "give the feature column's name.");
-            Require(NetworkFactory is not null || Presets.Names.Contains((Network ?? "").ToLowerInvariant()) || string.Equals(Network, "lenet", StringComparison.OrdinalIgnoreCase),
-                nameof(Network), Network, $"choose one of {string.Join(", ", Presets.Names)} or set NetworkFactory.");
+            Require(NetworkFactory is not null || Presets.Names.Contains((Network ?? "").ToLowerInvariant()),
+                nameof(Network), Network, $"not a preset; choose one of {string.Join(", ", Presets.Names)} (any case) or set NetworkFactory.");
             Require(InputShape is null || (InputShape.Length > 0 && InputShape.All(d => d > 0)), nameof(InputShape),
                 InputShape is null ? null : "[" + string.Join(", ", InputShape) + "]", "every dimension must be > 0.");
             Require(Epochs >= 1, nameof(Epochs), Epochs, "must be >= 1.");
@@ -295,6 +327,10 @@ public sealed partial class ConvNetTrainer
             Require(Enum.IsDefined(Distributed), nameof(Distributed), Distributed, "unknown choice.");
             Require(DeviceIndex >= 0, nameof(DeviceIndex), DeviceIndex, "must be >= 0.");
             Require(MaxThreads is null || MaxThreads >= 1, nameof(MaxThreads), MaxThreads, "must be >= 1.");
+            Require(Enum.IsDefined(Divergence), nameof(Divergence), Divergence, "unknown action.");
+            Require(Divergence != DivergenceAction.Warn || Log is not null, nameof(Divergence), Divergence, "the warning goes to option Log; set Log.");
+            Require(DivergenceFactor > 1 && double.IsFinite(DivergenceFactor), nameof(DivergenceFactor), DivergenceFactor, "must be finite and > 1.");
+            Require(Enum.IsDefined(DataCache), nameof(DataCache), DataCache, "unknown choice (Auto, Memory or Disk).");
         }
     }
 }

@@ -25,15 +25,19 @@ namespace MLNet.ConvNet.Trainers;
 /// <item><term>Several processes</term><description>Option Distributed (Auto, Off, Mpi): under MPICH's <c>mpirun -n N</c> the N processes train one model, data-parallel (docs/scale.md).</description></item>
 /// <item><term>Backends</term><description>Option Backend (Auto, Cpu, Cuda) through <see cref="BackendFactory"/>: CPU (managed; bit-identical results for any thread count); CUDA when its backend is present. Training, evaluation and scoring run on the chosen backend.</description></item>
 /// </list>
-/// <para>Training reads the IDataView once into memory (see <see cref="Options"/> and the remarks of the data reader):
-/// every epoch visits the rows in a new seeded order, which a forward-only cursor cannot give. Memory is
-/// <c>rows x features x 4</c> bytes. Then, per epoch: seeded shuffle, mini-batches (augmented when asked), softmax
+/// <para>Training reads the IDataView once, into memory or a disk cache (<see cref="Options.DataCache"/>; see the remarks
+/// of the data reader): every epoch visits the rows in a new seeded order, which a forward-only cursor cannot give.
+/// In memory the rows take <c>rows x features x 4</c> bytes; on disk, memory holds the labels and a few batches. Then, per epoch: seeded shuffle, mini-batches (augmented when asked), softmax
 /// cross-entropy, one optimizer step per batch; validation metrics, checkpoint, early stopping after each epoch.</para>
 /// <para>Errors name the column, option or epoch: a missing label or feature column, a label that is neither a key nor
 /// a number, a missing/NaN label or a NaN/infinite feature (with the row), a class with no training row (unless
 /// <see cref="Options.AllowMissingClasses"/>), features that do not fit the network (with the layer), empty data,
 /// out-of-range options, a loss turning NaN (<see cref="NonFiniteLossException"/> with epoch, batch and the last good
-/// checkpoint), a corrupted or truncated checkpoint (<see cref="InvalidDataException"/> naming the file).</para>
+/// checkpoint), a finite loss past the divergence bound (<see cref="DivergingLossException"/>, or a warning: option
+/// <see cref="Options.Divergence"/>), a corrupted or truncated checkpoint (<see cref="InvalidDataException"/> naming the file).
+/// Before any data is read: an unusable <see cref="Options.CheckpointDirectory"/> and a resume checkpoint beyond
+/// <see cref="Options.Epochs"/>. A saved model is best loaded with <see cref="ConvNetModel.Load(MLContext, string, out DataViewSchema)"/>
+/// (docs/deployment.md).</para>
 /// </remarks>
 public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
 {
@@ -81,7 +85,10 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     private static string Describe(SchemaShape.Column c) =>
         (c.IsKey ? "Key<" + c.ItemType + ">" : c.ItemType.ToString()) + (c.Kind == SchemaShape.Column.VectorKind.Scalar ? "" : $" ({c.Kind})");
 
-    /// <summary>Reads <paramref name="input"/> into memory, trains the network and returns the fitted transformer (see the class remarks).</summary>
+    /// <summary>
+    /// Reads <paramref name="input"/> once (into memory or a disk cache, option DataCache), trains the network and returns
+    /// the fitted transformer (see the class remarks). Disk caches are deleted when it returns or throws (unless KeepDataCache).
+    /// </summary>
     public ConvNetTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -100,46 +107,62 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     private ConvNetTransformer FitOn(IDataView input, ICommunicator communicator)
     {
         var o = _options;
-        var token = o.CancellationToken;
-        ulong seed = unchecked((ulong)o.Seed);
         bool rankZero = communicator.Rank == 0; // the only rank that logs, reports and writes files
         var log = rankZero ? o.Log : null;
         if (communicator.Size > 1)
             log?.Invoke($"ConvNetTrainer: data-parallel training over {communicator.Name}, {communicator.Size} ranks, this is rank {communicator.Rank} " +
                 $"(option Distributed = {o.Distributed}); BatchSize = {o.BatchSize} is the global batch, about {o.BatchSize / communicator.Size} rows per rank per step.");
         var backend = CreateBackend(log); // first: a backend that cannot run here fails before any data is read
+        var (checkpointPath, bestPath) = PrepareCheckpointDirectory(); // then the options that need the file system
+        var run = new Run(communicator, log, checkpointPath, bestPath, LoadResumeCheckpoint(checkpointPath));
 
         var label = DataViewReader.LabelColumn(input.Schema, o.LabelColumnName);
         var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
         var sampleShape = SampleShape(feature);
-        var (all, classes) = DataViewReader.Read(input, label.Name, feature.Name, sampleShape, null, "training", token);
-        InMemoryDataset train = all;
-        InMemoryDataset? validation = null;
+        var caches = new List<IDisposable>(); // disk caches, deleted when Fit ends (unless KeepDataCache)
+        try { return Train(input, backend, label, feature, sampleShape, caches, run); }
+        finally { foreach (var cache in caches) cache.Dispose(); }
+    }
+
+    /// <summary>What Fit settled before reading any data: the ranks, where logs and checkpoints go, the checkpoint resumed from.</summary>
+    private sealed record Run(ICommunicator Communicator, Action<string>? Log, string? CheckpointPath, string? BestPath, Checkpoint? Resumed);
+
+    private ConvNetTransformer Train(IDataView input, IBackend backend, DataViewSchema.Column label, DataViewSchema.Column feature,
+        Shape sampleShape, List<IDisposable> caches, Run run)
+    {
+        var o = _options;
+        var (communicator, log, checkpointPath, bestPath, resumed) = run;
+        bool rankZero = communicator.Rank == 0;
+        var token = o.CancellationToken;
+        ulong seed = unchecked((ulong)o.Seed);
+        var storage = DataStorage();
+        (IDataset Data, int[] Labels, LabelClasses Classes, string Reason) Read(IDataView data, LabelClasses? known, string what)
+        {
+            var read = DataViewReader.Read(data, label.Name, feature.Name, sampleShape, known, what, storage, token);
+            if (read.Data is IDisposable cache) caches.Add(cache);
+            log?.Invoke($"ConvNetTrainer: {what} data {read.Reason} (option DataCache = {o.DataCache}).");
+            return read;
+        }
+        var (train, trainLabels, classes, _) = Read(input, null, "training");
+        IDataset? validation = null;
         if (o.ValidationSet is { } validationSet)
-            validation = DataViewReader.Read(validationSet, label.Name, feature.Name, sampleShape, classes, "validation", token).Data;
+            validation = Read(validationSet, classes, "validation").Data;
         else if (o.ValidationFraction > 0)
-            (train, validation) = DataViewReader.Split(all, o.ValidationFraction, Rng.Mix(seed, 0x56414C));
-        CheckEveryClassPresent(train, classes);
+            (train, trainLabels, validation) = DataViewReader.Split(train, trainLabels, o.ValidationFraction, Rng.Mix(seed, 0x56414C));
+        CheckEveryClassPresent(trainLabels, classes);
 
         var network = CreateNetwork(backend, classes.Count, sampleShape, feature, seed);
         var optimizer = CreateOptimizer(network);
         var augmentation = o.RandomHorizontalFlip || o.RandomCropPadding > 0
             ? new Augmentation(train, o.RandomHorizontalFlip, o.RandomCropPadding, Rng.Mix(seed, 0x415547)) : null;
 
-        string? checkpointPath = null, bestPath = null, resumeFrom = null;
+        string? resumeFrom = null;
         var history = new List<EpochMetrics>();
-        if (o.CheckpointDirectory is { } dir)
-        {
-            Directory.CreateDirectory(dir);
-            checkpointPath = Path.Combine(dir, Defaults.CheckpointFileName);
-            bestPath = Path.Combine(dir, Defaults.BestCheckpointFileName);
-        }
         var early = new EarlyStopping(o.EarlyStoppingPatience, o.EarlyStoppingMetric);
-        if (o.Resume && File.Exists(checkpointPath))
+        if (resumed is not null)
         {
-            // Read it here first: a damaged file fails before any work, and the epoch sets augmentation and early stopping.
+            // Read before any work (a damaged file fails there); its epoch sets augmentation and early stopping.
             resumeFrom = checkpointPath;
-            var resumed = ResumeError(() => Checkpoint.Load(checkpointPath));
             history.AddRange(resumed.History);
             if (augmentation is not null) augmentation.Epoch = resumed.Epoch;
             foreach (var m in resumed.History) early.Observe(m);
@@ -156,7 +179,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             LabelSmoothing = (float)o.LabelSmoothing,
             CheckpointPath = checkpointPath,
             ResumeFrom = resumeFrom,
-            OnBatch = rankZero ? o.OnBatch : null,
+            OnBatch = WithDivergenceCheck(classes.Count, checkpointPath, rankZero ? o.OnBatch : null, log), // every rank checks: the loss is global
             ProgressInterval = o.ProgressInterval,
             Communicator = communicator,
             // Every rank runs this with the same (global) metrics, so early stopping stops every rank at the same epoch.
@@ -191,6 +214,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             early.Enabled ? early.BestEpoch : null, stoppedEarly, input);
     }
 
+    /// <summary>
+    /// Where the rows go (options DataCache, DataCacheDirectory, KeepDataCache): Auto keeps them in memory while their
+    /// features as float32 take at most <see cref="Options.DataCacheMemoryLimit"/>, else a disk cache.
+    /// </summary>
+    private DataViewReader.Storage DataStorage()
+    {
+        var o = _options;
+        long limit = o.DataCacheMemoryLimit ?? Math.Min(Defaults.DataCacheMemoryLimit, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+        return new DataViewReader.Storage(o.DataCache, limit, o.DataCacheDirectory ?? Path.GetTempPath(), o.KeepDataCache);
+    }
+
     /// <summary>Runs <paramref name="action"/>; a damaged or mismatched checkpoint's error gains the options that led to it.</summary>
     private T ResumeError<T>(Func<T> action)
     {
@@ -221,11 +255,11 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         };
     }
 
-    private void CheckEveryClassPresent(InMemoryDataset train, LabelClasses classes)
+    private void CheckEveryClassPresent(int[] trainLabels, LabelClasses classes)
     {
         if (_options.AllowMissingClasses) return;
         var seen = new bool[classes.Count];
-        foreach (int l in train.Labels) seen[l] = true;
+        foreach (int l in trainLabels) seen[l] = true;
         var missing = Enumerable.Range(0, classes.Count).Where(i => !seen[i]).ToArray();
         if (missing.Length > 0)
             throw new ArgumentException(

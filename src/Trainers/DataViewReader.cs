@@ -5,18 +5,19 @@ using Microsoft.ML.Data;
 namespace MLNet.ConvNet.Trainers;
 
 /// <summary>
-/// Reads the label and feature columns of an IDataView once into an <see cref="InMemoryDataset"/>, checking every row.
+/// Reads the label and feature columns of an IDataView once, checking every row, into Core's <see cref="SampleStore"/>:
+/// an <see cref="InMemoryDataset"/> or a <see cref="DiskSampleCache"/> (option DataCache).
 /// </summary>
 /// <remarks>
-/// Why in memory: training visits the rows in a new seeded random order every epoch, and an IDataView cursor
+/// Why read once: training visits the rows in a new seeded random order every epoch, and an IDataView cursor
 /// only reads in order (a shuffling cursor's order is not ours to seed and replay on resume), and re-running the
 /// upstream pipeline every epoch would decode images again; ImageAnalytics' in-memory images cannot even be read
-/// twice. The cost is <c>rows x features x 4</c> bytes (Fashion-MNIST's 60,000 x 784: 188 MB), plus the same again
-/// for a moment while the chunks read are joined into one array.
+/// twice. Rows stream through one row's buffer into the store: in memory they cost <c>rows x features x 4</c> bytes
+/// (Fashion-MNIST's 60,000 x 784: 188 MB; when the view does not know its row count, the same again for a moment
+/// while the chunks read are joined into one array); in a disk cache, only the labels stay in memory.
 /// </remarks>
 internal static class DataViewReader
 {
-    private const int ChunkRows = 4096;
 
     /// <summary>The feature column, checked to be a known-size vector of Single; throws naming it otherwise.</summary>
     public static DataViewSchema.Column FeatureColumn(DataViewSchema schema, string name, string role = "Feature")
@@ -38,14 +39,19 @@ internal static class DataViewReader
         return column;
     }
 
+    /// <summary>Where and how <see cref="Read"/> keeps the rows (options DataCache, DataCacheDirectory, KeepDataCache).</summary>
+    public sealed record Storage(SampleStorage Kind, long MemoryLimitBytes, string Directory, bool KeepFile);
+
     /// <summary>
-    /// Reads every row of <paramref name="data"/>. Labels become class indices: with <paramref name="classes"/> null they
+    /// Reads every row of <paramref name="data"/> into a dataset kept as <paramref name="storage"/> says (a
+    /// <see cref="DiskSampleCache"/> is the caller's to dispose; <c>Reason</c> says where the rows went and why).
+    /// Labels become class indices: with <paramref name="classes"/> null they
     /// are found here (the training set), else they must be classes of <paramref name="classes"/> (validation).
     /// Throws naming the column and the row (0-based) for a missing or NaN label, a label that is not a class index,
     /// a NaN or infinite feature, or no rows at all.
     /// </summary>
-    public static (InMemoryDataset Data, LabelClasses Classes) Read(IDataView data, string labelName, string featureName,
-        Shape sampleShape, LabelClasses? classes, string what, CancellationToken cancellation)
+    public static (IDataset Data, int[] Labels, LabelClasses Classes, string Reason) Read(IDataView data, string labelName, string featureName,
+        Shape sampleShape, LabelClasses? classes, string what, Storage storage, CancellationToken cancellation)
     {
         var label = LabelColumn(data.Schema, labelName);
         var feature = FeatureColumn(data.Schema, featureName);
@@ -56,9 +62,10 @@ internal static class DataViewReader
         if (size != sampleShape.Length)
             throw new ArgumentException($"Feature column '{featureName}' of the {what} data holds {size} values per row but the network takes samples {sampleShape} ({sampleShape.Length} values).", "FeatureColumnName");
 
-        var chunks = new List<float[]>();
+        using var store = new SampleStore(sampleShape, storage.Kind, storage.MemoryLimitBytes, storage.Directory, what,
+            data.GetRowCount() is long rows && rows > 0 ? rows : null, storage.KeepFile);
+        var row = new float[size];
         var labels = new List<int>();
-        var numbers = new List<double>();
         bool isKey = label.Type is KeyDataViewType;
         ulong keyCount = (label.Type as KeyDataViewType)?.Count ?? 0;
         using (var cursor = data.GetRowCursor([label, feature]))
@@ -67,37 +74,33 @@ internal static class DataViewReader
             var readNumber = isKey ? null : LabelClasses.NumberReader(cursor, label);
             var getFeatures = cursor.GetGetter<VBuffer<float>>(feature);
             VBuffer<float> buffer = default;
-            float[] chunk = [];
-            long row = 0;
+            long index = 0;
             while (cursor.MoveNext())
             {
-                if ((row & 1023) == 0) cancellation.ThrowIfCancellationRequested();
+                if ((index & 1023) == 0) cancellation.ThrowIfCancellationRequested();
                 if (isKey)
                 {
                     ulong key = readKey!();
                     if (key == 0 || key > keyCount)
-                        throw new InvalidDataException($"Label column '{labelName}' is missing (key value {key}, outside 1..{keyCount}) in row {row} of the {what} data; filter such rows out (mlContext.Data.FilterRowsByMissingValues).");
+                        throw new InvalidDataException($"Label column '{labelName}' is missing (key value {key}, outside 1..{keyCount}) in row {index} of the {what} data; filter such rows out (mlContext.Data.FilterRowsByMissingValues).");
                     labels.Add((int)(key - 1));
                 }
                 else
                 {
                     double v = readNumber!();
                     if (double.IsNaN(v))
-                        throw new InvalidDataException($"Label column '{labelName}' is NaN in row {row} of the {what} data; filter such rows out (mlContext.Data.FilterRowsByMissingValues).");
+                        throw new InvalidDataException($"Label column '{labelName}' is NaN in row {index} of the {what} data; filter such rows out (mlContext.Data.FilterRowsByMissingValues).");
                     if (v < 0 || v != Math.Floor(v) || v >= LabelClasses.MaxClasses)
-                        throw new InvalidDataException($"Label column '{labelName}' holds {v} in row {row} of the {what} data; a numeric label must be a class index, a whole number in [0, {LabelClasses.MaxClasses}). Map other labels to keys with MapValueToKey.");
-                    numbers.Add(v);
+                        throw new InvalidDataException($"Label column '{labelName}' holds {v} in row {index} of the {what} data; a numeric label must be a class index, a whole number in [0, {LabelClasses.MaxClasses}). Map other labels to keys with MapValueToKey.");
                     labels.Add((int)v);
                 }
                 getFeatures(ref buffer);
-                int slot = (int)(row % ChunkRows);
-                if (slot == 0) chunks.Add(chunk = new float[ChunkRows * size]);
-                var dst = chunk.AsSpan(slot * size, size);
-                buffer.CopyTo(dst);
-                int bad = FirstNonFinite(dst);
+                buffer.CopyTo(row);
+                int bad = FirstNonFinite(row);
                 if (bad >= 0)
-                    throw new InvalidDataException($"Feature column '{featureName}' holds {dst[bad]} at slot {bad} of row {row} of the {what} data; features must be finite (replace missing values first, e.g. mlContext.Transforms.ReplaceMissingValues).");
-                row++;
+                    throw new InvalidDataException($"Feature column '{featureName}' holds {row[bad]} at slot {bad} of row {index} of the {what} data; features must be finite (replace missing values first, e.g. mlContext.Transforms.ReplaceMissingValues).");
+                store.Add(row, labels[^1]);
+                index++;
             }
         }
         int n = labels.Count;
@@ -110,13 +113,8 @@ internal static class DataViewReader
                 if (labels[i] >= classes.Count)
                     throw new InvalidDataException($"Label column '{labelName}' holds {labels[i]} in row {i} of the {what} data, but the training data has classes 0..{classes.Count - 1} only.");
 
-        var features = new float[(long)n * size];
-        for (int c = 0; c < chunks.Count; c++)
-        {
-            int rows = Math.Min(ChunkRows, n - c * ChunkRows);
-            chunks[c].AsSpan(0, rows * size).CopyTo(features.AsSpan((int)((long)c * ChunkRows * size)));
-        }
-        return (new InMemoryDataset(features, labels.ToArray(), sampleShape, classes.Count), classes);
+        var dataset = store.Build(classes.Count);
+        return (dataset, labels.ToArray(), classes, store.Reason);
     }
 
     private static int FirstNonFinite(ReadOnlySpan<float> values)
@@ -129,10 +127,11 @@ internal static class DataViewReader
         a is KeyDataViewType ka && b is KeyDataViewType kb ? ka.Count == kb.Count : a.Equals(b);
 
     /// <summary>
-    /// Splits <paramref name="data"/> into training and validation parts: a seeded random <paramref name="fraction"/> of
-    /// the rows (at least one, leaving at least one) becomes validation; both keep the original row order.
+    /// Splits <paramref name="data"/> (whose labels are <paramref name="labels"/>) into training and validation parts, views
+    /// that copy nothing: a seeded random <paramref name="fraction"/> of the rows (at least one, leaving at least one)
+    /// becomes validation; both keep the original row order. Also returns the training part's labels.
     /// </summary>
-    public static (InMemoryDataset Train, InMemoryDataset Validation) Split(InMemoryDataset data, double fraction, ulong seed)
+    public static (IDataset Train, int[] TrainLabels, IDataset Validation) Split(IDataset data, int[] labels, double fraction, ulong seed)
     {
         int n = data.Count;
         int held = (int)Math.Round(n * fraction);
@@ -141,20 +140,8 @@ internal static class DataViewReader
         var order = new Rng(seed).Permutation(n);
         var isValidation = new bool[n];
         for (int i = 0; i < held; i++) isValidation[order[i]] = true;
-        return (Subset(data, isValidation, false), Subset(data, isValidation, true));
-    }
-
-    private static InMemoryDataset Subset(InMemoryDataset data, bool[] mask, bool keep)
-    {
-        int len = data.SampleShape.Length, count = mask.Count(m => m == keep), j = 0;
-        var features = new float[(long)count * len];
-        var labels = new int[count];
-        for (int i = 0; i < mask.Length; i++)
-        {
-            if (mask[i] != keep) continue;
-            data.Features.Slice(i * len, len).CopyTo(features.AsSpan(j * len, len));
-            labels[j++] = data.Labels[i];
-        }
-        return new InMemoryDataset(features, labels, data.SampleShape, data.ClassCount);
+        var train = Enumerable.Range(0, n).Where(i => !isValidation[i]).ToArray();
+        var validation = Enumerable.Range(0, n).Where(i => isValidation[i]).ToArray();
+        return (new SubsetDataset(data, train), train.Select(i => labels[i]).ToArray(), new SubsetDataset(data, validation));
     }
 }

@@ -73,3 +73,45 @@ public sealed class InMemoryDataset : IDataset
         return new InMemoryDataset(_features[..(count * SampleShape.Length)], _labels[..count], SampleShape, ClassCount);
     }
 }
+
+/// <summary>
+/// Some samples of another dataset, by index, without copying them: sample i is <c>inner[indices[i]]</c> (a validation
+/// split of a dataset that may live on disk).
+/// </summary>
+/// <remarks>One <see cref="CopyBatch"/> runs at a time (it maps the indices in a buffer of its own).</remarks>
+public sealed class SubsetDataset : IDataset
+{
+    private readonly IDataset _inner;
+    private readonly int[] _indices;
+    private int[] _mapped = [];
+
+    /// <summary>The samples of <paramref name="inner"/> at <paramref name="indices"/> (used as given, not copied), in that order.</summary>
+    public SubsetDataset(IDataset inner, int[] indices)
+    {
+        ArgumentNullException.ThrowIfNull(inner);
+        ArgumentNullException.ThrowIfNull(indices);
+        foreach (int i in indices)
+            if ((uint)i >= (uint)inner.Count) throw new ArgumentOutOfRangeException(nameof(indices), i, $"Sample index {i} is outside [0, {inner.Count}).");
+        _inner = inner; _indices = indices;
+    }
+
+    /// <inheritdoc/>
+    public int Count => _indices.Length;
+    /// <inheritdoc/>
+    public Shape SampleShape => _inner.SampleShape;
+    /// <inheritdoc/>
+    public int ClassCount => _inner.ClassCount;
+
+    /// <inheritdoc/>
+    public void CopyBatch(ReadOnlySpan<int> indices, Span<float> features, Span<int> labels)
+    {
+        if (_mapped.Length < indices.Length) _mapped = new int[indices.Length];
+        for (int i = 0; i < indices.Length; i++)
+        {
+            int s = indices[i];
+            if ((uint)s >= (uint)Count) throw new ArgumentOutOfRangeException(nameof(indices), s, $"Sample index {s} is outside [0, {Count}).");
+            _mapped[i] = _indices[s];
+        }
+        _inner.CopyBatch(_mapped.AsSpan(0, indices.Length), features, labels);
+    }
+}

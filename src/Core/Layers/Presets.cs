@@ -16,7 +16,7 @@ public static class Presets
     /// <summary>The preset called <paramref name="name"/> (one of <see cref="Names"/>, case-insensitive).</summary>
     public static Network ByName(string name, int classes = 10, IBackend? backend = null) => name.ToLowerInvariant() switch
     {
-        "lenet5" or "lenet" => LeNet5(classes, backend),
+        "lenet5" => LeNet5(classes, backend),
         "cnn2bn" => Cnn2Bn(classes, backend),
         "vgg" => SmallVgg(classes, backend),
         "resnet" => SmallResNet(classes, backend),

@@ -43,3 +43,35 @@ public sealed partial class OnnxGraphBuilder
         return Track(AddNode(node, "Mul", [x, a], []), (int[])dims.Clone());
     }
 }
+
+public sealed partial class OnnxGraphBuilder
+{
+    /// <summary>
+    /// <c>(x - offset) * scale</c> with constants broadcast over the batch: ONNX <c>Sub</c> then <c>Mul</c>, the form of
+    /// ML.NET's ExtractPixels (<c>(pixel - offsetImage) * scaleImage</c>) and of its affine normalizers, so the exported
+    /// graph rounds as the pipeline does. <paramref name="offset"/> and <paramref name="scale"/> hold one value per
+    /// element of <paramref name="constantDims"/>, which must be a suffix-broadcastable shape of one sample: e.g.
+    /// <c>[C, 1, 1]</c> (per channel) or <c>[C, H, W]</c> (per pixel) for <paramref name="x"/> of shape <c>[N, C, H, W]</c>.
+    /// </summary>
+    public string Normalize(string x, ReadOnlySpan<float> offset, ReadOnlySpan<float> scale, int[] constantDims)
+    {
+        ArgumentNullException.ThrowIfNull(constantDims);
+        var dims = FloatInput(x, "Normalize", 2);
+        var sample = dims[1..];
+        if (constantDims.Length != sample.Length)
+            throw new ArgumentException($"Normalize: constants {Format(constantDims)} must have the rank of one sample of '{x}' {Format(dims)}.", nameof(constantDims));
+        int count = 1;
+        for (int i = 0; i < sample.Length; i++)
+        {
+            if (constantDims[i] != 1 && constantDims[i] != sample[i])
+                throw new ArgumentException($"Normalize: constants {Format(constantDims)} do not broadcast over '{x}' {Format(dims)} (dimension {i + 1}).", nameof(constantDims));
+            count *= constantDims[i];
+        }
+        if (offset.Length != count || scale.Length != count)
+            throw new ArgumentException($"Normalize: constants {Format(constantDims)} need {count} values; got {offset.Length} offsets and {scale.Length} scales.", nameof(offset));
+        string sub = NewNodeName("Sub");
+        string shifted = Track(AddNode(sub, "Sub", [x, Constant(sub, "offset", offset, constantDims)], []), (int[])dims.Clone());
+        string mul = NewNodeName("Mul");
+        return Track(AddNode(mul, "Mul", [shifted, Constant(mul, "scale", scale, constantDims)], []), (int[])dims.Clone());
+    }
+}

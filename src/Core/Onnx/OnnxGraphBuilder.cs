@@ -58,6 +58,7 @@ public sealed partial class OnnxGraphBuilder
     private readonly GraphProto _graph;
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ValueInfo> _values = new(StringComparer.Ordinal);
+    private readonly List<KeyValuePair<string, string>> _metadata = [];
     private int _nodeCount;
     private bool _usesMlDomain;
 
@@ -116,6 +117,18 @@ public sealed partial class OnnxGraphBuilder
         _graph.Output.Add(OnnxProto.Value(name, info.Type, declared, hasShape: true, DynamicDimensionName));
     }
 
+    /// <summary>
+    /// Adds an entry to the model's <c>metadata_props</c> (free-form key/value text that ONNX Runtime returns as
+    /// <c>ModelMetadata.CustomMetadataMap</c>); a key may be given once.
+    /// </summary>
+    public void Metadata(string key, string value)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        ArgumentNullException.ThrowIfNull(value);
+        if (_metadata.Any(m => m.Key == key)) throw new ArgumentException($"Metadata key '{key}' is already set.", nameof(key));
+        _metadata.Add(new(key, value));
+    }
+
     /// <summary>The tracked shape of <paramref name="value"/> (-1 for a dynamic batch).</summary>
     public int[] ShapeOf(string value) => (int[])Get(value, nameof(value)).Dims.Clone();
 
@@ -133,6 +146,7 @@ public sealed partial class OnnxGraphBuilder
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = OpsetVersion });
         if (_usesMlDomain) model.OpsetImport.Add(new OperatorSetIdProto { Domain = MlDomain, Version = MlOpsetVersion });
+        foreach (var (key, value) in _metadata) model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         return model.ToByteArray();
     }
 

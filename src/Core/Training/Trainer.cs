@@ -74,8 +74,6 @@ public sealed record TrainerOptions
 /// </remarks>
 public sealed class Trainer
 {
-    private readonly Rng _rng;
-
     /// <summary>A trainer for <paramref name="network"/> (built) updated by <paramref name="optimizer"/> (over the network's parameters).</summary>
     public Trainer(Network network, Optimizer optimizer, TrainerOptions? options = null)
     {
@@ -90,7 +88,6 @@ public sealed class Trainer
         if (!(Options.LabelSmoothing >= 0 && Options.LabelSmoothing < 1))
             throw new ArgumentOutOfRangeException("LabelSmoothing", Options.LabelSmoothing, "LabelSmoothing must be in [0, 1).");
         Network = network; Optimizer = optimizer;
-        _rng = new Rng(Rng.Mix(Options.Seed, 0x5348_5546)); // a stream apart from the one that initialised the weights
     }
 
     public Network Network { get; }
@@ -118,20 +115,24 @@ public sealed class Trainer
     {
         var history = new List<EpochMetrics>();
         int first = 0;
+        int n = train.Count;
+        var orders = new EpochOrder(n, Options.Seed); // each epoch's seeded order of the samples
         if (Options.ResumeFrom is { } resume)
         {
             var c = Checkpoint.Load(resume);
-            c.Restore(Network, Optimizer, _rng);
+            c.Restore(Network, Optimizer, orders.Generator);
             history.AddRange(c.History);
             first = c.Epoch;
+            orders.Restore(first, c.RngState); // the stored generator draws the order of the epoch after the checkpoint's
         }
         var schedule = Options.Schedule ?? new ConstantSchedule();
         int ranks = parallel?.Size ?? 1;
         parallel?.Start(train.Count, validation?.Count ?? 0, Options, first);
-        int n = train.Count, size = Options.BatchSize, batches = (n + size - 1) / size;
-        // A last batch too short to give each rank two samples (one process: a lone sample) joins the previous batch: batch norm needs two.
-        if (batches > 1 && n - (batches - 1) * size < 2 * ranks) batches--;
-        var batch = new Batch(train, size + 2 * ranks, Network.Backend, Options.LabelSmoothing);
+        // A last batch too short to give each rank two samples (one process: a lone sample) joins the previous batch:
+        // batch norm needs two.
+        var plan = new BatchPlan(n, Options.BatchSize, minLastBatch: 2 * ranks);
+        int size = plan.BatchSize, batches = plan.Batches;
+        var batch = new Batch(train, plan.MaxSize, Network.Backend, Options.LabelSmoothing);
         var stats = Network.Backend.Allocate(new Shape(batches, 2)); // per step: summed loss, correct count (on the backend)
         var host = new float[batches * 2];
         string? saved = Options.ResumeFrom;
@@ -141,15 +142,16 @@ public sealed class Trainer
         {
             for (int epoch = first; epoch < Options.Epochs; epoch++)
             {
-                var order = _rng.Permutation(n);
+                var order = orders.Of(epoch);
                 var clock = Stopwatch.StartNew();
                 int checkedUpTo = 0; // steps [0, checkedUpTo) were read back and found finite
+                using var reader = ReaderOf(train, order, plan, parallel); // reads the next batches while this one computes
                 for (int b = 0; b < batches; b++)
                 {
                     if (parallel is null) cancellation.ThrowIfCancellationRequested();
-                    int count = b < batches - 1 ? size : n - b * size;
-                    var (offset, rows) = parallel?.Shard(count) ?? (0, count); // this rank's slice of the global batch
-                    var x = batch.Load(order.AsSpan(b * size + offset, rows));
+                    var next = reader.Next(parallel is null ? cancellation : CancellationToken.None)!;
+                    int count = plan.Size(b), rows = next.Count; // the global batch, and this rank's slice of it
+                    var x = batch.Load(next.Features, next.Labels);
                     batch.Loss(Network.Forward(x, training: true), stats, b);
                     Optimizer.ZeroGrad();
                     Network.BackwardParameters(batch.LossGradient());
@@ -178,7 +180,7 @@ public sealed class Trainer
                     Optimizer.LearningRate, clock.Elapsed.TotalSeconds));
                 if (Options.CheckpointPath is { } path)
                 {
-                    if (parallel is null || parallel.Rank == 0) Checkpoint.Capture(Network, Optimizer, epoch + 1, _rng, history).Save(path);
+                    if (parallel is null || parallel.Rank == 0) Checkpoint.Capture(Network, Optimizer, epoch + 1, orders.Generator, history).Save(path);
                     saved = path;
                 }
                 Options.OnEpoch?.Invoke(history[^1]);
@@ -186,6 +188,14 @@ public sealed class Trainer
         }
         finally { Network.ReuseBuffers = reuse; }
         return history;
+    }
+
+    /// <summary>The epoch's batches in <paramref name="order"/>; with several ranks, this rank's slice of each global batch.</summary>
+    private static BatchReader ReaderOf(IDataset train, int[] order, BatchPlan plan, DataParallel? parallel)
+    {
+        if (parallel is null) return new BatchReader(train, order, plan);
+        var (indices, starts) = EpochOrder.Shard(order, plan, parallel.Rank, parallel.Size);
+        return new BatchReader(train, indices, starts);
     }
 
     /// <summary>
@@ -286,7 +296,7 @@ public sealed class Trainer
     /// </summary>
     private sealed class Batch(IDataset data, int capacity, Backends.IBackend backend, float labelSmoothing)
     {
-        private readonly float[] _features = new float[capacity * data.SampleShape.Length];
+        private float[] _features = []; // only Load(indices) reads into it; training batches come from a BatchReader
         private readonly int[] _labels = new int[capacity];
         private readonly float[] _labelValues = new float[capacity];
         private float[] _probabilities = [];
@@ -298,12 +308,21 @@ public sealed class Trainer
         /// <summary>Copies the samples at <paramref name="indices"/> to the backend; returns the input tensor <c>[n, sample...]</c>.</summary>
         public Tensor Load(ReadOnlySpan<int> indices)
         {
-            int n = _count = indices.Length, len = data.SampleShape.Length;
+            int n = indices.Length, len = data.SampleShape.Length;
+            if (_features.Length == 0) _features = new float[capacity * len];
             data.CopyBatch(indices, _features.AsSpan(0, n * len), _labels.AsSpan(0, n));
+            return Load(_features.AsSpan(0, n * len), _labels.AsSpan(0, n));
+        }
+
+        /// <summary>Copies a batch read on the host (<paramref name="features"/>, sample after sample) to the backend; returns the input tensor.</summary>
+        public Tensor Load(ReadOnlySpan<float> features, ReadOnlySpan<int> labels)
+        {
+            int n = _count = labels.Length;
+            labels.CopyTo(_labels); // kept for CountCorrect (a copy onto itself when Load(indices) read them)
             if (!_shapes.TryGetValue(n, out var shapes))
                 _shapes[n] = shapes = (new Shape([n, .. data.SampleShape.AsSpan()]), new Shape(n));
             var x = _x.Get(backend, shapes.Input, reuse: true);
-            backend.CopyFromHost(_features.AsSpan(0, n * len), x);
+            backend.CopyFromHost(features, x);
             for (int i = 0; i < n; i++) _labelValues[i] = _labels[i];
             _labelTensor = _y.Get(backend, shapes.Rows, reuse: true);
             backend.CopyFromHost(_labelValues.AsSpan(0, n), _labelTensor);
