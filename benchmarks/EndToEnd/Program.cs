@@ -52,7 +52,8 @@ public static partial class Program
             }
         }
         var s = new Settings(threads, reps, mmReps, epochs, limit, seed, data, reference, profile);
-        Console.WriteLine($"MLNet.ConvNet CPU engine ({(reference ? "reference" : "fast")} kernels, GEMM {MLNet.ConvNet.Backends.Cpu.Kernels.Sgemm.Best}), .NET {Environment.Version}, " +
+        Console.WriteLine($"MLNet.ConvNet CPU engine ({(reference ? "reference" : "fast")} kernels, GEMM {MLNet.ConvNet.Backends.Cpu.Kernels.Sgemm.Best}, " +
+                          $"Vector512 {(System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "on" : "off")}), .NET {Environment.Version}, " +
                           $"{Environment.ProcessorCount} logical CPUs, threads {threads}, seed {seed}");
         if (mode is "train" or "lenet" or "all") Train("lenet5", s);
         if (mode is "train" or "cnn2" or "all") Train("cnn2bn", s);

@@ -58,4 +58,48 @@ public static class ConvNetCatalog
             Epochs = epochs, BatchSize = batchSize, LearningRate = learningRate, InputShape = inputShape, Seed = seed,
         });
     }
+
+    /// <summary>
+    /// An AutoML-style experiment over convolutional networks (see <see cref="ConvNetExperiment"/>): seeded random search
+    /// with successive halving under a time and/or trial budget; <c>Execute(trainData)</c> returns the leaderboard and the best model.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var result = mlContext.MulticlassClassification.ConvNetExperiment(new ConvNetExperiment.Options
+    ///     { TimeBudget = TimeSpan.FromMinutes(10), Seed = 1 }).Execute(train);
+    /// Console.WriteLine(result.ToTable());
+    /// var metrics = mlContext.MulticlassClassification.Evaluate(result.Model!.Transform(test));
+    /// </code>
+    /// The runnable sample is samples/Experiment.
+    /// </example>
+    public static ConvNetExperiment ConvNetExperiment(this MulticlassClassificationCatalog catalog, ConvNetExperiment.Options options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new ConvNetExperiment(options);
+    }
+
+    /// <summary>
+    /// The penultimate layer of a trained ConvNet as a vector column <paramref name="outputColumnName"/>
+    /// (<see cref="ConvNetFeaturizerEstimator"/>), read from the model's feature column; for ML.NET's other trainers.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var pipeline = mlContext.Transforms.ConvNetFeaturizer(cnnModel)
+    ///     .Append(mlContext.MulticlassClassification.Trainers.SdcaMaximumEntropy(featureColumnName: "CnnFeatures"));
+    /// </code>
+    /// </example>
+    public static ConvNetFeaturizerEstimator ConvNetFeaturizer(this TransformsCatalog catalog, ConvNetTransformer model,
+        string outputColumnName = ConvNetFeaturizerEstimator.DefaultOutputColumnName)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new ConvNetFeaturizerEstimator(model, outputColumnName);
+    }
+
+    /// <summary>The penultimate layer of the trained <paramref name="network"/> as a vector column, reading images from <paramref name="inputColumnName"/>.</summary>
+    public static ConvNetFeaturizerEstimator ConvNetFeaturizer(this TransformsCatalog catalog, MLNet.ConvNet.Layers.Network network, string inputColumnName,
+        string outputColumnName = ConvNetFeaturizerEstimator.DefaultOutputColumnName)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new ConvNetFeaturizerEstimator(network, inputColumnName, outputColumnName);
+    }
 }

@@ -36,6 +36,9 @@ public sealed class ConvNetModel : ITransformer
         _ml = ml; _inner = inner; InputSchema = inputSchema; _source = source;
     }
 
+    /// <summary>Wraps an in-memory ML.NET model the same way (the fitted transformer's ONNX twin).</summary>
+    internal static ConvNetModel Wrap(MLContext ml, ITransformer model, DataViewSchema inputSchema, string source) => new(ml, model, inputSchema, source);
+
     /// <summary>
     /// Loads the model saved at <paramref name="path"/> by <c>mlContext.Model.Save</c> (a ConvNet pipeline, or any ML.NET
     /// model). <paramref name="inputSchema"/> is the schema the model was saved with, as <c>Model.Load</c> gives it.

@@ -45,23 +45,29 @@ public sealed partial class ConvNetTrainer
     }
 
     /// <summary>
-    /// Option OnBatch behind the divergence check: a loss read back above DivergenceFactor x ln(classes) stops training
-    /// (DivergingLossException) or logs a warning, as option Divergence says. The check sees every loss the trainer reads
-    /// back (every ProgressInterval steps and each epoch's last); with Ignore, OnBatch is passed as it is.
+    /// Option OnBatch behind the divergence check: a loss read back above DivergenceFactor x the reference loss stops
+    /// training (DivergingLossException) or logs a warning, as option Divergence says. The reference is the larger of
+    /// ln(classes) (at least 1) and the first loss read back in this Fit, so data that starts far from chance level (raw
+    /// 0..255 pixels give losses near 100) is not taken for divergence. The check sees every loss the trainer reads back
+    /// (every ProgressInterval steps and each epoch's last); with Ignore, OnBatch is passed as it is.
     /// </summary>
     private Action<BatchProgress>? WithDivergenceCheck(int classes, string? checkpointPath, Action<BatchProgress>? onBatch, Action<string>? log)
     {
         var o = _options;
         if (o.Divergence == DivergenceAction.Ignore) return onBatch;
-        // ln(K) is the loss of a uniform guess over K classes; a loss many times that is no longer learning.
-        double bound = o.DivergenceFactor * Math.Max(Math.Log(classes), 1);
+        // ln(K) is the loss of a uniform guess over K classes; a loss many times that, and many times where this run
+        // started, is no longer learning.
+        double chance = Math.Max(Math.Log(classes), 1), reference = double.NaN;
         int warnedEpoch = 0;
         return p =>
         {
+            if (double.IsNaN(reference)) reference = double.IsFinite(p.Loss) ? Math.Max(chance, p.Loss) : chance;
+            double bound = o.DivergenceFactor * reference;
             if (p.Loss > bound) // false for NaN: a non-finite loss is the trainer's NonFiniteLossException
             {
+                string of = reference == chance ? $"ln({classes} classes)" : $"the first loss read back, {reference:G4}";
                 string what = $"the training loss is diverging: {p.Loss:G4} at epoch {p.Epoch}, batch {p.Batch}, above the bound {bound:G4} " +
-                    $"(option DivergenceFactor = {o.DivergenceFactor} x ln({classes} classes)); the learning rate (option LearningRate = {o.LearningRate}" +
+                    $"(option DivergenceFactor = {o.DivergenceFactor} x {of}); the learning rate (option LearningRate = {o.LearningRate}" +
                     (o.Schedule is null ? "" : ", scaled by option Schedule") + ") is likely too high";
                 if (o.Divergence == DivergenceAction.Stop)
                 {

@@ -99,7 +99,7 @@ public sealed partial class ConvNetTrainer
         /// </summary>
         public string FeatureColumnName { get; set; } = Defaults.FeatureColumnName;
 
-        /// <summary>Network = "lenet5": a preset of <see cref="Presets.Names"/> (lenet5, cnn2bn, vgg, resnet); ignored when <see cref="NetworkFactory"/> is set.</summary>
+        /// <summary>Network = "lenet5": a preset of <see cref="Presets.Names"/> (lenet5, cnn2bn, vgg, resnet); ignored when <see cref="NetworkFactory"/> or <see cref="PretrainedModel"/> is set.</summary>
         public string Network { get; set; } = Defaults.Network;
 
         /// <summary>
@@ -253,14 +253,15 @@ public sealed partial class ConvNetTrainer
         public bool AllowMissingClasses { get; set; }
 
         /// <summary>
-        /// Divergence = Stop: what happens when the training loss grows past <see cref="DivergenceFactor"/> x ln(classes) (a
-        /// finite loss far above chance level, as a too-high learning rate gives): Stop throws
+        /// Divergence = Stop: what happens when the training loss grows past <see cref="DivergenceFactor"/> x the larger of
+        /// ln(classes) and the first loss read back (a finite loss far above chance level and above where the run started,
+        /// as a too-high learning rate gives): Stop throws
         /// <see cref="DivergingLossException"/>, Warn writes a line to <see cref="Log"/> (once per epoch) and trains on, Ignore
         /// does neither. Checked where the loss is read back: every <see cref="ProgressInterval"/> steps and each epoch's last.
         /// </summary>
         public DivergenceAction Divergence { get; set; }
 
-        /// <summary>DivergenceFactor = 10: the divergence bound is this times ln(classes) (ln(classes) is the loss of a uniform guess; at least 1 is used). Must be &gt; 1.</summary>
+        /// <summary>DivergenceFactor = 10: the divergence bound is this times the larger of ln(classes) (the loss of a uniform guess; at least 1) and the first loss read back. Must be &gt; 1.</summary>
         public double DivergenceFactor { get; set; } = 10;
 
         /// <summary>
@@ -280,6 +281,38 @@ public sealed partial class ConvNetTrainer
 
         /// <summary>Auto's limit in bytes instead of the default (tests).</summary>
         internal long? DataCacheMemoryLimit { get; set; }
+
+        // ---- Transfer learning: start from a pretrained network (docs/onnx-import.md) ----
+
+        /// <summary>
+        /// PretrainedModel = null: a file to start from instead of <see cref="Network"/> and <see cref="NetworkFactory"/>: an
+        /// ONNX model (".onnx", read by <see cref="Onnx.OnnxImporter"/>) or a checkpoint that stores its architecture
+        /// (<see cref="Checkpoint.LoadNetwork"/>). Its weights are the starting point; the network is built for the features' shape.
+        /// </summary>
+        public string? PretrainedModel { get; set; }
+
+        /// <summary>ReplaceHead = true: with <see cref="PretrainedModel"/>, its last layer (a Dense classifier) is replaced by a new <c>Dense(classes)</c> named "head"; false keeps it (it must output one value per class).</summary>
+        public bool ReplaceHead { get; set; } = true;
+
+        /// <summary>
+        /// FreezeThrough = null (train all): the top-level layer (by name, as <c>Network.Summary()</c> lists them; "body": all
+        /// but the last) up to which, inclusive, nothing trains: those weights stay bit-identical and their batch norms run in
+        /// inference mode (<c>Network.FrozenLayerCount</c>).
+        /// </summary>
+        public string? FreezeThrough { get; set; }
+
+        /// <summary>BodyLearningRateScale = 1: the learning rate of every trained layer but the last (the head) is <see cref="LearningRate"/> times this (discriminative rates, e.g. 0.1).</summary>
+        public double BodyLearningRateScale { get; set; } = 1;
+
+        /// <summary>
+        /// InputMean = null, InputStd = null: per-channel input normalization <c>(x - mean[c]) / std[c]</c>, put in front of the
+        /// network as a <see cref="Normalize"/> layer (so scoring and the saved model apply it too); e.g. ImageNet's
+        /// [0.485, 0.456, 0.406] and [0.229, 0.224, 0.225] for pixels scaled to [0, 1]. Give both or neither.
+        /// </summary>
+        public float[]? InputMean { get; set; }
+
+        /// <summary>InputStd = null: see <see cref="InputMean"/>; every value &gt; 0.</summary>
+        public float[]? InputStd { get; set; }
 
         /// <summary>The backend options these options ask for (<see cref="Backend"/>, <see cref="DeviceIndex"/>, <see cref="MaxThreads"/>, <see cref="AllowTf32"/>).</summary>
         public BackendOptions ToBackendOptions() => new()
@@ -302,8 +335,8 @@ public sealed partial class ConvNetTrainer
             }
             Require(!string.IsNullOrEmpty(LabelColumnName), nameof(LabelColumnName), LabelColumnName, "give the label column's name.");
             Require(!string.IsNullOrEmpty(FeatureColumnName), nameof(FeatureColumnName), FeatureColumnName, "give the feature column's name.");
-            Require(NetworkFactory is not null || Presets.Names.Contains((Network ?? "").ToLowerInvariant()),
-                nameof(Network), Network, $"not a preset; choose one of {string.Join(", ", Presets.Names)} (any case) or set NetworkFactory.");
+            Require(NetworkFactory is not null || PretrainedModel is not null || Presets.Names.Contains((Network ?? "").ToLowerInvariant()),
+                nameof(Network), Network, $"not a preset; choose one of {string.Join(", ", Presets.Names)} (any case), or set NetworkFactory or PretrainedModel.");
             Require(InputShape is null || (InputShape.Length > 0 && InputShape.All(d => d > 0)), nameof(InputShape),
                 InputShape is null ? null : "[" + string.Join(", ", InputShape) + "]", "every dimension must be > 0.");
             Require(Epochs >= 1, nameof(Epochs), Epochs, "must be >= 1.");
@@ -331,6 +364,12 @@ public sealed partial class ConvNetTrainer
             Require(Divergence != DivergenceAction.Warn || Log is not null, nameof(Divergence), Divergence, "the warning goes to option Log; set Log.");
             Require(DivergenceFactor > 1 && double.IsFinite(DivergenceFactor), nameof(DivergenceFactor), DivergenceFactor, "must be finite and > 1.");
             Require(Enum.IsDefined(DataCache), nameof(DataCache), DataCache, "unknown choice (Auto, Memory or Disk).");
+            Require(BodyLearningRateScale > 0 && double.IsFinite(BodyLearningRateScale), nameof(BodyLearningRateScale), BodyLearningRateScale, "must be finite and > 0.");
+            Require((InputMean is null) == (InputStd is null) && (InputMean is null || (InputMean.Length > 0 && InputMean.Length == InputStd!.Length)),
+                nameof(InputStd), InputStd is null ? null : InputStd.Length + " values", $"give InputMean and InputStd together, one value per channel ({InputMean?.Length ?? 0} means).");
+            Require(InputStd is null || InputStd.All(v => v > 0 && float.IsFinite(v)), nameof(InputStd), InputStd is null ? null : string.Join(", ", InputStd), "every value must be finite and > 0.");
+            Require(PretrainedModel is not null || FreezeThrough is null, nameof(FreezeThrough), FreezeThrough, "applies to a PretrainedModel; set PretrainedModel too.");
+            Require(PretrainedModel is not null || BodyLearningRateScale == 1, nameof(BodyLearningRateScale), BodyLearningRateScale, "applies to a PretrainedModel; set PretrainedModel too.");
         }
     }
 }

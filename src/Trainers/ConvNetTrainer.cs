@@ -113,26 +113,31 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             log?.Invoke($"ConvNetTrainer: data-parallel training over {communicator.Name}, {communicator.Size} ranks, this is rank {communicator.Rank} " +
                 $"(option Distributed = {o.Distributed}); BatchSize = {o.BatchSize} is the global batch, about {o.BatchSize / communicator.Size} rows per rank per step.");
         var backend = CreateBackend(log); // first: a backend that cannot run here fails before any data is read
-        var (checkpointPath, bestPath) = PrepareCheckpointDirectory(); // then the options that need the file system
-        var run = new Run(communicator, log, checkpointPath, bestPath, LoadResumeCheckpoint(checkpointPath));
+        var run = Prepare(communicator, log); // then the options that need the file system
 
         var label = DataViewReader.LabelColumn(input.Schema, o.LabelColumnName);
         var feature = DataViewReader.FeatureColumn(input.Schema, o.FeatureColumnName);
         var sampleShape = SampleShape(feature);
         var caches = new List<IDisposable>(); // disk caches, deleted when Fit ends (unless KeepDataCache)
-        try { return Train(input, backend, label, feature, sampleShape, caches, run); }
+        try { return ReadAndTrain(input, backend, label, feature, sampleShape, caches, run); }
         finally { foreach (var cache in caches) cache.Dispose(); }
     }
 
-    /// <summary>What Fit settled before reading any data: the ranks, where logs and checkpoints go, the checkpoint resumed from.</summary>
-    private sealed record Run(ICommunicator Communicator, Action<string>? Log, string? CheckpointPath, string? BestPath, Checkpoint? Resumed);
+    /// <summary>What Fit settles before reading any data: the ranks, where logs and checkpoints go, the checkpoint resumed from.</summary>
+    internal sealed record Run(ICommunicator Communicator, Action<string>? Log, string? CheckpointPath, string? BestPath, Checkpoint? Resumed);
 
-    private ConvNetTransformer Train(IDataView input, IBackend backend, DataViewSchema.Column label, DataViewSchema.Column feature,
+    /// <summary>The checkpoint directory checked (and the checkpoint to resume from read) for a run over <paramref name="communicator"/>.</summary>
+    private Run Prepare(ICommunicator communicator, Action<string>? log)
+    {
+        var (checkpointPath, bestPath) = PrepareCheckpointDirectory();
+        return new Run(communicator, log, checkpointPath, bestPath, LoadResumeCheckpoint(checkpointPath));
+    }
+
+    private ConvNetTransformer ReadAndTrain(IDataView input, IBackend backend, DataViewSchema.Column label, DataViewSchema.Column feature,
         Shape sampleShape, List<IDisposable> caches, Run run)
     {
         var o = _options;
-        var (communicator, log, checkpointPath, bestPath, resumed) = run;
-        bool rankZero = communicator.Rank == 0;
+        var log = run.Log;
         var token = o.CancellationToken;
         ulong seed = unchecked((ulong)o.Seed);
         var storage = DataStorage();
@@ -150,8 +155,29 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
         else if (o.ValidationFraction > 0)
             (train, trainLabels, validation) = DataViewReader.Split(train, trainLabels, o.ValidationFraction, Rng.Mix(seed, 0x56414C));
         CheckEveryClassPresent(trainLabels, classes);
+        var result = Train(backend, train, validation, classes.Count, sampleShape, feature, run);
+        return new ConvNetTransformer(result.Network, classes, feature.Name, label.Name, result.History, result.BestEpoch, result.StoppedEarly, input);
+    }
 
-        var network = CreateNetwork(backend, classes.Count, sampleShape, feature, seed);
+    /// <summary>What <see cref="Train"/> gives: the trained network, its epochs, and early stopping's outcome.</summary>
+    internal sealed record TrainingRun(Network Network, EpochMetrics[] History, int? BestEpoch, bool StoppedEarly);
+
+    /// <summary>
+    /// Trains on data already read (<see cref="Fit"/> after reading, and the experiment, which reads its data once for all
+    /// trials): builds the network and optimizer on <paramref name="backend"/> and runs Core's trainer with the options'
+    /// augmentation, divergence check, early stopping, checkpoints and resume. Options ValidationSet and
+    /// ValidationFraction are not read here: <paramref name="validation"/> is the validation data. Without
+    /// <paramref name="run"/>: one process, option Log, the checkpoint directory checked here.
+    /// </summary>
+    internal TrainingRun Train(IBackend backend, IDataset train, IDataset? validation, int classCount, Shape sampleShape,
+        DataViewSchema.Column feature, Run? run = null)
+    {
+        var o = _options;
+        var (communicator, log, checkpointPath, bestPath, resumed) = run ?? Prepare(new SingleProcessCommunicator(), o.Log);
+        bool rankZero = communicator.Rank == 0;
+        var token = o.CancellationToken;
+        ulong seed = unchecked((ulong)o.Seed);
+        var network = CreateNetwork(backend, classCount, sampleShape, feature, seed);
         var optimizer = CreateOptimizer(network);
         var augmentation = o.RandomHorizontalFlip || o.RandomCropPadding > 0
             ? new Augmentation(train, o.RandomHorizontalFlip, o.RandomCropPadding, Rng.Mix(seed, 0x415547)) : null;
@@ -179,7 +205,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
             LabelSmoothing = (float)o.LabelSmoothing,
             CheckpointPath = checkpointPath,
             ResumeFrom = resumeFrom,
-            OnBatch = WithDivergenceCheck(classes.Count, checkpointPath, rankZero ? o.OnBatch : null, log), // every rank checks: the loss is global
+            OnBatch = WithDivergenceCheck(classCount, checkpointPath, rankZero ? o.OnBatch : null, log), // every rank checks: the loss is global
             ProgressInterval = o.ProgressInterval,
             Communicator = communicator,
             // Every rank runs this with the same (global) metrics, so early stopping stops every rank at the same epoch.
@@ -210,8 +236,7 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
                 $"training took {history.Sum(m => m.Seconds):F2} s.");
         bool stoppedEarly = early.Enabled && history.Count > 0 && history[^1].Epoch < o.Epochs;
         if (early.Best is { } best) best.Restore(network);
-        return new ConvNetTransformer(network, classes, feature.Name, label.Name, history.ToArray(),
-            early.Enabled ? early.BestEpoch : null, stoppedEarly, input);
+        return new TrainingRun(network, history.ToArray(), early.Enabled ? early.BestEpoch : null, stoppedEarly);
     }
 
     /// <summary>
@@ -236,14 +261,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     }
 
     /// <summary>The sample shape from <see cref="Options.InputShape"/> or the feature column's dimensions.</summary>
-    private Shape SampleShape(DataViewSchema.Column feature)
+    private Shape SampleShape(DataViewSchema.Column feature) => SampleShape(feature, _options.InputShape, "ConvNetTrainer");
+
+    /// <summary>The sample shape from <paramref name="inputShape"/> (option InputShape of <paramref name="component"/>) or the feature column's dimensions.</summary>
+    internal static Shape SampleShape(DataViewSchema.Column feature, int[]? inputShape, string component)
     {
         var type = (VectorDataViewType)feature.Type;
-        if (_options.InputShape is { } given)
+        if (inputShape is { } given)
         {
             var shape = new Shape(given);
             if (shape.Length != type.Size)
-                throw new ArgumentException($"ConvNetTrainer option InputShape = {shape} holds {shape.Length} values but feature column '{feature.Name}' ({type}) holds {type.Size}.", "InputShape");
+                throw new ArgumentException($"{component} option InputShape = {shape} holds {shape.Length} values but feature column '{feature.Name}' ({type}) holds {type.Size}.", "InputShape");
             return shape;
         }
         var dims = type.Dimensions.ToArray();
@@ -312,10 +340,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     private Network CreateNetwork(IBackend backend, int classes, Shape sampleShape, DataViewSchema.Column feature, ulong seed)
     {
         var o = _options;
+        if (o.PretrainedModel is not null) return CreatePretrainedNetwork(backend, classes, sampleShape, feature, seed);
         string name = o.NetworkFactory is null ? $"network '{o.Network}'" : "the network from NetworkFactory";
         var network = o.NetworkFactory is { } factory
             ? factory(classes, backend) ?? throw new InvalidOperationException("ConvNetTrainer option NetworkFactory returned null.")
             : Presets.ByName(o.Network, classes, backend);
+        if (o.InputMean is not null)
+        {
+            if (network.InputShape is not null)
+                throw new ArgumentException("ConvNetTrainer options InputMean and InputStd put a Normalize layer in front of the network, but NetworkFactory returned it built; return it unbuilt.", "InputMean");
+            network = new Network([InputNormalization()!, .. network.Layers], backend);
+        }
         if (!ReferenceEquals(network.Backend, backend))
             throw new ArgumentException($"ConvNetTrainer option NetworkFactory returned a network on backend '{network.Backend.Name}', but the trainer runs on " +
                 $"'{backend.Name}' (the backend passed to the factory); create the network with that backend, e.g. new Network(layers, backend).", "NetworkFactory");
@@ -346,12 +381,17 @@ public sealed partial class ConvNetTrainer : IEstimator<ConvNetTransformer>
     private Optimizer CreateOptimizer(Network network)
     {
         var o = _options;
-        return o.Optimizer switch
+        // Frozen layers' parameters are left out (Network.FrozenLayerCount); all of them without a pretrained model.
+        var trained = network.TrainableParameters;
+        Optimizer optimizer = o.Optimizer switch
         {
-            ConvNetOptimizer.Sgd => new Sgd(network.Parameters, o.LearningRate, o.Momentum, o.Nesterov, o.WeightDecay ?? 0),
-            ConvNetOptimizer.Adam => new Adam(network.Parameters, o.LearningRate, weightDecay: o.WeightDecay ?? 0),
-            _ => new AdamW(network.Parameters, o.LearningRate, weightDecay: o.WeightDecay ?? 0.01),
+            ConvNetOptimizer.Sgd => new Sgd(trained, o.LearningRate, o.Momentum, o.Nesterov, o.WeightDecay ?? 0),
+            ConvNetOptimizer.Adam => new Adam(trained, o.LearningRate, weightDecay: o.WeightDecay ?? 0),
+            _ => new AdamW(trained, o.LearningRate, weightDecay: o.WeightDecay ?? 0.01),
         };
+        if (o.BodyLearningRateScale != 1)
+            optimizer.SetLearningRateScale(trained.Except(network.Layers[^1].Parameters), o.BodyLearningRateScale);
+        return optimizer;
     }
 
     /// <summary>Tracks the best validation figure and when patience runs out.</summary>

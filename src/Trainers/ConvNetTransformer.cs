@@ -31,6 +31,7 @@ namespace MLNet.ConvNet.Trainers;
 public sealed class ConvNetTransformer : ITransformer
 {
     private readonly ITransformer _twin;
+    private readonly ConvNetModel _twinView;
     private readonly NetworkScorer _scorer;
     private readonly ScoringFunction _function;
 
@@ -40,6 +41,8 @@ public sealed class ConvNetTransformer : ITransformer
         Network = network; Classes = classes; FeatureColumnName = featureColumnName; LabelColumnName = labelColumnName;
         History = history; BestEpoch = bestEpoch; StoppedEarly = stoppedEarly;
         _twin = MLNetGraph.BuildTwin(MLNetGraph.ForMLNet(network, featureColumnName, classes.Names), featureColumnName, classes, schemaSource);
+        // What ToMLNetTransformer hands out: not IDisposable, so a PredictionEngine over it cannot dispose the twin that Save needs.
+        _twinView = ConvNetModel.Wrap(new MLContext(seed: 0), _twin, schemaSource.Schema, "the fitted ConvNetTransformer's ONNX twin");
         _scorer = new NetworkScorer(network);
         _function = new ScoringFunction(_scorer);
     }
@@ -101,8 +104,11 @@ public sealed class ConvNetTransformer : ITransformer
     /// <summary>The scorer (tests check how many network copies it made).</summary>
     internal NetworkScorer Scorer => _scorer;
 
-    /// <summary>The ML.NET-native pipeline that saves for this transformer (what <c>Model.Load</c> gives back; it scores with ONNX Runtime).</summary>
-    public ITransformer ToMLNetTransformer() => _twin;
+    /// <summary>
+    /// The ML.NET-native pipeline that saves for this transformer (what <c>Model.Load</c> gives back; it scores with ONNX
+    /// Runtime), wrapped as a <see cref="ConvNetModel"/> so that disposing a PredictionEngine over it leaves it working.
+    /// </summary>
+    public ITransformer ToMLNetTransformer() => _twinView;
 
     /// <summary>Saves the ML.NET-native twin (see the remarks): <c>mlContext.Model.Save(transformer, schema, path)</c> calls this.</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)_twin).Save(ctx);

@@ -13,7 +13,8 @@ public enum DivergenceAction
 
 /// <summary>
 /// Thrown by <see cref="ConvNetTrainer"/> when a training loss read back is finite but above the divergence bound
-/// (option <see cref="ConvNetTrainer.Options.DivergenceFactor"/> x ln(classes)): the run is diverging, usually because the
+/// (option <see cref="ConvNetTrainer.Options.DivergenceFactor"/> x the larger of ln(classes) and the first loss read back):
+/// the run is diverging, usually because the
 /// learning rate is too high. The message names the epoch and batch (from 1), the loss, the bound, the options to change
 /// and the last checkpoint written.
 /// </summary>
@@ -25,6 +26,6 @@ public sealed class DivergingLossException(int epoch, int batch, double loss, do
     public int Batch { get; } = batch;
     /// <summary>The batch's mean training loss.</summary>
     public double Loss { get; } = loss;
-    /// <summary>The bound it crossed: DivergenceFactor x ln(classes).</summary>
+    /// <summary>The bound it crossed: DivergenceFactor x max(ln(classes), the first loss read back).</summary>
     public double Bound { get; } = bound;
 }

@@ -57,10 +57,13 @@ internal sealed class NetworkScorer
     private readonly ConcurrentBag<Replica> _idle = [], _idleSingle = [];
     private readonly IBackend? _singleThread;
     private readonly int _workers;
+    private readonly bool _softmax;
     private int _copies;
 
     /// <summary>A scorer over a copy of <paramref name="trained"/> (weights captured now).</summary>
-    public NetworkScorer(Network trained, int batchSize = DefaultBatchSize, int? chunkRows = null)
+    /// <remarks>With <paramref name="softmax"/> false the scorer writes the network's raw outputs instead of probabilities
+    /// (the featurizer scores a network cut before its last layer).</remarks>
+    public NetworkScorer(Network trained, int batchSize = DefaultBatchSize, int? chunkRows = null, bool softmax = true)
     {
         ArgumentNullException.ThrowIfNull(trained);
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
@@ -68,6 +71,7 @@ internal sealed class NetworkScorer
             throw new ArgumentException($"The network must be built and output one vector of class scores per sample; it outputs {trained.OutputShape}.", nameof(trained));
         SampleShape = sample;
         Classes = output[0];
+        _softmax = softmax;
         BatchSize = batchSize;
         MacsPerSample = Math.Max(1, CountMacs(trained));
         ChunkRows = Math.Clamp(chunkRows ?? DefaultChunkRows, 1, batchSize);
@@ -144,7 +148,9 @@ internal sealed class NetworkScorer
             if (replica.Input is not { } x || x.Shape[0] != count)
                 replica.Input = x = network.Backend.Allocate(new Shape([count, .. SampleShape.AsSpan()]));
             x.CopyFromHost(samples.AsSpan(first * length, count * length));
-            using var p = Ops.Softmax.Forward(network.Forward(x, training: false));
+            var y = network.Forward(x, training: false);
+            if (!_softmax) { y.CopyToHost(probabilities.AsSpan(first * k, count * k)); return; }
+            using var p = Ops.Softmax.Forward(y);
             p.CopyToHost(probabilities.AsSpan(first * k, count * k));
         }
         finally { pool.Add(replica); }

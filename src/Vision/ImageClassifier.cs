@@ -181,20 +181,17 @@ public sealed class ImageClassifierEstimator : IEstimator<ImageClassifierTransfo
 
     private ConvNetTrainer Trainer(MLContext ml, int[] inputShape, IDataView? validation)
     {
-        var t = _options.Trainer;
-        var copy = new ConvNetTrainer.Options
-        {
-            LabelColumnName = LabelKey, FeatureColumnName = FeatureColumnName, InputShape = inputShape, ValidationSet = validation,
-            Network = t.Network, NetworkFactory = t.NetworkFactory, Epochs = t.Epochs, BatchSize = t.BatchSize, Optimizer = t.Optimizer,
-            LearningRate = t.LearningRate, Momentum = t.Momentum, Nesterov = t.Nesterov, WeightDecay = t.WeightDecay, Schedule = t.Schedule,
-            LabelSmoothing = t.LabelSmoothing, RandomHorizontalFlip = t.RandomHorizontalFlip, RandomCropPadding = t.RandomCropPadding,
-            ValidationFraction = validation is null ? t.ValidationFraction : 0,
-            EarlyStoppingPatience = t.EarlyStoppingPatience, EarlyStoppingMetric = t.EarlyStoppingMetric,
-            CheckpointDirectory = t.CheckpointDirectory, Resume = t.Resume, CancellationToken = t.CancellationToken, OnBatch = t.OnBatch,
-            ProgressInterval = t.ProgressInterval, Log = t.Log ?? _options.Log, OnEpoch = t.OnEpoch, Seed = t.Seed, Backend = t.Backend,
-            DeviceIndex = t.DeviceIndex, AllowTf32 = t.AllowTf32, MaxThreads = t.MaxThreads, CustomBackend = t.CustomBackend,
-            AllowMissingClasses = t.AllowMissingClasses,
-        };
+        // A copy of every option the user set (all of them, so an option added to the trainer later is not lost),
+        // then the four the classifier owns.
+        var copy = new ConvNetTrainer.Options();
+        foreach (var property in typeof(ConvNetTrainer.Options).GetProperties().Where(p => p.CanRead && p.CanWrite))
+            property.SetValue(copy, property.GetValue(_options.Trainer));
+        copy.LabelColumnName = LabelKey;
+        copy.FeatureColumnName = FeatureColumnName;
+        copy.InputShape = inputShape;
+        copy.ValidationSet = validation;
+        if (validation is not null) copy.ValidationFraction = 0;
+        copy.Log ??= _options.Log;
         return ml.MulticlassClassification.Trainers.ConvNet(copy);
     }
 

@@ -20,10 +20,49 @@ public class FastKernelTests
 
     /// <summary>Every GEMM micro-kernel the machine can run; the scalar one runs everywhere.</summary>
     private static GemmIsa[] AvailableIsas() =>
-        [.. new[] { GemmIsa.Scalar, GemmIsa.Vector256, GemmIsa.Vector512 }.Where(isa => isa <= Sgemm.Best)];
+        [.. new[] { GemmIsa.Scalar, GemmIsa.Vector256, GemmIsa.Vector512 }.Where(isa => isa <= Sgemm.Supported)];
 
     /// <summary>The micro-kernels as ints (GemmIsa is internal, a public test method cannot take it).</summary>
     public static TheoryData<int> Isas => new(AvailableIsas().Select(isa => (int)isa));
+
+    [Fact]
+    public void IsaVariableCapsTheMicroKernel()
+    {
+        // CONVNET_CPU_ISA lowers the machine's kernel (to run the AVX2 path on an AVX-512 machine), never raises it.
+        Assert.Equal(GemmIsa.Vector512, Sgemm.Cap(GemmIsa.Vector512, null));
+        Assert.Equal(GemmIsa.Vector512, Sgemm.Cap(GemmIsa.Vector512, ""));
+        Assert.Equal(GemmIsa.Vector256, Sgemm.Cap(GemmIsa.Vector512, "avx2"));
+        Assert.Equal(GemmIsa.Vector256, Sgemm.Cap(GemmIsa.Vector512, " AVX2 "));
+        Assert.Equal(GemmIsa.Scalar, Sgemm.Cap(GemmIsa.Vector256, "scalar"));
+        Assert.Equal(GemmIsa.Vector256, Sgemm.Cap(GemmIsa.Vector256, "avx512"));
+        var e = Assert.Throws<InvalidOperationException>(() => Sgemm.Cap(GemmIsa.Vector512, "sse"));
+        Assert.Contains("CONVNET_CPU_ISA", e.Message);
+    }
+
+    [Fact]
+    public void BatchNormInferenceIsBitIdenticalToItsScalarDoubleFormula()
+    {
+        // The kernel runs eight lanes of doubles and a scalar tail; every element must carry the scalar formula's bits.
+        var rng = new Random(31);
+        var backend = new CpuBackend(2);
+        foreach (int inner in new[] { 1, 7, 8, 9, 16, 17, 49, 196 })
+        {
+            int n = 3, c = 5;
+            float[] x = TestData.Uniform(rng, n * c * inner), g = TestData.Uniform(rng, c), b = TestData.Uniform(rng, c),
+                mu = TestData.Uniform(rng, c), va = TestData.Uniform(rng, c).Select(v => 0.5f + Math.Abs(v)).ToArray();
+            var y = backend.Allocate(new Shape(n, c, inner));
+            backend.BatchNormForwardInference(On(backend, x, new Shape(n, c, inner)), On(backend, g, new Shape(c)), On(backend, b, new Shape(c)),
+                On(backend, mu, new Shape(c)), On(backend, va, new Shape(c)), 1e-5f, y);
+            float[] got = y.ToHost();
+            for (int i = 0; i < got.Length; i++)
+            {
+                int ch = i / inner % c;
+                double gain = g[ch] / Math.Sqrt((double)va[ch] + 1e-5f);
+                float want = (float)(gain * (x[i] - (double)mu[ch]) + b[ch]);
+                Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got[i]), $"inner {inner}, element {i}: {got[i]} vs {want}");
+            }
+        }
+    }
 
     private static Tensor On(IBackend backend, float[] data, Shape shape) => Tensor.FromHost(data, shape, backend);
 
@@ -181,7 +220,7 @@ public class FastKernelTests
         float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
             b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
         var want = RunConv(Reference, cs, x, w, b, dy);
-        foreach (var isa in new[] { GemmIsa.Scalar, Sgemm.Best }.Distinct())
+        foreach (var isa in AvailableIsas())
         {
             var got = RunConv(new CpuBackend { GemmIsa = isa }, cs, x, w, b, dy);
             // The reference sums rows in float with SIMD axpy/dot (filter gradient in double); the fast path sums

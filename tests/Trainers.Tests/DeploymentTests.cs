@@ -94,6 +94,21 @@ public sealed class DeploymentTests(SavedModel saved) : IClassFixture<SavedModel
     }
 
     [Fact]
+    public void The_fitted_models_onnx_twin_survives_a_disposed_engine_and_the_model_still_saves()
+    {
+        // ToMLNetTransformer gives the ML.NET pipeline that Save writes; an engine over it must not dispose it either.
+        var convnet = saved.Fitted.OfType<ConvNetTransformer>().Single();
+        var twin = convnet.ToMLNetTransformer();
+        var before = Scores(twin, saved.Ml, saved.Rows);
+        using (var engine = saved.Ml.Model.CreatePredictionEngine<ImageRow, ClassPrediction>(twin)) engine.Predict(saved.Rows[0]);
+        Assert.Equal(before, Scores(twin, saved.Ml, saved.Rows));
+        var stream = new MemoryStream();
+        saved.Ml.Model.Save(saved.Fitted, saved.Ml.Data.LoadFromEnumerable(saved.Rows).Schema, stream);
+        stream.Position = 0;
+        Assert.Equal(before, Scores(ConvNetModel.Load(new MLContext(), stream, out _), saved.Ml, saved.Rows));
+    }
+
+    [Fact]
     public void ThreadSafePredictor_from_many_threads_gives_the_single_threaded_outputs()
     {
         var ml = new MLContext(seed: 2);

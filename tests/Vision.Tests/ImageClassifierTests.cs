@@ -138,8 +138,10 @@ public sealed class ImageClassifierTests
         using var images = TestImages.Create(perClass: 4, gray: true, withBadFiles: false);
         var ml = new MLContext(seed: 1);
         var loaded = ml.Data.LoadFromImageFolder(images.Folder);
-        var options = Options(epochs: 1);
+        var options = Options(epochs: 2);
         options.HoldoutFraction = 0;
+        int epochs = 0;
+        options.Trainer.OnEpoch = _ => epochs++;      // the trainer's own options reach the ConvNet
         // EstimatorChain.Fit asks every step's GetOutputSchema first; a later step reads the classifier's PredictedClass.
         var chain = ml.Transforms.CopyColumns("File", "ImagePath")
             .Append(ml.MulticlassClassification.Trainers.ConvNetImageClassifier(options))
@@ -147,6 +149,7 @@ public sealed class ImageClassifierTests
         var scored = chain.Fit(loaded.Data).Transform(loaded.Data);
         Assert.Equal(images.Good.Count, scored.GetColumn<string>("Answer").Count(a => a is "horizontal" or "vertical"));
         Assert.Equal(new VectorDataViewType(NumberDataViewType.Single, 2), scored.Schema["Score"].Type);
+        Assert.Equal(2, epochs);
     }
 
     [Fact]

@@ -171,7 +171,8 @@ public abstract class Layer
     {
         ["Conv"] = Conv.Parse, ["Pool"] = Pool.Parse, ["BatchNorm"] = BatchNorm.Parse, ["Lrn"] = Lrn.Parse,
         ["Activation"] = Activation.Parse, ["Flatten"] = Flatten.Parse, ["Dense"] = Dense.Parse,
-        ["Dropout"] = Dropout.Parse, ["Residual"] = Residual.Parse,
+        ["Dropout"] = Dropout.Parse, ["Residual"] = Residual.Parse, ["TransposedConv"] = TransposedConv.Parse, ["Graph"] = Graph.Parse,
+        ["Normalize"] = Normalize.Parse,
     };
     private static readonly Dictionary<string, Func<LayerSpec, Layer>> Registered = new(StringComparer.Ordinal);
     private static readonly Lock RegistryLock = new();

@@ -22,6 +22,8 @@ public sealed class Network
     private Parameter[] _parameters = [];
     private Buffer[] _buffers = [];
     private int _firstWeighted = -1;                       // the first layer with parameters (set by Build)
+    private int _firstTrained = -1;                        // the first unfrozen layer with parameters
+    private int _frozen;
     private bool _reuseBuffers;
 
     /// <summary>A network of <paramref name="layers"/> whose tensors live on <paramref name="backend"/> (<see cref="DefaultBackend"/>, the CPU, when null: a convenience for samples and tests; the ML.NET components always pass the backend they were configured with).</summary>
@@ -72,6 +74,35 @@ public sealed class Network
         set { _reuseBuffers = value; foreach (var l in _layers) l.ReuseBuffers = value; }
     }
 
+    /// <summary>
+    /// FrozenLayerCount = 0: the first K top-level layers are frozen (transfer learning): they run in inference mode even
+    /// in a training pass (batch norm uses and keeps its running statistics, dropout is off), <see cref="BackwardParameters"/>
+    /// stops before them, and <see cref="TrainableParameters"/> leaves their parameters out, so an optimizer over those
+    /// never changes them. <see cref="Backward"/> (the input gradient) is refused while any layer is frozen.
+    /// </summary>
+    public int FrozenLayerCount
+    {
+        get => _frozen;
+        set
+        {
+            if (value < 0 || value > _layers.Length)
+                throw new ArgumentOutOfRangeException(nameof(value), value, $"Network: FrozenLayerCount must be in [0, {_layers.Length}] (the number of layers).");
+            _frozen = value;
+            _firstTrained = Array.FindIndex(_layers, value, l => l.Parameters.Count > 0);
+        }
+    }
+
+    /// <summary>The parameters of the layers after the first <see cref="FrozenLayerCount"/>: what an optimizer should update.</summary>
+    public IReadOnlyList<Parameter> TrainableParameters
+    {
+        get
+        {
+            if (_frozen == 0) return _parameters;
+            var frozen = _layers.Take(_frozen).SelectMany(l => l.Parameters).ToHashSet();
+            return _parameters.Where(p => !frozen.Contains(p)).ToArray();
+        }
+    }
+
     /// <summary>The number of trained values (61,706 for <see cref="Presets.LeNet5"/>).</summary>
     public long ParameterCount => _parameters.Sum(p => (long)p.Value.Length);
 
@@ -105,6 +136,7 @@ public sealed class Network
         OutputShape = new Shape(shapes[^1].AsSpan()[1..].ToArray());
         CollectState();
         _firstWeighted = Array.FindIndex(_layers, l => l.Parameters.Count > 0);
+        FrozenLayerCount = _frozen;
         Initialize(seed, init);
         return this;
     }
@@ -131,7 +163,7 @@ public sealed class Network
             throw new ArgumentException($"Network: input {x.Shape} does not match the built sample shape {InputShape} (expected [N, {string.Join(", ", InputShape.Value.ToArray())}]).", nameof(x));
         if (!ReferenceEquals(x.Backend, Backend))
             throw new ArgumentException($"Network: input lives on '{x.Backend.Name}' but the network on '{Backend.Name}'; copy it explicitly.", nameof(x));
-        foreach (var l in _layers) x = l.Forward(x, training);
+        for (int i = 0; i < _layers.Length; i++) x = _layers[i].Forward(x, training && i >= _frozen);
         return x;
     }
 
@@ -140,19 +172,21 @@ public sealed class Network
     {
         RequireBuilt();
         ArgumentNullException.ThrowIfNull(dy);
+        if (_frozen > 0) throw new InvalidOperationException($"Network: Backward (the input gradient) runs through every layer, but the first {_frozen} are frozen and ran in inference mode; use BackwardParameters.");
         for (int i = _layers.Length - 1; i >= 0; i--) dy = _layers[i].Backward(dy);
         return dy;
     }
 
     /// <summary>
     /// Back-propagates <paramref name="dy"/> for the parameter gradients only: layers before the first one with
-    /// parameters are skipped and that layer does not compute its input gradient (what a training step needs).
+    /// parameters (the first unfrozen one, see <see cref="FrozenLayerCount"/>) are skipped and that layer does not compute
+    /// its input gradient (what a training step needs).
     /// </summary>
     public void BackwardParameters(Tensor dy)
     {
         RequireBuilt();
         ArgumentNullException.ThrowIfNull(dy);
-        int first = _firstWeighted;
+        int first = _frozen == 0 ? _firstWeighted : _firstTrained;
         if (first < 0) return;
         for (int i = _layers.Length - 1; i >= first; i--)
             dy = _layers[i].Backward(dy, inputGradient: i > first)!;

@@ -42,6 +42,29 @@ public sealed partial class OnnxGraphBuilder
         string a = Constant(node, "alpha", [alpha], []);
         return Track(AddNode(node, "Mul", [x, a], []), (int[])dims.Clone());
     }
+
+    /// <summary>
+    /// ONNX <c>Concat</c> of float values along <paramref name="axis"/> (1: the channels of <c>[N, C, ...]</c>); every other
+    /// dimension must agree (a graph block's channel concatenation).
+    /// </summary>
+    public string Concat(IReadOnlyList<string> values, int axis = 1)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        if (values.Count < 2) throw new ArgumentException("Concat: give at least two values.", nameof(values));
+        var first = FloatInput(values[0], "Concat", 1);
+        if (axis < 0 || axis >= first.Length)
+            throw new ArgumentOutOfRangeException(nameof(axis), axis, $"Concat: '{values[0]}' {Format(first)} has no dimension {axis}.");
+        var dims = (int[])first.Clone();
+        foreach (string v in values.Skip(1))
+        {
+            var d = FloatInput(v, "Concat", first.Length, first.Length);
+            for (int i = 0; i < d.Length; i++)
+                if (i != axis && d[i] != first[i])
+                    throw new ArgumentException($"Concat: '{values[0]}' {Format(first)} and '{v}' {Format(d)} differ outside dimension {axis}.", nameof(values));
+            dims[axis] += d[axis];
+        }
+        return Track(AddNode(NewNodeName("Concat"), "Concat", values, [OnnxProto.Int("axis", axis)]), dims);
+    }
 }
 
 public sealed partial class OnnxGraphBuilder

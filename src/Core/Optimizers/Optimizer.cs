@@ -20,6 +20,7 @@ public sealed record OptimizerState(string Kind, long StepCount, IReadOnlyList<N
 public abstract class Optimizer
 {
     private readonly List<(Parameter Owner, string Name, Tensor Value)> _slots = [];
+    private readonly double[] _scales;                     // per parameter: its learning rate is LearningRate times this
     private double _learningRate;
 
     /// <summary>An optimizer over <paramref name="parameters"/> with base rate <paramref name="learningRate"/> (&gt; 0).</summary>
@@ -33,6 +34,22 @@ public abstract class Optimizer
         if (Parameters.Select(p => p.Name).Distinct().Count() != Parameters.Count)
             throw new ArgumentException("Parameter names must be unique (they name the optimizer state); build the network first.", nameof(parameters));
         BaseLearningRate = _learningRate = learningRate;
+        _scales = new double[Parameters.Count];
+        Array.Fill(_scales, 1.0);
+    }
+
+    /// <summary>
+    /// Gives <paramref name="parameters"/> (some of <see cref="Parameters"/>) the learning rate <see cref="LearningRate"/>
+    /// times <paramref name="scale"/> (&gt; 0; 1 by default): discriminative learning rates, e.g. a pretrained body at a
+    /// tenth of the new head's rate. Decoupled weight decay (AdamW) scales with it, as the rate multiplies it.
+    /// </summary>
+    public void SetLearningRateScale(IEnumerable<Parameter> parameters, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (!(scale > 0) || !double.IsFinite(scale)) throw new ArgumentOutOfRangeException(nameof(scale), scale, "The learning-rate scale must be finite and > 0.");
+        var index = Parameters.Select((p, i) => (p, i)).ToDictionary(t => t.p, t => t.i);
+        foreach (var p in parameters)
+            _scales[index.TryGetValue(p, out int i) ? i : throw new ArgumentException($"Parameter '{p.Name}' is not updated by this optimizer.", nameof(parameters))] = scale;
     }
 
     /// <summary>The parameters this optimizer updates.</summary>
@@ -62,7 +79,7 @@ public abstract class Optimizer
     public void Step()
     {
         StepCount++;
-        for (int i = 0; i < Parameters.Count; i++) Update(Parameters[i], (float)LearningRate, StepCount);
+        for (int i = 0; i < Parameters.Count; i++) Update(Parameters[i], (float)(LearningRate * _scales[i]), StepCount);
     }
 
     /// <summary>Sets every gradient to zero (backward passes accumulate).</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using MLNet.ConvNet.Ops;
 
@@ -17,6 +18,7 @@ public sealed partial class CpuBackend
         && g.Padding[0] == 0 && g.Padding[1] == 0;
 
     /// <summary>The running-maximum step of the scan: v replaces m when greater, or NaN over a number.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool Replaces(float v, float m) => v > m || (float.IsNaN(v) && !float.IsNaN(m));
 
     // Vector steps (rows of at least 8 columns, 4 outputs or more): a step at output column j loads input columns
@@ -32,12 +34,14 @@ public sealed partial class CpuBackend
     /// <summary>The inverse of <see cref="EvenOdd"/>: back to column order.</summary>
     private static Vector256<int> Interleave => Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> Step(Vector128<float> m, Vector128<float> v)
     {
         var take = Vector128.GreaterThan(v, m) | (Vector128.IsNaN(v) & ~Vector128.IsNaN(m));
         return Vector128.ConditionalSelect(take, v, m);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector128<float>, Vector128<int>) StepIndex(Vector128<float> m, Vector128<int> best, Vector128<float> v, int index)
     {
         var take = Vector128.GreaterThan(v, m) | (Vector128.IsNaN(v) & ~Vector128.IsNaN(m));
@@ -149,6 +153,9 @@ public sealed partial class CpuBackend
 
     private readonly struct RowBlocks<TBody>(int rows, int block, TBody body) : IParallelBody where TBody : struct, IParallelBody
     {
+        // Compiled on its own: inlined into a caller that has inlined much already (a layer's Forward, one thread),
+        // the JIT ran out of inlining budget and left the row body's vector helpers as calls (seen with AVX-512 off).
+        [MethodImpl(MethodImplOptions.NoInlining)]
         public void Run(int index)
         {
             int end = Math.Min(rows, (index + 1) * block);

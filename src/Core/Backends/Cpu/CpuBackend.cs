@@ -139,7 +139,18 @@ public sealed partial class CpuBackend : IBackend
     {
         int n = y.Shape[0], c = y.Shape[1], inner = y.Shape.SizeFrom(2);
         CheckLength(bias, c, "bias");
-        For(n * c, new AddChannelBiasBody(Array(y), Array(bias), c, inner));
+        // A dense layer's [N, C] output has one element per (n, c): add the bias vector to each row instead.
+        if (inner == 1) For(n, new AddBiasRowBody(Array(y), Array(bias), c));
+        else For(n * c, new AddChannelBiasBody(Array(y), Array(bias), c, inner));
+    }
+
+    private readonly struct AddBiasRowBody(float[] y, float[] bias, int channels) : IParallelBody
+    {
+        public void Run(int n)
+        {
+            var row = y.AsSpan(n * channels, channels);
+            TensorPrimitives.Add(row, bias.AsSpan(0, channels), row);
+        }
     }
 
     private readonly struct AddChannelBiasBody(float[] y, float[] bias, int channels, int inner) : IParallelBody

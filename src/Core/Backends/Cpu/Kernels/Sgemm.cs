@@ -70,11 +70,36 @@ internal static class Sgemm
     /// <summary>Below this many multiply-adds a product runs on one thread: scheduling would cost more.</summary>
     private const long ParallelThreshold = 1 << 18;
 
-    /// <summary>The kernel chosen for this machine at start-up.</summary>
-    internal static readonly GemmIsa Best =
+    /// <summary>The environment variable that caps the micro-kernel for a whole process: scalar, avx2 or avx512.</summary>
+    internal const string IsaVariable = "CONVNET_CPU_ISA";
+
+    /// <summary>The best kernel this machine runs.</summary>
+    internal static readonly GemmIsa Supported =
         Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? GemmIsa.Vector512
         : Vector256.IsHardwareAccelerated && Fma.IsSupported ? GemmIsa.Vector256
         : GemmIsa.Scalar;
+
+    /// <summary>
+    /// The kernel chosen at start-up: <see cref="Supported"/>, capped by <c>CONVNET_CPU_ISA</c> when set (so an
+    /// AVX-512 machine can run the AVX2 path end to end; pair it with <c>DOTNET_EnableAVX512=0</c> to make .NET's own
+    /// vector code AVX2-only too). An unknown value is an error naming the variable; a level above the machine's is capped.
+    /// </summary>
+    internal static readonly GemmIsa Best = Cap(Supported, Environment.GetEnvironmentVariable(IsaVariable));
+
+    /// <summary><paramref name="supported"/> capped by a <c>CONVNET_CPU_ISA</c> value (null or empty: no cap).</summary>
+    internal static GemmIsa Cap(GemmIsa supported, string? value)
+    {
+        GemmIsa? asked = value?.Trim().ToLowerInvariant() switch
+        {
+            null or "" => null,
+            "scalar" => GemmIsa.Scalar,
+            "avx2" => GemmIsa.Vector256,
+            "avx512" => GemmIsa.Vector512,
+            _ => throw new InvalidOperationException(
+                $"{IsaVariable}='{value}' is not one of scalar, avx2, avx512 (or unset for the machine's best, {supported})."),
+        };
+        return asked is { } a && a < supported ? a : supported;
+    }
 
     /// <summary>Tile rows (MR) and columns (NR) of a micro-kernel.</summary>
     internal static (int Mr, int Nr) Tile(GemmIsa isa) => isa switch
@@ -255,6 +280,18 @@ internal static class Sgemm
                 int cols = Math.Min(nr, nc - jr);
                 var dst = packed.AsSpan(jr * kc, nr * kc);
                 int shift = b.Offset + jc + jr;
+                if (cols == nr && nr % 8 == 0 && Vector256.IsHardwareAccelerated)
+                {
+                    // Full sliver: NR floats per k as vector moves (a library copy per 16 or 32 floats cost more than the copy).
+                    ref float to = ref packed[jr * kc];
+                    for (int p = 0; p < kc; p++)
+                    {
+                        ref float from = ref src.AsSpan(shift + offsets[pc + p], nr)[0];
+                        for (int v = 0; v < nr; v += 8)
+                            Vector256.LoadUnsafe(ref from, (nuint)v).StoreUnsafe(ref to, (nuint)(p * nr + v));
+                    }
+                    continue;
+                }
                 if (cols < nr) dst.Clear();
                 for (int p = 0; p < kc; p++)
                     src.AsSpan(shift + offsets[pc + p], cols).CopyTo(dst.Slice(p * nr, cols));
@@ -343,10 +380,10 @@ internal static class Sgemm
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
             c60 = default, c61 = default, c70 = default, c71 = default;
-        for (int p = 0; p < kc; p++)
+        // The operands are walked by moving the two references (no index arithmetic per step).
+        ref float ap = ref a, bp = ref b;
+        for (int p = 0; p < kc; p++, ap = ref Unsafe.Add(ref ap, 8), bp = ref Unsafe.Add(ref bp, 32))
         {
-            ref float bp = ref Unsafe.Add(ref b, p * 32);
-            ref float ap = ref Unsafe.Add(ref a, p * 8);
             var b0 = Vector512.LoadUnsafe(ref bp);
             var b1 = Vector512.LoadUnsafe(ref bp, 16);
             var av = Vector512.Create(ap);
@@ -403,10 +440,9 @@ internal static class Sgemm
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        for (int p = 0; p < kc; p++)
+        ref float ap = ref a, bp = ref b;
+        for (int p = 0; p < kc; p++, ap = ref Unsafe.Add(ref ap, 6), bp = ref Unsafe.Add(ref bp, 16))
         {
-            ref float bp = ref Unsafe.Add(ref b, p * 16);
-            ref float ap = ref Unsafe.Add(ref a, p * 6);
             var b0 = Vector256.LoadUnsafe(ref bp);
             var b1 = Vector256.LoadUnsafe(ref bp, 8);
             var av = Vector256.Create(ap);
