@@ -4,6 +4,8 @@
 // curve, reloads model.zip in a new MLContext (ConvNetModel.Load) and predicts a few test images. The last line is "test accuracy: 0.xxxx".
 //
 //   dotnet run -c Release --project samples/FashionMnist.MLNet -- --epochs 3 --net lenet5 --lr 0.003 --schedule cosine
+//   mpirun.mpich -n 2 dotnet samples/FashionMnist.MLNet/bin/Release/net10.0/FashionMnist.MLNet.dll --threads 1
+//     (two processes train one model, docs/scale.md; rank 0 evaluates, saves and prints the rest)
 //
 // Options: --data DIR (else $FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)  --net lenet5|cnn2bn|vgg|resnet
 //          --epochs 3  --batch 64  --lr 0.001  --optimizer adam|adamw|sgd  --seed 42  --threads N  --backend auto|cpu|cuda  --limit N (training
@@ -14,6 +16,7 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.ConvNet.Data;
+using MLNet.ConvNet.Distributed;
 using MLNet.ConvNet.Trainers;
 using MLNet.ConvNet.Training;
 
@@ -75,6 +78,7 @@ var fitClock = Stopwatch.StartNew();
 var model = pipeline.Fit(train);
 fitClock.Stop();
 var convnet = model.OfType<ConvNetTransformer>().Single();
+if (!MpiLaunch.Detect().IsRankZero) return 0; // under mpirun every rank holds the same model; rank 0 writes the files
 Console.WriteLine($"trained in {fitClock.Elapsed.TotalSeconds:F1} s; {convnet.Network.ParameterCount:N0} parameters; weights sha256 {convnet.Network.ComputeHash()[..16]}");
 
 // 3. Evaluate on the 10,000 test images.

@@ -7,6 +7,7 @@
 //   --init-out FILE            and the untrained network's (the trainer builds it the same way: preset, seed)
 //   --checkpoint DIR [--resume]
 //   --fail-rank R --fail-step K --fail-mode throw|kill|exit   rank R fails at its K-th training step (from 1)
+//   --allreduce-bench CALLS --floats F   no training: time CALLS allreduces of F floats (the step's gradient buffer)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -19,6 +20,24 @@ using MLNet.ConvNet.Trainers;
 
 var a = Arguments.Parse(args);
 var launch = MpiLaunch.Detect();
+if (a.Has("allreduce-bench"))
+{
+    var world = MpiCommunicator.World;
+    var buffer = new float[a.Int("floats", 61707)];
+    var times = new double[a.Int("allreduce-bench", 500)];
+    for (int i = 0; i < 20; i++) world.AllreduceSum(buffer); // warm-up
+    for (int i = 0; i < times.Length; i++)
+    {
+        long start = Stopwatch.GetTimestamp();
+        world.AllreduceSum(buffer);
+        times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+    Array.Sort(times);
+    if (world.Rank == 0)
+        Console.WriteLine($"RESULT allreduce ranks={world.Size} floats={buffer.Length} bytes={buffer.Length * 4} median_ms={times[times.Length / 2]:F3} " +
+            $"p10_ms={times[times.Length / 10]:F3} p90_ms={times[times.Length * 9 / 10]:F3} mean_ms={times.Average():F3}");
+    return;
+}
 var ml = new MLContext(seed: 0);
 IDataView train, test = null!;
 if (a.Get("data", "synthetic") == "fashion")
@@ -48,7 +67,8 @@ double seconds = clock.Elapsed.TotalSeconds;
 if (!launch.IsRankZero) return;
 
 long rows = train.GetRowCount() ?? 0;
-Console.WriteLine($"RESULT ranks={launch.Size} threads={a.Int("threads", 1)} seconds={seconds:F2} samples_per_s={rows * options.Epochs / seconds:F0}");
+Console.WriteLine($"RESULT ranks={launch.Size} threads={a.Int("threads", 1)} seconds={seconds:F2} samples_per_s={rows * options.Epochs / seconds:F0} " +
+    $"parameters={model.Network.ParameterCount}");
 if (a.Has("out"))
 {
     var values = model.Network.StateTensors().SelectMany(s => s.Value.ToHost()).ToArray();
