@@ -73,6 +73,7 @@ public sealed class ExperimentTests
         var (all, _) = DataViewReader.Read(data, "Label", "Features", new Shape(1, 28, 28), null, "training", TestContext.Current.CancellationToken);
         var (_, holdout) = DataViewReader.Split(all, 0.2, ConvNetExperiment.HoldoutSeed(5));
         Assert.Equal(120, holdout.Count);
+        Assert.Equal(result.Model!.Network.ParameterCount, best.Parameters);
         Assert.Equal(best.ValidationAccuracy, Trainer.Evaluate(result.Model!.Network, holdout, cancellation: TestContext.Current.CancellationToken).Accuracy);
 
         // Saved and loaded like the trainer's model: the same scores to float rounding.
