@@ -72,6 +72,7 @@ public sealed class ExperimentTests
         // The holdout rebuilt independently: the model's accuracy there is the trial's validation accuracy.
         var (_, _, holdout) = ReadAndSplit(data, 0.2, ConvNetExperiment.HoldoutSeed(5));
         Assert.Equal(120, holdout.Count);
+        Assert.Equal(result.Model!.Network.ParameterCount, best.Parameters);
         Assert.Equal(best.ValidationAccuracy, Trainer.Evaluate(result.Model!.Network, holdout, cancellation: TestContext.Current.CancellationToken).Accuracy);
 
         // Saved and loaded like the trainer's model: the same scores to float rounding.

@@ -66,7 +66,7 @@ public sealed partial class ConvNetExperiment
         var (train, _, validation) = DataViewReader.Split(all, labels, o.ValidationFraction, HoldoutSeed(o.Seed));
         o.Log?.Invoke($"ConvNetExperiment: {train.Count} training and {validation.Count} holdout rows, samples {sampleShape}, {classes.Count} classes; backend '{backend.Name}': {backendReason}.");
 
-        var (networks, excluded) = NetworksThatFit(backend, sampleShape, classes.Count, feature);
+        var (networks, excluded, parameterCounts) = NetworksThatFit(backend, sampleShape, classes.Count, feature);
         int[] rungs = Rungs(o.MinEpochs, o.MaxEpochs, o.ReductionFactor);
 
         bool ownDirectory = o.WorkingDirectory is null;
@@ -87,7 +87,7 @@ public sealed partial class ConvNetExperiment
                     var settings = TrialSettings.Draw(o.SearchSpace, networks, new Rng(Rng.Mix(seed, (ulong)id)));
                     trial = new ExperimentTrial(id, settings, (int)(Rng.Mix(seed, 0x5452_0000UL + (ulong)id) & 0x7FFF_FFFF), backend.Name)
                     {
-                        StartedAt = clock.Elapsed.TotalSeconds,
+                        StartedAt = clock.Elapsed.TotalSeconds, Parameters = parameterCounts[settings.NetworkName],
                     };
                     trials.Add(trial);
                 }
@@ -166,8 +166,7 @@ public sealed partial class ConvNetExperiment
             options.Resume = true;
             options.CancellationToken = token;
             options.OnEpoch = m => trial._points.Add(new TrialPoint(m.Epoch, clock.Elapsed.TotalSeconds, m.ValidationAccuracy, m.ValidationLoss, m.TrainLoss));
-            var run = new ConvNetTrainer(options).Train(backend, train, validation, classCount, sampleShape, feature);
-            trial.Parameters = run.Network.ParameterCount;
+            new ConvNetTrainer(options).Train(backend, train, validation, classCount, sampleShape, feature);
             trial.Status = TrialStatus.Completed;
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -226,24 +225,25 @@ public sealed partial class ConvNetExperiment
     }
 
     /// <summary>
-    /// The space's networks that can take the samples (each built once to check), and those left out with the reason.
-    /// Throws naming SearchSpace.Architectures when none fits.
+    /// The space's networks that can take the samples (each built once to check), those left out with the reason, and
+    /// the parameter count of each that fits. Throws naming SearchSpace.Architectures when none fits.
     /// </summary>
-    private (List<TrialSettings> Fit, List<(string Network, string Reason)> Excluded) NetworksThatFit(IBackend backend, Shape sampleShape, int classes,
+    private (List<TrialSettings> Fit, List<(string Network, string Reason)> Excluded, Dictionary<string, long> Parameters) NetworksThatFit(IBackend backend, Shape sampleShape, int classes,
         Microsoft.ML.DataViewSchema.Column feature)
     {
         var fit = new List<TrialSettings>();
         var excluded = new List<(string, string)>();
+        var parameters = new Dictionary<string, long>();
         foreach (var n in TrialSettings.Networks(_options.SearchSpace))
         {
-            try { n.CreateNetwork(classes, backend).Build(sampleShape, 0); fit.Add(n); }
+            try { parameters[n.NetworkName] = n.CreateNetwork(classes, backend).Build(sampleShape, 0).ParameterCount; fit.Add(n); }
             catch (ArgumentException e) { excluded.Add((n.NetworkName, e.Message)); }
         }
         foreach (var (name, reason) in excluded) _options.Log?.Invoke($"ConvNetExperiment: network {name} left out: {reason}");
         if (fit.Count == 0)
             throw new ArgumentException($"ConvNetExperiment option SearchSpace.Architectures: no network of the search space can take the samples {sampleShape} of " +
                 $"feature column '{feature.Name}' ({feature.Type}): " + string.Join("; ", excluded.Select(e => $"{e.Item1}: {e.Item2}")), "SearchSpace.Architectures");
-        return (fit, excluded);
+        return (fit, excluded, parameters);
     }
 
     private (IBackend Backend, string Reason) CreateBackend()

@@ -147,7 +147,7 @@ public sealed class ExperimentTrial
     public double StartedAt { get; internal set; }
     /// <summary>Why the trial failed (the exception's message); null otherwise.</summary>
     public string? Error { get; internal set; }
-    /// <summary>The parameter count of the network (0 when it could not be built).</summary>
+    /// <summary>The parameter count of the network.</summary>
     public long Parameters { get; internal set; }
     /// <summary>True when the trial has a validation accuracy and did not fail: it can be the best.</summary>
     public bool HasScore => Status != TrialStatus.Failed && _points.Count > 0 && !double.IsNaN(ValidationAccuracy);
