@@ -25,8 +25,11 @@ public static class Mpi
         }
     }
 
-    /// <summary>The worker run by <paramref name="ranks"/> processes (0: alone, no launcher) with <paramref name="arguments"/>.</summary>
-    public static Result Run(int ranks, string arguments, TimeSpan limit)
+    /// <summary>
+    /// The worker run by <paramref name="ranks"/> processes (0: alone, no launcher) with <paramref name="arguments"/>
+    /// and, when given, these <paramref name="environment"/> variables set.
+    /// </summary>
+    public static Result Run(int ranks, string arguments, TimeSpan limit, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo
         {
@@ -35,6 +38,7 @@ public static class Mpi
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         foreach (var v in new[] { "PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE" }) start.Environment.Remove(v);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         var output = new StringBuilder();
         var clock = Stopwatch.StartNew();
         using var process = new Process { StartInfo = start };

@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Backends.Cpu.Kernels;
 using System.Buffers;
 using System.Numerics.Tensors;
 using MLNet.ConvNet.Ops;
@@ -202,7 +203,7 @@ public sealed partial class CpuBackend
             var dyRow = dya.AsSpan((n * p.O + o) * p.YV + l0 * p.Y2, len);
             int first = o / p.Og * p.CgK;
             for (int r = 0; r < p.CgK; r++)
-                part[o * p.CgK + r] += TensorPrimitives.Dot(dyRow, cols.AsSpan((first + r) * len, len));
+                part[o * p.CgK + r] += Reductions.Dot(dyRow, cols.AsSpan((first + r) * len, len));
         }
     }
 

@@ -1,3 +1,4 @@
+using MLNet.ConvNet.Backends.Cpu.Kernels;
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 
@@ -25,7 +26,7 @@ public sealed partial class CpuBackend
         {
             long m = (long)n * inner;
             double sum = 0;
-            for (int s = 0; s < n; s++) sum += TensorPrimitives.Sum<float>(xa.AsSpan((s * c + ch) * inner, inner));
+            for (int s = 0; s < n; s++) sum += Reductions.Sum(xa.AsSpan((s * c + ch) * inner, inner));
             double mean = sum / m;
             float meanF = (float)mean;
             // Squared deviations from the float mean, each row in float, rows in double: still two passes.
@@ -33,7 +34,7 @@ public sealed partial class CpuBackend
             for (int s = 0; s < n; s++)
             {
                 var row = xa.AsSpan((s * c + ch) * inner, inner);
-                shiftSum += TensorPrimitives.Sum<float>(row) - (double)meanF * inner;
+                shiftSum += Reductions.Sum(row) - (double)meanF * inner;
                 squares += SumSquaredDeviations(row, meanF);
             }
             // Correct for the rounding of the mean: sum (x - meanF)^2 = sum (x - mean)^2 + m (mean - meanF)^2.
@@ -77,7 +78,7 @@ public sealed partial class CpuBackend
             int len = Math.Min(chunk.Length, row.Length - i);
             var part = chunk[..len];
             TensorPrimitives.Subtract(row.Slice(i, len), mean, part);
-            total += TensorPrimitives.SumOfSquares<float>(part);
+            total += Reductions.SumOfSquares(part);
         }
         return total;
     }
@@ -106,8 +107,8 @@ public sealed partial class CpuBackend
             {
                 int start = (s * c + ch) * inner;
                 var dyRow = dya.AsSpan(start, inner);
-                sumDy += TensorPrimitives.Sum<float>(dyRow);
-                sumDyX += TensorPrimitives.Dot<float>(dyRow, xa.AsSpan(start, inner));
+                sumDy += Reductions.Sum(dyRow);
+                sumDyX += Reductions.Dot(dyRow, xa.AsSpan(start, inner));
             }
             // sum dy xhat = invstd (sum dy x - mean sum dy)
             double sumDyXhat = invStd * (sumDyX - mean * sumDy);

@@ -178,7 +178,7 @@ public sealed partial class CpuBackend : IBackend
             {
                 var row = dy.AsSpan((i * c + ch) * inner, inner);
                 // Fast path: each row summed in float SIMD, the rows in double (a scalar double chain is latency-bound).
-                if (!reference) s += TensorPrimitives.Sum<float>(row);
+                if (!reference) s += Reductions.Sum(row);
                 else foreach (float v in row) s += v;
             }
             db[ch] = (float)s;

@@ -119,9 +119,9 @@ internal static class DotGemm
             c32 = Vector256.FusedMultiplyAdd(x3, y2, c32); c33 = Vector256.FusedMultiplyAdd(x3, y3, c33);
             if (p == k - 8 && kv != k) break;
         }
-        tile[0] = Vector256.Sum(c00); tile[1] = Vector256.Sum(c01); tile[2] = Vector256.Sum(c02); tile[3] = Vector256.Sum(c03);
-        tile[4] = Vector256.Sum(c10); tile[5] = Vector256.Sum(c11); tile[6] = Vector256.Sum(c12); tile[7] = Vector256.Sum(c13);
-        tile[8] = Vector256.Sum(c20); tile[9] = Vector256.Sum(c21); tile[10] = Vector256.Sum(c22); tile[11] = Vector256.Sum(c23);
-        tile[12] = Vector256.Sum(c30); tile[13] = Vector256.Sum(c31); tile[14] = Vector256.Sum(c32); tile[15] = Vector256.Sum(c33);
+        tile[0] = Reductions.Fold(c00); tile[1] = Reductions.Fold(c01); tile[2] = Reductions.Fold(c02); tile[3] = Reductions.Fold(c03);
+        tile[4] = Reductions.Fold(c10); tile[5] = Reductions.Fold(c11); tile[6] = Reductions.Fold(c12); tile[7] = Reductions.Fold(c13);
+        tile[8] = Reductions.Fold(c20); tile[9] = Reductions.Fold(c21); tile[10] = Reductions.Fold(c22); tile[11] = Reductions.Fold(c23);
+        tile[12] = Reductions.Fold(c30); tile[13] = Reductions.Fold(c31); tile[14] = Reductions.Fold(c32); tile[15] = Reductions.Fold(c33);
     }
 }
