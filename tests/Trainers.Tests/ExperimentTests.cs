@@ -129,6 +129,42 @@ public sealed class ExperimentTests
     }
 
     [Fact]
+    public void The_final_training_trains_the_best_settings_on_all_rows_for_the_epochs_the_budget_holds()
+    {
+        // A 5-minute budget for trials well under a second: the rest of it holds the cap, ReductionFactor x MaxEpochs = 9.
+        var options = Small(maxTrials: 3);
+        options.TimeBudget = TimeSpan.FromMinutes(5);
+        options.FinalTrainingShare = 0.5;
+        var data = Data();
+        var experiment = new ConvNetExperiment(options);
+        var result = experiment.Execute(data, TestContext.Current.CancellationToken);
+        var best = result.BestTrial!;
+        Assert.Equal(9, result.FinalEpochs);
+        Assert.Equal(9, result.Model!.History.Count);
+        Assert.All(result.Model.History, m => Assert.False(m.HasValidation));
+        Assert.True(result.Elapsed < TimeSpan.FromMinutes(5), $"took {result.Elapsed}");
+
+        // The same settings trained directly on all 600 rows for 9 epochs, the schedule planned over 9: the same weights.
+        var (classes, _, _) = ReadAndSplit(data, 0.2, ConvNetExperiment.HoldoutSeed(5));
+        var memory = new DataViewReader.Storage(SampleStorage.Memory, long.MaxValue, Path.GetTempPath(), KeepFile: false);
+        var (rows, _, _, _) = DataViewReader.Read(data, "Label", "Features", new Shape(1, 28, 28), null, "training", memory, TestContext.Current.CancellationToken);
+        var trainerOptions = experiment.TrainerOptions(best.Settings, best.Seed, 9);
+        trainerOptions.Schedule = best.Settings.CreateSchedule(9);
+        var cpu = Backends.BackendFactory.Create(new Backends.BackendOptions { Kind = Backends.BackendKind.Cpu }).Backend;
+        var direct = new ConvNetTrainer(trainerOptions).Train(cpu, rows, null, classes.Count, new Shape(1, 28, 28), data.Schema["Features"]);
+        Assert.Equal(direct.Network.ComputeHash(), result.Model.Network.ComputeHash());
+    }
+
+    [Theory]
+    [InlineData(100.0, 10.0, 1, 27, 9)]   // 90 s of the 100 hold 9 epochs of 10 s
+    [InlineData(1000.0, 1.0, 3, 27, 27)]  // capped
+    [InlineData(25.0, 10.0, 3, 27, 0)]    // 2 epochs fit, fewer than the best trial's 3: none
+    [InlineData(5.0, 10.0, 1, 27, 0)]     // not even one
+    [InlineData(-3.0, 10.0, 1, 27, 0)]    // the budget is already spent
+    public void Final_epochs_are_what_the_rest_of_the_budget_holds(double secondsLeft, double perEpoch, int min, int max, int expected) =>
+        Assert.Equal(expected, ConvNetExperiment.FinalEpochs(secondsLeft, perEpoch, min, max));
+
+    [Fact]
     public void Cancelling_returns_the_best_so_far()
     {
         using var stop = new CancellationTokenSource();
@@ -244,6 +280,10 @@ public sealed class ExperimentTests
         Expect("MaxEpochs", o => o.MaxEpochs = 0);
         Expect("ReductionFactor", o => o.ReductionFactor = 1);
         Expect("ValidationFraction", o => o.ValidationFraction = 0);
+        Expect("FinalTrainingShare", o => { o.TimeBudget = TimeSpan.FromMinutes(1); o.FinalTrainingShare = 1; });
+        Expect("FinalTrainingShare", o => { o.TimeBudget = TimeSpan.FromMinutes(1); o.FinalTrainingShare = -0.1; });
+        Expect("FinalTrainingShare", o => o.FinalTrainingShare = 0.4); // Small() has no TimeBudget
+        Expect("FinalTrainingShare", o => { o.TimeBudget = TimeSpan.FromMinutes(1); o.FinalTrainingShare = 0.4; o.RefitOnAllData = true; });
         Expect("SearchSpace.Architectures", o => o.SearchSpace.Architectures = ["alexnet"]);
         Expect("SearchSpace.AdaptiveLearningRate", o => o.SearchSpace.AdaptiveLearningRate = new SearchRange(0, 1e-3));
         Expect("SearchSpace.Dropouts", o => o.SearchSpace.Dropouts = [1.5]);

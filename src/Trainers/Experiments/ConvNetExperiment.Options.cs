@@ -44,8 +44,17 @@ public sealed partial class ConvNetExperiment
         /// <summary>Seed = 0: seeds the holdout, every trial's settings and each trial's training. Same seed, data and options: the same trials in the same order.</summary>
         public int Seed { get; set; }
 
-        /// <summary>RefitOnAllData = false: train the best trial's settings again on all the rows (holdout included) for its epochs, after the search.</summary>
+        /// <summary>RefitOnAllData = false: train the best trial's settings again on all the rows (holdout included) for its epochs, after the search (outside the budget).</summary>
         public bool RefitOnAllData { get; set; }
+
+        /// <summary>
+        /// FinalTrainingShare = 0: with <see cref="TimeBudget"/>, the share in [0, 1) of it kept from the search for a final
+        /// training inside the budget: the best trial's settings trained from scratch on all the rows (holdout included)
+        /// for as many epochs as the rest of the budget holds at the best trial's measured speed (at least its own epochs,
+        /// at most ReductionFactor x MaxEpochs, the schedule planned over them). 0: no final training; the best trial's
+        /// own model is returned (or refitted, with <see cref="RefitOnAllData"/>). 0.4 is a reasonable value.
+        /// </summary>
+        public double FinalTrainingShare { get; set; }
 
         /// <summary>OnTrial = null: called after each rung a trial runs (also when it fails or is stopped); the trial's figures are up to date.</summary>
         public Action<ExperimentTrial>? OnTrial { get; set; }
@@ -90,6 +99,9 @@ public sealed partial class ConvNetExperiment
             Require(MinEpochs >= 1, nameof(MinEpochs), MinEpochs, "must be >= 1.");
             Require(MaxEpochs >= MinEpochs, nameof(MaxEpochs), MaxEpochs, $"must be >= MinEpochs ({MinEpochs}).");
             Require(ReductionFactor >= 2, nameof(ReductionFactor), ReductionFactor, "must be >= 2.");
+            Require(FinalTrainingShare >= 0 && FinalTrainingShare < 1, nameof(FinalTrainingShare), FinalTrainingShare, "must be in [0, 1): the share of TimeBudget kept for the final training.");
+            Require(FinalTrainingShare == 0 || TimeBudget is not null, nameof(FinalTrainingShare), FinalTrainingShare, "a final training inside the budget needs TimeBudget.");
+            Require(FinalTrainingShare == 0 || !RefitOnAllData, nameof(FinalTrainingShare), FinalTrainingShare, "the final training already trains on all the rows: set it or RefitOnAllData, not both.");
             Require(ValidationFraction > 0 && ValidationFraction < 1, nameof(ValidationFraction), ValidationFraction, "must be in (0, 1): the trials are scored on the holdout.");
             Require(Enum.IsDefined(Backend), nameof(Backend), Backend, "unknown backend.");
             Require(DeviceIndex >= 0, nameof(DeviceIndex), DeviceIndex, "must be >= 0.");

@@ -26,7 +26,9 @@ namespace MLNet.ConvNet.Trainers;
 /// <para>Budgets: <see cref="Options.TimeBudget"/> stops the search (the running trial is cut at that moment; its
 /// finished epochs count), <see cref="Options.MaxTrials"/> stops starting new trials (promotions still run). The
 /// cancellation token stops the search the same way: <see cref="Execute"/> then returns the best so far. Refitting
-/// (<see cref="Options.RefitOnAllData"/>) comes after the budget and is not counted in it.</para>
+/// (<see cref="Options.RefitOnAllData"/>) comes after the budget and is not counted in it; the final training
+/// (<see cref="Options.FinalTrainingShare"/>) is inside it: the search stops at (1 - share) of the budget, and the best
+/// settings are trained on all the rows for the epochs the rest holds (<see cref="FinalEpochs"/>).</para>
 /// <para>Failures: a trial whose loss diverges or that throws is recorded (<see cref="TrialStatus.Failed"/> with its
 /// error) and the search goes on. Networks of the space that cannot take the data's samples are left out before the
 /// search (listed in <see cref="ConvNetExperimentResult.ExcludedNetworks"/>); when none fits, Execute throws naming
@@ -74,7 +76,8 @@ public sealed partial class ConvNetExperiment
         Directory.CreateDirectory(workDirectory);
         var trials = new List<ExperimentTrial>();
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
-        if (o.TimeBudget is { } limit) budget.CancelAfter(limit);
+        var searchStart = clock.Elapsed; // the budget counts from here: reading the data is not in it
+        if (o.TimeBudget is { } limit) budget.CancelAfter(limit * (1 - o.FinalTrainingShare));
         try
         {
             while (!budget.IsCancellationRequested)
@@ -97,16 +100,22 @@ public sealed partial class ConvNetExperiment
 
             var best = trials.Where(t => t.HasScore).OrderByDescending(t => t.ValidationAccuracy).ThenBy(t => t.Id).FirstOrDefault();
             ConvNetTransformer? model = null;
+            int? finalEpochs = null;
             if (best is not null)
             {
                 o.Log?.Invoke($"ConvNetExperiment: best trial {best.Id} ({best.Settings}), validation accuracy {best.ValidationAccuracy:F4} after {best.Epochs} epochs.");
-                model = o.RefitOnAllData
+                if (o.FinalTrainingShare > 0 && !cancellation.IsCancellationRequested)
+                {
+                    var deadline = searchStart + o.TimeBudget!.Value;
+                    (model, finalEpochs) = FinalTraining(best, backend, all, train.Count, classes, sampleShape, feature, label.Name, trainData, deadline, clock, cancellation);
+                }
+                model ??= o.RefitOnAllData
                     ? Refit(best, backend, all, classes, sampleShape, feature, label.Name, trainData, cancellation)
                     : Reload(best, backend, classes, sampleShape, feature, label.Name, trainData, workDirectory);
             }
             return new ConvNetExperimentResult(trials, best, model, backend.Name, backendReason, clock.Elapsed,
                 cancellation.IsCancellationRequested, !cancellation.IsCancellationRequested && budget.IsCancellationRequested,
-                excluded, rungs, train.Count, validation.Count);
+                excluded, rungs, train.Count, validation.Count, finalEpochs);
         }
         finally
         {
@@ -222,6 +231,55 @@ public sealed partial class ConvNetExperiment
         options.CancellationToken = cancellation;
         var run = new ConvNetTrainer(options).Train(backend, all, null, classes.Count, sampleShape, feature);
         return new ConvNetTransformer(run.Network, classes, feature.Name, labelName, run.History, null, false, schemaSource);
+    }
+
+    /// <summary>
+    /// The epochs of the final training: as many as <paramref name="secondsLeft"/> holds at <paramref name="secondsPerEpoch"/>
+    /// with a tenth kept in reserve, at most <paramref name="maxEpochs"/>; 0 when fewer than <paramref name="minEpochs"/>
+    /// fit (the best trial's own model is then as trained as the budget allows).
+    /// </summary>
+    internal static int FinalEpochs(double secondsLeft, double secondsPerEpoch, int minEpochs, int maxEpochs)
+    {
+        if (!(secondsPerEpoch > 0) || !(secondsLeft > 0)) return 0;
+        int fit = (int)Math.Min(maxEpochs, Math.Floor(0.9 * secondsLeft / secondsPerEpoch));
+        return fit >= minEpochs ? fit : 0;
+    }
+
+    /// <summary>
+    /// The best trial's settings trained from scratch on <paramref name="all"/> the rows, the schedule planned over the
+    /// epochs that fit before <paramref name="deadline"/> (<see cref="FinalEpochs"/>; the speed is the best trial's own,
+    /// scaled to the larger data). (null, null) when they do not fit or the deadline cuts the run: the caller then
+    /// returns the best trial's own model.
+    /// </summary>
+    private (ConvNetTransformer?, int?) FinalTraining(ExperimentTrial best, IBackend backend, IDataset all, int trainRows, LabelClasses classes,
+        Shape sampleShape, Microsoft.ML.DataViewSchema.Column feature, string labelName, IDataView schemaSource, TimeSpan deadline,
+        Stopwatch clock, CancellationToken cancellation)
+    {
+        var o = _options;
+        double perEpoch = best.Seconds / Math.Max(1, best.Epochs) * all.Count / Math.Max(1, trainRows);
+        double left = (deadline - clock.Elapsed).TotalSeconds;
+        int epochs = FinalEpochs(left, perEpoch, best.Epochs, o.ReductionFactor * o.MaxEpochs);
+        if (epochs == 0)
+        {
+            o.Log?.Invoke($"ConvNetExperiment: no final training: {left:F0} s left hold fewer than trial {best.Id}'s {best.Epochs} epochs at {perEpoch:F1} s each; returning its model.");
+            return (null, null);
+        }
+        o.Log?.Invoke($"ConvNetExperiment: final training of trial {best.Id}'s settings on all {all.Count} rows for {epochs} epochs ({perEpoch:F1} s each expected, {left:F0} s left).");
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        stop.CancelAfter(TimeSpan.FromSeconds(Math.Max(0, left)));
+        var options = TrainerOptions(best.Settings, best.Seed, epochs);
+        options.Schedule = best.Settings.CreateSchedule(epochs); // planned over the final run's own length
+        options.CancellationToken = stop.Token;
+        try
+        {
+            var run = new ConvNetTrainer(options).Train(backend, all, null, classes.Count, sampleShape, feature);
+            return (new ConvNetTransformer(run.Network, classes, feature.Name, labelName, run.History, null, false, schemaSource), epochs);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            o.Log?.Invoke($"ConvNetExperiment: the final training was cut by {(cancellation.IsCancellationRequested ? "cancellation" : "the budget")}; returning trial {best.Id}'s model.");
+            return (null, null);
+        }
     }
 
     /// <summary>

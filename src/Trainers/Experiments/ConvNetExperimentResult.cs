@@ -12,8 +12,9 @@ public sealed class ConvNetExperimentResult
 {
     internal ConvNetExperimentResult(IReadOnlyList<ExperimentTrial> trials, ExperimentTrial? best, ConvNetTransformer? model, string backend,
         string backendReason, TimeSpan elapsed, bool cancelled, bool budgetExhausted, IReadOnlyList<(string Network, string Reason)> excluded,
-        int[] rungs, int trainRows, int validationRows)
+        int[] rungs, int trainRows, int validationRows, int? finalEpochs = null)
     {
+        FinalEpochs = finalEpochs;
         Trials = trials; BestTrial = best; Model = model; Backend = backend; BackendReason = backendReason; Elapsed = elapsed;
         Cancelled = cancelled; BudgetExhausted = budgetExhausted; ExcludedNetworks = excluded; RungEpochs = rungs;
         TrainRows = trainRows; ValidationRows = validationRows;
@@ -26,7 +27,8 @@ public sealed class ConvNetExperimentResult
     public ExperimentTrial? BestTrial { get; }
 
     /// <summary>
-    /// The best trial's model (refitted on all the data when option RefitOnAllData was set); null when there is no best
+    /// The best trial's model (refitted on all the data when option RefitOnAllData was set, or from the final training
+    /// when option FinalTrainingShare was and it fitted: see <see cref="FinalEpochs"/>); null when there is no best
     /// trial. It is a <see cref="ConvNetTransformer"/>: <c>mlContext.Model.Save</c> saves it like the trainer's.
     /// </summary>
     public ConvNetTransformer? Model { get; }
@@ -51,6 +53,9 @@ public sealed class ConvNetExperimentResult
 
     /// <summary>The epochs of each successive-halving rung.</summary>
     public IReadOnlyList<int> RungEpochs { get; }
+
+    /// <summary>Epochs of the final training on all the rows (option FinalTrainingShare) that gave <see cref="Model"/>; null when there was none.</summary>
+    public int? FinalEpochs { get; }
 
     /// <summary>Rows the trials trained on.</summary>
     public int TrainRows { get; }
