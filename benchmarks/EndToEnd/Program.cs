@@ -158,8 +158,16 @@ public static partial class Program
             backend.SumPerChannel(dy, db);
             if (inputGrad) backend.ConvolutionBackwardData(g, w, dy, dx);
         });
+        // Each backward part alone, to say where fwd+bwd goes.
+        double dW = MedianMs(5, reps, () => backend.ConvolutionBackwardFilter(g, x, dy, dw));
+        double dB = MedianMs(5, reps, () => backend.SumPerChannel(dy, db));
+        double dX = inputGrad ? MedianMs(5, reps, () => backend.ConvolutionBackwardData(g, w, dy, dx)) : 0;
         Console.WriteLine($"{name}: fwd {fwd:F3} ms ({fwdFlop / fwd / 1e6:F1} GFLOP/s), " +
-                          $"fwd+bwd{(inputGrad ? "(dX,dW)" : "(dW only)")} {fb:F3} ms ({fbFlop / fb / 1e6:F1} GFLOP/s)");
+                          $"fwd+bwd{(inputGrad ? "(dX,dW)" : "(dW only)")} {fb:F3} ms ({fbFlop / fb / 1e6:F1} GFLOP/s); " +
+                          $"alone: dW {dW:F3} ms ({fwdFlop / dW / 1e6:F1} GFLOP/s), db {dB:F3} ms" +
+                          (inputGrad ? $", dX {dX:F3} ms ({fwdFlop / dX / 1e6:F1} GFLOP/s)" : ""));
+        Report($"{name}.dw_ms", $"{dW:F3}");
+        if (inputGrad) Report($"{name}.dx_ms", $"{dX:F3}");
         Report($"{name}.fwd_ms", $"{fwd:F3}");
         Report($"{name}.fwd_gflops", $"{fwdFlop / fwd / 1e6:F1}");
         Report($"{name}.fwd_bwd_ms", $"{fb:F3}");

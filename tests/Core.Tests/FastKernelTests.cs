@@ -161,6 +161,84 @@ public class FastKernelTests
             }
     }
 
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void PackingARowMajorOperandPutsEveryFloatInItsSlot(int kernel)
+    {
+        // The 8 x 8 transposes (full slivers of rows contiguous in k) and the scalar copies (edge slivers, k tails)
+        // against the layout's definition: packed[mPad * pc + s * MR * kc + p * MR + r] = A[s * MR + r, pc + p], 0 past m.
+        var isa = (GemmIsa)kernel;
+        int mr = Sgemm.Tile(isa).Mr;
+        var rng = new Random(21);
+        foreach (int m in new[] { 1, 5, 6, 8, 12, 13, 16, 64 })
+            foreach (int k in new[] { 1, 7, 8, 9, 15, 16, 17, 222, Sgemm.KC + 9 })
+            {
+                int lda = k + 3; // a leading dimension wider than k, as for a view into a larger matrix
+                float[] a = TestData.Uniform(rng, m * lda + 5);
+                float[] packed = new float[Sgemm.PackedASize(m, k, isa) + 8];
+                Array.Fill(packed, float.NaN);
+                Sgemm.PackA(m, k, MatrixView.RowMajor(a, 5, lda), packed, isa, null);
+                int mPad = (m + mr - 1) / mr * mr;
+                for (int pc = 0; pc < k; pc += Sgemm.KC)
+                {
+                    int kc = Math.Min(Sgemm.KC, k - pc);
+                    for (int i = 0; i < mPad; i++)
+                        for (int p = 0; p < kc; p++)
+                        {
+                            float want = i < m ? a[5 + i * lda + pc + p] : 0f;
+                            float got = packed[mPad * pc + i / mr * mr * kc + p * mr + i % mr];
+                            Assert.True(want.Equals(got), $"{isa} m={m} k={k}: A[{i}, {pc + p}] packed as {got}, want {want}");
+                        }
+                }
+                Assert.All(packed[Sgemm.PackedASize(m, k, isa)..], v => Assert.True(float.IsNaN(v), $"{isa} m={m} k={k}: wrote past the packed operand"));
+            }
+    }
+
+    [Fact]
+    public void Transpose8x8MovesEveryFloat()
+    {
+        Assert.SkipUnless(Transposes.Vectorized, "the shuffle transpose needs AVX");
+        var rng = new Random(4);
+        float[] src = TestData.Uniform(rng, 8 * 11), dst = new float[8 * 13];
+        Transposes.Block8x8(ref src[0], 11, ref dst[0], 13);
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 8; j++)
+                Assert.Equal(src[i * 11 + j], dst[j * 13 + i]);
+    }
+
+    /// <summary>
+    /// Stride-1 convolutions whose filter gradient takes the per-tap GEMM path (8 or more input channels per group):
+    /// group widths that are and are not multiples of the micro-kernel's NR, planes whose size is not a multiple of 8,
+    /// one image (the taps spread over the threads) and several (images spread over the threads).
+    /// </summary>
+    public static TheoryData<int, int, int, int, int, int> TapGradientCases => new()
+    {
+        { 4, 32, 64, 14, 3, 1 },   // cnn2bn's second convolution, batch cut to 4
+        { 1, 32, 64, 14, 3, 1 },
+        { 3, 12, 10, 13, 3, 1 },   // 12 channels: part of one sliver
+        { 2, 40, 16, 9, 3, 1 },    // 40 channels: slivers of 16 and 32 with a partial one
+        { 2, 48, 24, 7, 5, 2 },    // two groups of 24
+        { 1, 16, 8, 11, 1, 1 },    // 1x1
+    };
+
+    [Theory]
+    [MemberData(nameof(TapGradientCases))]
+    public void TheFilterGradientByTapMatchesTheReferenceOnEveryKernelAndThreadCount(int n, int c, int o, int size, int kernel, int groups)
+    {
+        var cs = new ConvCase(n, c, o, groups, [size, size], [kernel, kernel], [1, 1], [kernel / 2, kernel / 2], [1, 1], ConvolutionMode.CrossCorrelation);
+        var rng = new Random(n * 1000 + c);
+        float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
+            b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
+        var want = RunConv(Reference, cs, x, w, b, dy);
+        foreach (var isa in AvailableIsas())
+        {
+            var one = RunConv(new CpuBackend(1) { GemmIsa = isa }, cs, x, w, b, dy);
+            GradCheck.AssertClose(one.dw, TestData.ToDouble(want.dw), $"{cs} dw {isa}", relTol: 2e-5);
+            foreach (int threads in new[] { 2, 3 })
+                Assert.Equal(one.dw, RunConv(new CpuBackend(threads) { GemmIsa = isa }, cs, x, w, b, dy).dw);
+        }
+    }
+
     [Fact]
     public void DotGemmMatchesFloat64OnEveryTailLength()
     {

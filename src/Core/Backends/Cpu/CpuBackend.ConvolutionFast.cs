@@ -257,9 +257,11 @@ public sealed partial class CpuBackend
 
     /// <summary>
     /// The filter gradient as one GEMM per tap: dW_t[o, c] = sum over q of dyGrid[o, q] * P[q + shift(t), c], where
-    /// P is the padded image with channels last (position-major), so B is a plain row-major view and dyGrid is
-    /// packed once per image for all taps. Per chunk the partial is kept tap-major ([t][o][c]) and put back into
-    /// the filter layout [o][c][t] when the chunks are added (in chunk order, in double).
+    /// P is the padded image with channels last (position-major). P is laid out once per image as the GEMM's packed
+    /// B (NR-channel slivers, [position][NR]), so every tap reads its rows in place (a tap's B is the slivers from
+    /// position shift(t) on), and dyGrid is packed once per image as A for all taps. Per chunk the partial is kept
+    /// tap-major ([t][o][c]) and put back into the filter layout [o][c][t] when the chunks are added (in chunk order,
+    /// in double).
     /// </summary>
     private void ShiftedFilterGradientByTap(ShiftedConvPlan sp, float[] xa, float[] dya, float[] dwa)
     {
@@ -281,35 +283,30 @@ public sealed partial class CpuBackend
     {
         public void Run(int j)
         {
-            CpuBackend? inner = perChunk ? null : backend;
             var isa = backend.GemmIsa;
-            int og = sp.OutG, cg = sp.InG, c = sp.InChannels, o = sp.OutChannels, lq = sp.GridLength;
+            int og = sp.OutG, o = sp.OutChannels, lq = sp.GridLength, nr = Sgemm.Tile(isa).Nr;
+            int slivers = (sp.InG + nr - 1) / nr, sliverStride = sp.PlaneVolume * nr;
             float[] part = partials[j];
-            float[] padded = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
-            float[] positionMajor = ArrayPool<float>.Shared.Rent(c * sp.PlaneVolume);
+            float[] padded = ArrayPool<float>.Shared.Rent(sp.InChannels * sp.PlaneVolume);
+            float[] packedB = ArrayPool<float>.Shared.Rent(sp.Groups * slivers * sliverStride);
             float[] grid = ArrayPool<float>.Shared.Rent(o * lq);
             float[] packedA = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(og, lq, isa));
             try
             {
+                // Lanes past the group's channels stay zero (the transposes below write real channels only).
+                if (sp.InG % nr != 0) packedB.AsSpan(0, sp.Groups * slivers * sliverStride).Clear();
                 bool first = true;
                 for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
                 {
                     sp.PadImage(xa, n, padded);
-                    // P[pos, ch] = padded[ch, pos]
-                    for (int ch = 0; ch < c; ch++)
-                    {
-                        var plane = padded.AsSpan(ch * sp.PlaneVolume, sp.PlaneVolume);
-                        for (int pos = 0; pos < plane.Length; pos++) positionMajor[pos * c + ch] = plane[pos];
-                    }
+                    SliverPack(sp, padded, nr, slivers, packedB);
                     sp.PlaceOnGrid(dya, n, grid);
                     for (int gi = 0; gi < sp.Groups; gi++)
                     {
-                        Sgemm.PackA(og, lq, MatrixView.RowMajor(grid, gi * og * lq, lq), packedA, isa, inner);
-                        for (int t = 0; t < sp.Taps; t++)
-                            // RowOffsets[t] is channel 0's offset for tap t: the tap's shift on the padded grid.
-                            Sgemm.MultiplyPacked(og, cg, lq, 1f, packedA,
-                                MatrixView.RowMajor(positionMajor, sp.RowOffsets[t] * c + gi * cg, c), first ? 0f : 1f,
-                                part, (t * o + gi * og) * cg, cg, inner, isa);
+                        Sgemm.PackA(og, lq, MatrixView.RowMajor(grid, gi * og * lq, lq), packedA, isa, null);
+                        var taps = new FilterTapBody(sp, isa, gi, packedA, packedB, gi * slivers * sliverStride, sliverStride, first, part);
+                        if (perChunk) for (int t = 0; t < sp.Taps; t++) taps.Run(t);
+                        else backend.For(sp.Taps, taps); // one chunk for all threads: the taps' blocks of C are disjoint
                     }
                     first = false;
                 }
@@ -317,11 +314,53 @@ public sealed partial class CpuBackend
             finally
             {
                 ArrayPool<float>.Shared.Return(padded);
-                ArrayPool<float>.Shared.Return(positionMajor);
+                ArrayPool<float>.Shared.Return(packedB);
                 ArrayPool<float>.Shared.Return(grid);
                 ArrayPool<float>.Shared.Return(packedA);
             }
         }
+    }
+
+    /// <summary>Tap t of one group: part[t, group's o, c] (+)= dyGrid_g (packed A) * P rows from shift(t) (packed B).</summary>
+    private readonly struct FilterTapBody(ShiftedConvPlan sp, GemmIsa isa, int gi, float[] packedA, float[] packedB, int groupOffset,
+        int sliverStride, bool first, float[] part) : IParallelBody
+    {
+        public void Run(int t)
+        {
+            int nr = Sgemm.Tile(isa).Nr, og = sp.OutG, cg = sp.InG;
+            // RowOffsets[t] is channel 0's offset for tap t: the tap's shift on the padded grid.
+            Sgemm.MultiplyPrepacked(og, cg, sp.GridLength, packedA, packedB, groupOffset + sp.RowOffsets[t] * nr, sliverStride,
+                first ? 0f : 1f, part, (t * sp.OutChannels + gi * og) * cg, cg, isa);
+        }
+    }
+
+    /// <summary>
+    /// packedB[((g * slivers + s) * PlaneVolume + pos) * nr + lane] = padded[g * InG + s * nr + lane, pos] for the
+    /// group's real channels: each group's padded planes as NR-channel slivers, position-major.
+    /// </summary>
+    private static void SliverPack(ShiftedConvPlan sp, float[] padded, int nr, int slivers, float[] packedB)
+    {
+        int pv = sp.PlaneVolume, cg = sp.InG, pv8 = pv & ~7;
+        for (int g = 0; g < sp.Groups; g++)
+            for (int s = 0; s < slivers; s++)
+            {
+                int channels = Math.Min(nr, cg - s * nr), firstChannel = g * cg + s * nr;
+                int dst = (g * slivers + s) * pv * nr;
+                int lane = 0;
+                if (Transposes.Vectorized && nr % 8 == 0)
+                {
+                    _ = padded.AsSpan(firstChannel * pv, channels * pv);
+                    _ = packedB.AsSpan(dst, pv * nr);
+                    for (; lane + 8 <= channels; lane += 8)
+                    {
+                        for (int pos = 0; pos < pv8; pos += 8)
+                            Transposes.Block8x8(ref padded[(firstChannel + lane) * pv + pos], pv, ref packedB[dst + pos * nr + lane], nr);
+                        Transposes.Scalar(padded, (firstChannel + lane) * pv + pv8, pv, 8, pv - pv8, packedB, dst + pv8 * nr + lane, nr);
+                    }
+                }
+                if (lane < channels)
+                    Transposes.Scalar(padded, (firstChannel + lane) * pv, pv, channels - lane, pv, packedB, dst + lane, nr);
+            }
     }
 
     /// <summary>dw[oc, ch, t] = sum over chunks of part[t, oc, ch], chunks in order, in double; output channel oc per index.</summary>

@@ -176,11 +176,96 @@ internal static class Sgemm
             {
                 int kc = Math.Min(KC, k - pc);
                 var dst = packed.AsSpan(mPad * pc + s * mr * kc, mr * kc);
+                if (cs == 1 && rows == mr && (mr == 8 || mr == 6) && kc >= 8 && Transposes.Vectorized)
+                {
+                    // Rows contiguous in k (a dy grid, a filter): 8 x 8 transposes instead of one scalar move per float.
+                    PackRowsByTransposes(src, off + i0 * rs + pc, rs, mr, kc, packed, mPad * pc + s * mr * kc);
+                    continue;
+                }
                 if (rows < mr) dst.Clear();
                 for (int r = 0; r < rows; r++)
                 {
                     int baseIndex = off + (i0 + r) * rs + pc * cs;
                     for (int p = 0; p < kc; p++) dst[p * mr + r] = src[baseIndex + p * cs];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// dst[p * mr + r] = src[start + r * rs + p] for r in [0, mr), p in [0, kc): one full A sliver of rows contiguous in
+    /// k, mr 8 or 6, kc at least 8. With mr 6 the transposed block's rows 6 and 7 are row 5 again, and each 8-float
+    /// store spills 2 floats into the next k row, which the next store writes over (the sliver's last row is stored
+    /// by lanes, so nothing outside the sliver is touched).
+    /// </summary>
+    private static void PackRowsByTransposes(float[] src, int start, int rs, int mr, int kc, float[] dst, int dstStart)
+    {
+        _ = src.AsSpan(start, (mr - 1) * rs + kc); // bounds checked once: every row read lies inside
+        _ = dst.AsSpan(dstStart, mr * kc);
+        ref float a = ref src[start];
+        ref float d = ref dst[dstStart];
+        int kv = kc & ~7;
+        for (int p0 = 0; p0 < kv; p0 += 8)
+        {
+            ref float at = ref Unsafe.Add(ref a, p0);
+            var r0 = Vector256.LoadUnsafe(ref at);
+            var r1 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, rs));
+            var r2 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 2 * rs));
+            var r3 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 3 * rs));
+            var r4 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 4 * rs));
+            var r5 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 5 * rs));
+            var r6 = mr == 8 ? Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 6 * rs)) : r5;
+            var r7 = mr == 8 ? Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 7 * rs)) : r5;
+            Transposes.Transpose(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+            ref float dp = ref Unsafe.Add(ref d, p0 * mr);
+            r0.StoreUnsafe(ref dp); r1.StoreUnsafe(ref dp, (nuint)mr); r2.StoreUnsafe(ref dp, (nuint)(2 * mr));
+            r3.StoreUnsafe(ref dp, (nuint)(3 * mr)); r4.StoreUnsafe(ref dp, (nuint)(4 * mr)); r5.StoreUnsafe(ref dp, (nuint)(5 * mr));
+            r6.StoreUnsafe(ref dp, (nuint)(6 * mr));
+            if (mr == 8 || p0 + 8 < kc) r7.StoreUnsafe(ref dp, (nuint)(7 * mr));
+            else for (int r = 0; r < mr; r++) Unsafe.Add(ref dp, 7 * mr + r) = r7.GetElement(r);
+        }
+        for (int p = kv; p < kc; p++)
+            for (int r = 0; r < mr; r++)
+                Unsafe.Add(ref d, p * mr + r) = Unsafe.Add(ref a, r * rs + p);
+    }
+
+    /// <summary>
+    /// C = A * B + beta * C (beta 0 or 1) on one thread, with A packed by <see cref="PackA"/> and B given already
+    /// packed: NR-column slivers, each k-major ([k][NR]) over all of k, sliver s starting at
+    /// <c>bOffset + s * sliverStride</c>, lanes past n zero. For operands packed once and read many times (the filter
+    /// gradient's input, shared by every tap). Each C element gets the same operations as in <see cref="MultiplyPacked"/>.
+    /// </summary>
+    public static void MultiplyPrepacked(int m, int n, int k, float[] packedA, float[] packedB, int bOffset, int sliverStride,
+        float beta, float[] c, int cOffset, int ldc, GemmIsa isa)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k == 0) { ScaleC(m, n, beta, c, cOffset, ldc); return; }
+        var (mr, nr) = Tile(isa);
+        int mPad = (m + mr - 1) / mr * mr, colSlivers = (n + nr - 1) / nr;
+        // The micro-kernels read through references: check every read range once here.
+        _ = packedA.AsSpan(0, mPad * k);
+        _ = packedB.AsSpan(bOffset, (colSlivers - 1) * sliverStride + k * nr);
+        _ = c.AsSpan(cOffset, (m - 1) * ldc + n);
+        Span<float> edge = stackalloc float[8 * 32];
+        for (int pc = 0; pc < k; pc += KC)
+        {
+            int kc = Math.Min(KC, k - pc);
+            bool first = pc == 0;
+            for (int i0 = 0; i0 < m; i0 += mr)
+            {
+                int rows = Math.Min(mr, m - i0);
+                ref float ap = ref packedA[mPad * pc + i0 * kc];
+                for (int jr = 0; jr < n; jr += nr)
+                {
+                    int cols = Math.Min(nr, n - jr);
+                    int cStart = cOffset + i0 * ldc + jr;
+                    ref float bp = ref packedB[bOffset + jr / nr * sliverStride + pc * nr];
+                    switch (isa)
+                    {
+                        case GemmIsa.Vector512: Kernel8x32(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
+                        case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
+                        default: Kernel4x4(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
+                    }
                 }
             }
         }
