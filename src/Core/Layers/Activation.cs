@@ -39,7 +39,7 @@ public sealed class Activation : Layer
     public override Tensor Forward(Tensor x, bool training)
     {
         CheckInput(x);
-        var y = Output(_out, x.Shape);
+        var y = ForwardOutput(_out, x.Shape, x);
         Ops.Activation.Forward(Kind, x, y, Alpha);
         (_x, _y) = training ? (x, y) : (null, null);
         return y;

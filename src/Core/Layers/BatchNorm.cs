@@ -74,7 +74,7 @@ public sealed class BatchNorm : Layer
     public override Tensor Forward(Tensor x, bool training)
     {
         CheckInput(x);
-        var y = Output(_y, x.Shape);
+        var y = ForwardOutput(_y, x.Shape, x);
         if (!training)
         {
             (_x, _cache) = (null, null);

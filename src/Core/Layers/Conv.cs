@@ -86,7 +86,7 @@ public sealed class Conv : Layer
         CheckInput(x);
         _x = training ? x : null; // only a training pass is differentiated; inference keeps nothing alive
         var g = Geometry(x.Shape);
-        var y = Output(_y, g.Output);
+        var y = ForwardOutput(_y, g.Output, x);
         Convolution.Forward(g, x, _weight!.Value, _bias?.Value, y);
         return y;
     }

@@ -62,7 +62,7 @@ public sealed class Dense : Layer
         CheckInput(x);
         _x = training ? x : null;
         if (_y0 is not { } shape || shape[0] != x.Shape[0]) _y0 = shape = new Shape(x.Shape[0], OutFeatures);
-        var y = Output(_y, shape);
+        var y = ForwardOutput(_y, shape, x);
         Ops.Dense.Forward(x, _weight!.Value, _bias?.Value, y);
         return y;
     }

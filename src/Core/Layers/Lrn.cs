@@ -36,7 +36,7 @@ public sealed class Lrn : Layer
     public override Tensor Forward(Tensor x, bool training)
     {
         CheckInput(x);
-        var y = Output(_out, x.Shape);
+        var y = ForwardOutput(_out, x.Shape, x);
         Ops.Lrn.Forward(x, y, Options);
         (_x, _y) = training ? (x, y) : (null, null);
         return y;

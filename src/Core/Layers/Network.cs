@@ -25,6 +25,7 @@ public sealed class Network
     private int _firstTrained = -1;                        // the first unfrozen layer with parameters
     private int _frozen;
     private bool _reuseBuffers;
+    private readonly InferenceBuffers _inferenceBuffers = new();
 
     /// <summary>A network of <paramref name="layers"/> whose tensors live on <paramref name="backend"/> (<see cref="DefaultBackend"/>, the CPU, when null: a convenience for samples and tests; the ML.NET components always pass the backend they were configured with).</summary>
     public Network(IEnumerable<Layer> layers, IBackend? backend = null)
@@ -163,7 +164,19 @@ public sealed class Network
             throw new ArgumentException($"Network: input {x.Shape} does not match the built sample shape {InputShape} (expected [N, {string.Join(", ", InputShape.Value.ToArray())}]).", nameof(x));
         if (!ReferenceEquals(x.Backend, Backend))
             throw new ArgumentException($"Network: input lives on '{x.Backend.Name}' but the network on '{Backend.Name}'; copy it explicitly.", nameof(x));
-        for (int i = 0; i < _layers.Length; i++) x = _layers[i].Forward(x, training && i >= _frozen);
+        if (training || !_reuseBuffers)
+        {
+            for (int i = 0; i < _layers.Length; i++) x = _layers[i].Forward(x, training && i >= _frozen);
+            return x;
+        }
+        // Inference with reuse on: nothing is differentiated, so a layer's output is dead once the next layer has read
+        // it, and the simple layers share two buffers (InferenceBuffers) instead of keeping one output each.
+        foreach (var layer in _layers)
+        {
+            layer.SharedOutputs = layer.Children.Count == 0 ? _inferenceBuffers : null;
+            try { x = layer.Forward(x, training: false); }
+            finally { layer.SharedOutputs = null; }
+        }
         return x;
     }
 

@@ -83,7 +83,7 @@ public sealed class Normalize : Layer
     {
         CheckInput(x);
         var g = Geometry(x.Shape);
-        var y = Output(_y, g.Output);
+        var y = ForwardOutput(_y, g.Output, x);
         Convolution.Forward(g, x, _scale!.Value, _shift!.Value, y);
         return y;
     }

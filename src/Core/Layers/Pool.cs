@@ -57,7 +57,7 @@ public sealed class Pool : Layer
     {
         CheckInput(x);
         var g = Geometry(x.Shape);
-        var y = Output(_out, g.Output);
+        var y = ForwardOutput(_out, g.Output, x);
         Pooling.Forward(g, x, y);
         (_x, _y) = training ? (x, y) : (null, null);
         return y;

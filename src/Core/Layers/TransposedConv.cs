@@ -79,7 +79,7 @@ public sealed class TransposedConv : Layer
         _x = training ? x : null;
         var g = Geometry(x.Shape);
         // g is the convolution from y back to x: this layer's output is g.Input, computed as that convolution's input-gradient.
-        var y = Output(_y, g.Input);
+        var y = ForwardOutput(_y, g.Input, x);
         Convolution.BackwardData(g, _weight!.Value, x, y);
         if (_bias is not null) x.Backend.AddChannelBias(y, _bias.Value);
         return y;
