@@ -23,6 +23,7 @@ I=$B/Inference/bin/Release/net10.0/MLNet.ConvNet.Benchmarks.Inference.dll
 PEER_DIR=${PEER_DIR:-/tmp/speed-peer/torchsharp-fashion}
 P=$PEER_DIR/bin/Release/net10.0/torchsharp-fashion.dll
 O=${1:-/tmp/vs-peer}
+mkdir -p "$O" && O=$(cd "$O" && pwd) # absolute: the runs below start in the peer's folder
 if grep -qw avx512f /proc/cpuinfo; then ISAS=${2:-avx512 avx2}; else ISAS=${2:-avx2}; fi
 EPOCHS=${EPOCHS:-3}
 for f in $E $I $P; do [ -f $f ] || { echo "missing $f: build it first (see the top of this script)"; exit 1; }; done

@@ -112,6 +112,41 @@ public class FastKernelTests
         CheckGemm(new CpuBackend { GemmIsa = isa }, rng, 70, 65, 2 * Sgemm.KC + 1, true, true, 1f, 0f);
     }
 
+    /// <summary>
+    /// A B given by row offsets (a shifted convolution's rows, read in place by the vector kernels for full slivers, the
+    /// edge sliver packed) gives exactly the product of the same rows copied into a row-major B (packed): the same
+    /// operations per C element. Shapes cross the edge sliver, n below one sliver, two k-blocks and two column blocks,
+    /// at one and two threads.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void RowOffsetBReadInPlaceEqualsThePackedProduct(int kernel)
+    {
+        var isa = (GemmIsa)kernel;
+        var rng = new Random(31);
+        foreach (var (m, n, k) in new[] { (7, 5, 9), (13, 16, 3), (6, 33, 40), (9, 222, 288), (17, Sgemm.NC + 40, Sgemm.KC + 20) })
+        {
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var backend = new CpuBackend(threads) { GemmIsa = isa };
+                // Rows of B are slices of one array at scattered offsets, as a padded image's shifted rows are.
+                var offsets = Enumerable.Range(0, k).Select(_ => rng.Next(0, 50)).ToArray();
+                int shift = 3;
+                float[] source = TestData.Uniform(rng, shift + offsets.Max() + n + 7);
+                float[] dense = new float[k * n];
+                for (int p = 0; p < k; p++) source.AsSpan(shift + offsets[p], n).CopyTo(dense.AsSpan(p * n, n));
+                float[] a = TestData.Uniform(rng, m * k);
+                float[] packedA = new float[Sgemm.PackedASize(m, k, isa)];
+                Sgemm.PackA(m, k, MatrixView.RowMajor(a, 0, k), packedA, isa, null);
+                float[] c0 = TestData.Uniform(rng, m * n), inPlace = (float[])c0.Clone(), packed = (float[])c0.Clone();
+                Sgemm.MultiplyPacked(m, n, k, 0.75f, packedA, MatrixView.Rows(source, shift, offsets), 0.5f, inPlace, 0, n, backend, isa);
+                Sgemm.MultiplyPacked(m, n, k, 0.75f, packedA, MatrixView.RowMajor(dense, 0, n), 0.5f, packed, 0, n, backend, isa);
+                Assert.Equal(packed, inPlace);
+                GradCheck.AssertClose(inPlace, NaiveGemm(m, n, k, a, false, dense, false, c0, 0.75f, 0.5f), $"rows {m}x{n}x{k}", relTol: 1e-5);
+            }
+        }
+    }
+
     private static void CheckGemm(CpuBackend fast, Random rng, int m, int n, int k, bool ta, bool tb, float alpha, float beta)
     {
         float[] a = TestData.Uniform(rng, m * k), b = TestData.Uniform(rng, k * n), c0 = TestData.Uniform(rng, m * n);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -262,8 +263,8 @@ internal static class Sgemm
                     ref float bp = ref packedB[bOffset + jr / nr * sliverStride + pc * nr];
                     switch (isa)
                     {
-                        case GemmIsa.Vector512: Kernel8x32(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
-                        case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
+                        case GemmIsa.Vector512: Kernel8x32(kc, ref ap, ref bp, new PackedRows(32), c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
+                        case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref bp, new PackedRows(16), c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
                         default: Kernel4x4(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
                     }
                 }
@@ -308,14 +309,21 @@ internal static class Sgemm
         }
     }
 
-    /// <summary>The blocked loops for rows slivers [s0, s1) and columns [j0, j1) of C.</summary>
+    /// <summary>
+    /// The blocked loops for rows slivers [s0, s1) and columns [j0, j1) of C. A B given by row offsets (a shifted
+    /// convolution's padded input) is read in place by the vector kernels for its full NR-wide slivers: its rows are
+    /// contiguous already, and the image they come from is small enough to stay in cache, so packing them would only
+    /// copy. The edge sliver is packed (it must be zero-padded). The same operations per C element either way.
+    /// </summary>
     private static void RunBlock(int m, int k, int s0, int s1, int j0, int j1, float alpha, float[] packedA,
         MatrixView b, float beta, float[] c, int cOffset, int ldc, GemmIsa isa)
     {
         var (mr, nr) = Tile(isa);
         int mPad = (m + mr - 1) / mr * mr;
         int ncMax = Math.Min(NC, (j1 - j0 + nr - 1) / nr * nr);
-        float[] packedB = ArrayPool<float>.Shared.Rent(Math.Min(KC, k) * ncMax);
+        bool inPlace = b.RowOffsets is not null && isa != GemmIsa.Scalar;
+        if (inPlace) CheckRowsInPlace(b, k, j1);
+        float[] packedB = ArrayPool<float>.Shared.Rent(Math.Min(KC, k) * (inPlace ? nr : ncMax));
         // Edge tiles land here first; kept out of the micro-kernels, where a stackalloc would make the JIT
         // keep the accumulators in memory.
         Span<float> edge = stackalloc float[8 * 32];
@@ -324,10 +332,11 @@ internal static class Sgemm
             for (int jc = j0; jc < j1; jc += NC)
             {
                 int nc = Math.Min(NC, j1 - jc);
+                int fullWidth = inPlace ? nc / nr * nr : 0; // columns [jc, jc + fullWidth) read in place
                 for (int pc = 0; pc < k; pc += KC)
                 {
                     int kc = Math.Min(KC, k - pc);
-                    PackB(kc, nc, pc, jc, b, packedB, nr);
+                    if (fullWidth < nc) PackB(kc, nc - fullWidth, pc, jc + fullWidth, b, packedB, nr);
                     bool first = pc == 0;
                     for (int s = s0; s < s1; s++)
                     {
@@ -338,12 +347,21 @@ internal static class Sgemm
                             int cols = Math.Min(nr, nc - jr);
                             int cStart = cOffset + i0 * ldc + jc + jr;
                             ref float ap = ref packedA[aStart];
-                            ref float bp = ref packedB[jr * kc];
+                            if (jr < fullWidth)
+                            {
+                                ref float row0 = ref MemoryMarshal.GetArrayDataReference(b.Data);
+                                ref float bp = ref Unsafe.Add(ref row0, b.Offset + jc + jr);
+                                var rowsOfB = new OffsetRows(b.RowOffsets!, pc);
+                                if (isa == GemmIsa.Vector512) Kernel8x32(kc, ref ap, ref bp, rowsOfB, c, cStart, ldc, rows, cols, alpha, beta, first, edge);
+                                else Kernel6x16(kc, ref ap, ref bp, rowsOfB, c, cStart, ldc, rows, cols, alpha, beta, first, edge);
+                                continue;
+                            }
+                            ref float packed = ref packedB[(jr - fullWidth) * kc];
                             switch (isa)
                             {
-                                case GemmIsa.Vector512: Kernel8x32(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
-                                case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
-                                default: Kernel4x4(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
+                                case GemmIsa.Vector512: Kernel8x32(kc, ref ap, ref packed, new PackedRows(32), c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
+                                case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref packed, new PackedRows(16), c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
+                                default: Kernel4x4(kc, ref ap, ref packed, c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
                             }
                         }
                     }
@@ -351,6 +369,39 @@ internal static class Sgemm
             }
         }
         finally { ArrayPool<float>.Shared.Return(packedB); }
+    }
+
+    /// <summary>
+    /// Checks once that every row of a row-offset B, read in place up to column <paramref name="j1"/>, lies inside its
+    /// array: the kernels then read through references without bounds checks.
+    /// </summary>
+    private static void CheckRowsInPlace(MatrixView b, int k, int j1)
+    {
+        var offsets = b.RowOffsets!.AsSpan(0, k);
+        int min = int.MaxValue, max = int.MinValue;
+        foreach (int o in offsets) { min = Math.Min(min, o); max = Math.Max(max, o); }
+        if (b.Offset + min < 0 || (long)b.Offset + max + j1 > b.Data.Length)
+            throw new ArgumentOutOfRangeException(nameof(b), $"B's rows at offsets [{min}, {max}] + {b.Offset} with {j1} columns do not fit its {b.Data.Length} floats.");
+    }
+
+    /// <summary>Where row p of a micro-kernel's B operand starts, in floats from the reference it is given.</summary>
+    private interface IBRows
+    {
+        nint At(int p);
+    }
+
+    /// <summary>A packed sliver: rows of <c>nr</c> floats one after another.</summary>
+    private readonly struct PackedRows(int nr) : IBRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public nint At(int p) => (nint)p * nr;
+    }
+
+    /// <summary>Rows read in place: row p at <c>offsets[start + p]</c> (checked by <see cref="CheckRowsInPlace"/>).</summary>
+    private readonly struct OffsetRows(int[] offsets, int start) : IBRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public nint At(int p) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(offsets), start + p);
     }
 
     /// <summary>Packs B[pc..pc+kc, jc..jc+nc] as NR-column slivers, each k-major ([kc][NR]), columns past nc zero.</summary>
@@ -458,17 +509,17 @@ internal static class Sgemm
         Combine(hi, ref hiStart, alpha, beta, first).StoreUnsafe(ref hiStart);
     }
 
-    /// <summary>8 x 32 tile: 16 Vector512 accumulators, 2 B loads and 8 broadcasts per k.</summary>
-    private static void Kernel8x32(int kc, ref float a, ref float b, float[] c, int cStart, int ldc,
-        int rows, int cols, float alpha, float beta, bool first, Span<float> tile)
+    /// <summary>8 x 32 tile: 16 Vector512 accumulators, 2 B loads and 8 broadcasts per k; B's row p at <c>b + rowsOfB.At(p)</c>.</summary>
+    private static void Kernel8x32<TB>(int kc, ref float a, ref float b, TB rowsOfB, float[] c, int cStart, int ldc,
+        int rows, int cols, float alpha, float beta, bool first, Span<float> tile) where TB : struct, IBRows
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
             c60 = default, c61 = default, c70 = default, c71 = default;
-        // The operands are walked by moving the two references (no index arithmetic per step).
-        ref float ap = ref a, bp = ref b;
-        for (int p = 0; p < kc; p++, ap = ref Unsafe.Add(ref ap, 8), bp = ref Unsafe.Add(ref bp, 32))
+        ref float ap = ref a;
+        for (int p = 0; p < kc; p++, ap = ref Unsafe.Add(ref ap, 8))
         {
+            ref float bp = ref Unsafe.Add(ref b, rowsOfB.At(p));
             var b0 = Vector512.LoadUnsafe(ref bp);
             var b1 = Vector512.LoadUnsafe(ref bp, 16);
             var av = Vector512.Create(ap);
@@ -519,15 +570,16 @@ internal static class Sgemm
         }
     }
 
-    /// <summary>6 x 16 tile: 12 Vector256 accumulators, 2 B loads and 6 broadcasts per k.</summary>
-    private static void Kernel6x16(int kc, ref float a, ref float b, float[] c, int cStart, int ldc,
-        int rows, int cols, float alpha, float beta, bool first, Span<float> tile)
+    /// <summary>6 x 16 tile: 12 Vector256 accumulators, 2 B loads and 6 broadcasts per k; B's row p at <c>b + rowsOfB.At(p)</c>.</summary>
+    private static void Kernel6x16<TB>(int kc, ref float a, ref float b, TB rowsOfB, float[] c, int cStart, int ldc,
+        int rows, int cols, float alpha, float beta, bool first, Span<float> tile) where TB : struct, IBRows
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        ref float ap = ref a, bp = ref b;
-        for (int p = 0; p < kc; p++, ap = ref Unsafe.Add(ref ap, 6), bp = ref Unsafe.Add(ref bp, 16))
+        ref float ap = ref a;
+        for (int p = 0; p < kc; p++, ap = ref Unsafe.Add(ref ap, 6))
         {
+            ref float bp = ref Unsafe.Add(ref b, rowsOfB.At(p));
             var b0 = Vector256.LoadUnsafe(ref bp);
             var b1 = Vector256.LoadUnsafe(ref bp, 8);
             var av = Vector256.Create(ap);
