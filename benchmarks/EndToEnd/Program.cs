@@ -117,6 +117,8 @@ public static partial class Program
         var backend = s.Backend();
         ConvCase(backend, "conv_64x32x14x14_k64x32x3x3", [64, 32, 14, 14], [64, 32, 3, 3], inputGrad: true, s.Reps);
         ConvCase(backend, "conv_64x1x28x28_k32x1x3x3", [64, 1, 28, 28], [32, 1, 3, 3], inputGrad: false, s.Reps);
+        // LeNet-5's second convolution (no padding): few channels, a 5x5 kernel (ours only; the peer has no such case).
+        ConvCase(backend, "conv_64x6x14x14_k16x6x5x5", [64, 6, 14, 14], [16, 6, 5, 5], inputGrad: true, s.Reps, padding: 0);
 
         var rng = new Random(1);
         var x = Random(backend, rng, 1f, 64, 32, 28, 28);
@@ -136,13 +138,13 @@ public static partial class Program
     /// bias gradients (+ the input gradient when <paramref name="inputGrad"/>). FLOPs = 2*MACs, backward counted
     /// as one forward per gradient. Outputs are preallocated: this times the kernels.
     /// </summary>
-    private static void ConvCase(IBackend backend, string name, int[] xs, int[] ws, bool inputGrad, int reps)
+    private static void ConvCase(IBackend backend, string name, int[] xs, int[] ws, bool inputGrad, int reps, int padding = 1)
     {
         var rng = new Random(1);
         var x = Random(backend, rng, 1f, xs);
         var w = Random(backend, rng, 0.1f, ws);
         var bias = Random(backend, rng, 0.1f, ws[0]);
-        var g = ConvGeometry.Create(x.Shape, w.Shape, new ConvolutionOptions { Padding = 1, Mode = ConvolutionMode.CrossCorrelation });
+        var g = ConvGeometry.Create(x.Shape, w.Shape, new ConvolutionOptions { Padding = padding, Mode = ConvolutionMode.CrossCorrelation });
         var y = backend.Allocate(g.Output);
         var dy = Random(backend, rng, 1f, [.. g.Output.Spatial.Prepend(g.Output[1]).Prepend(g.Output[0])]);
         var dx = backend.Allocate(x.Shape);
