@@ -254,11 +254,22 @@ public class FastKernelTests
         { 2, 40, 16, 9, 3, 1 },    // 40 channels: slivers of 16 and 32 with a partial one
         { 2, 48, 24, 7, 5, 2 },    // two groups of 24
         { 1, 16, 8, 11, 1, 1 },    // 1x1
+        // Fewer than 8 channels per group: one GEMM over the (channel, tap) columns when there are at least 16 ...
+        { 3, 6, 16, 14, 5, 1 },    // LeNet-5's second convolution (150 columns: slivers of 16 or 32 and a partial one)
+        { 2, 1, 6, 28, 5, 1 },     // LeNet-5's first (25 columns)
+        { 2, 2, 8, 9, 3, 1 },      // 18 columns, just above the threshold
+        { 2, 4, 6, 10, 3, 2 },     // two groups of 2 channels, 18 columns each
+        // ... and dot products below that.
+        { 2, 1, 32, 28, 3, 1 },    // cnn2bn's first (9 columns)
+        // More images than the 8 chunks of the sum, so a chunk adds a second image onto its first (each path).
+        { 11, 6, 16, 14, 5, 1 },
+        { 11, 32, 16, 8, 3, 1 },
+        { 11, 1, 8, 10, 3, 1 },
     };
 
     [Theory]
     [MemberData(nameof(TapGradientCases))]
-    public void TheFilterGradientByTapMatchesTheReferenceOnEveryKernelAndThreadCount(int n, int c, int o, int size, int kernel, int groups)
+    public void TheShiftedFilterGradientMatchesTheReferenceOnEveryKernelAndThreadCount(int n, int c, int o, int size, int kernel, int groups)
     {
         var cs = new ConvCase(n, c, o, groups, [size, size], [kernel, kernel], [1, 1], [kernel / 2, kernel / 2], [1, 1], ConvolutionMode.CrossCorrelation);
         var rng = new Random(n * 1000 + c);
@@ -271,6 +282,34 @@ public class FastKernelTests
             GradCheck.AssertClose(one.dw, TestData.ToDouble(want.dw), $"{cs} dw {isa}", relTol: 2e-5);
             foreach (int threads in new[] { 2, 3 })
                 Assert.Equal(one.dw, RunConv(new CpuBackend(threads) { GemmIsa = isa }, cs, x, w, b, dy).dw);
+        }
+    }
+
+    /// <summary>
+    /// Packing column runs as GEMM slivers puts every float in its slot (transposed eight at a time, the rest and the
+    /// last partial group lane by lane) and writes nothing past the real columns, for each micro-kernel's NR.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void PackingColumnRunsPutsEveryFloatInItsSlot(int kernel)
+    {
+        int nr = Sgemm.Tile((GemmIsa)kernel).Nr;
+        var rng = new Random(5);
+        foreach (var (cols, k) in new[] { (1, 1), (8, 8), (9, 13), (25, 892), (150, 136), (40, 7) })
+        {
+            var offsets = Enumerable.Range(0, cols).Select(_ => rng.Next(0, 40)).ToArray();
+            float[] src = TestData.Uniform(rng, 5 + 40 + k);
+            int slivers = (cols + nr - 1) / nr;
+            float[] packed = new float[slivers * k * nr];
+            Array.Fill(packed, float.NaN);
+            CpuBackend.PackColumnRuns(src, 5, offsets, cols, k, nr, packed);
+            for (int c = 0; c < slivers * nr; c++)
+                for (int q = 0; q < k; q++)
+                {
+                    float got = packed[((c / nr) * k + q) * nr + c % nr];
+                    if (c < cols) Assert.Equal(src[5 + offsets[c] + q], got);
+                    else Assert.True(float.IsNaN(got), $"lane {c} past the {cols} columns was written");
+                }
         }
     }
 
