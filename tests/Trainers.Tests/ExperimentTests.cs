@@ -165,6 +165,34 @@ public sealed class ExperimentTests
         Assert.Equal(expected, ConvNetExperiment.FinalEpochs(secondsLeft, perEpoch, min, max));
 
     [Fact]
+    public void The_presets_recipes_come_first_when_the_space_holds_them_then_the_same_draws()
+    {
+        ConvNetExperiment.Options Options(bool recipes, bool cosine = true)
+        {
+            var o = Small(maxTrials: 3);
+            o.MinEpochs = 1; o.MaxEpochs = 1;
+            o.SearchSpace.Architectures = ["lenet5", ConvNetSearchSpace.ConvNetFamily];
+            o.SearchSpace.BatchSizes = [64, 100];
+            o.SearchSpace.StartFromRecipes = recipes;
+            if (!cosine) o.SearchSpace.Schedules = [ExperimentSchedule.Constant, ExperimentSchedule.WarmupCosine];
+            return o;
+        }
+        var with = new ConvNetExperiment(Options(true)).Execute(Data(), TestContext.Current.CancellationToken).Trials;
+        var without = new ConvNetExperiment(Options(false)).Execute(Data(), TestContext.Current.CancellationToken).Trials;
+        var noCosine = new ConvNetExperiment(Options(true, cosine: false)).Execute(Data(), TestContext.Current.CancellationToken).Trials;
+
+        var recipe = with[0].Settings;
+        Assert.Equal(("lenet5", ConvNetOptimizer.Adam, 1e-3, ExperimentSchedule.Cosine, 64, 0.1, false, 0),
+            (recipe.Architecture, recipe.Optimizer, recipe.LearningRate, recipe.Schedule, recipe.BatchSize, recipe.LabelSmoothing, recipe.HorizontalFlip, recipe.CropPadding));
+        // One preset in the space, so one recipe; trial 2 on is the seed's draw for that trial number, as without recipes.
+        Assert.Equal(without.Skip(1).Select(t => t.Settings), with.Skip(1).Select(t => t.Settings));
+        Assert.NotEqual(recipe, without[0].Settings);
+        // Cosine is not in that space: no recipe, the draws from the first trial on.
+        Assert.NotEqual(ExperimentSchedule.Cosine, noCosine[0].Settings.Schedule);
+        Assert.All(noCosine, t => Assert.NotEqual(ExperimentSchedule.Cosine, t.Settings.Schedule));
+    }
+
+    [Fact]
     public void Cancelling_returns_the_best_so_far()
     {
         using var stop = new CancellationTokenSource();

@@ -16,7 +16,8 @@ namespace MLNet.ConvNet.Trainers;
 /// <para>Data: the training IDataView is read once into memory (as <see cref="ConvNetTrainer"/> does) and a seeded
 /// <see cref="Options.ValidationFraction"/> of it is held out; every trial trains on the rest and is scored on that
 /// holdout (validation accuracy). The test set is never seen.</para>
-/// <para>Strategy: seeded random search with asynchronous successive halving (ASHA), run one trial at a time. The
+/// <para>Strategy: the presets' hand-tuned recipes first (<see cref="ConvNetSearchSpace.StartFromRecipes"/>), then
+/// seeded random search, with asynchronous successive halving (ASHA), run one trial at a time. The
 /// rungs are <see cref="Options.MinEpochs"/> x <see cref="Options.ReductionFactor"/>^k epochs up to
 /// <see cref="Options.MaxEpochs"/> (1, 3, 9 by default). Each time the machine is free, the experiment promotes a trial
 /// that is in the top 1/ReductionFactor of those that finished a rung (the highest rung first) to the next rung,
@@ -69,6 +70,7 @@ public sealed partial class ConvNetExperiment
         o.Log?.Invoke($"ConvNetExperiment: {train.Count} training and {validation.Count} holdout rows, samples {sampleShape}, {classes.Count} classes; backend '{backend.Name}': {backendReason}.");
 
         var (networks, excluded, parameterCounts) = NetworksThatFit(backend, sampleShape, classes.Count, feature);
+        var recipes = TrialSettings.Recipes(o.SearchSpace, networks);
         int[] rungs = Rungs(o.MinEpochs, o.MaxEpochs, o.ReductionFactor);
 
         bool ownDirectory = o.WorkingDirectory is null;
@@ -87,7 +89,7 @@ public sealed partial class ConvNetExperiment
                 {
                     if (o.MaxTrials is { } max && trials.Count >= max) break;
                     int id = trials.Count + 1;
-                    var settings = TrialSettings.Draw(o.SearchSpace, networks, new Rng(Rng.Mix(seed, (ulong)id)));
+                    var settings = id <= recipes.Count ? recipes[id - 1] : TrialSettings.Draw(o.SearchSpace, networks, new Rng(Rng.Mix(seed, (ulong)id)));
                     trial = new ExperimentTrial(id, settings, (int)(Rng.Mix(seed, 0x5452_0000UL + (ulong)id) & 0x7FFF_FFFF), backend.Name)
                     {
                         StartedAt = clock.Elapsed.TotalSeconds, Parameters = parameterCounts[settings.NetworkName],

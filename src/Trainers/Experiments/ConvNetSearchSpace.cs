@@ -79,6 +79,14 @@ public sealed class ConvNetSearchSpace
     /// <summary>CropPaddings = [0, 2]: random shifts of up to this many pixels (pad and crop); 0 is none.</summary>
     public IList<int> CropPaddings { get; set; } = [0, 2];
 
+    /// <summary>
+    /// StartFromRecipes = true: the first trials are the presets of <see cref="Architectures"/> with the recipe tuned by
+    /// hand for them (docs/mlnet-trainer.md: Adam at 1e-3, cosine decay, label smoothing 0.1, batch 64, no augmentation),
+    /// one per preset in the order of Architectures, each only when every one of those values is in this space; then
+    /// the random draws. A known-good point in the first rung means the search ranks what it finds against it.
+    /// </summary>
+    public bool StartFromRecipes { get; set; } = true;
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first empty list or value out of range.</summary>
     public void Validate()
     {

@@ -79,6 +79,28 @@ public sealed record TrialSettings
         };
     }
 
+    /// <summary>
+    /// The hand-tuned recipe (<see cref="ConvNetSearchSpace.StartFromRecipes"/>) for each preset among
+    /// <paramref name="networks"/>, in their order; empty when the option is off or one of the recipe's values is not
+    /// in <paramref name="space"/>.
+    /// </summary>
+    internal static List<TrialSettings> Recipes(ConvNetSearchSpace space, IReadOnlyList<TrialSettings> networks)
+    {
+        const double rate = 1e-3, smoothing = 0.1;
+        const int batch = 64;
+        var r = space.AdaptiveLearningRate;
+        bool inSpace = space.StartFromRecipes && space.Optimizers.Contains(ConvNetOptimizer.Adam) && r.Min <= rate && rate <= r.Max
+            && space.Schedules.Contains(ExperimentSchedule.Cosine) && space.LabelSmoothing.Contains(smoothing) && space.BatchSizes.Contains(batch)
+            && space.HorizontalFlips.Contains(false) && space.CropPaddings.Contains(0);
+        if (!inSpace) return [];
+        return networks.Where(n => n.Architecture != ConvNetSearchSpace.ConvNetFamily)
+            .Select(n => n with
+            {
+                Optimizer = ConvNetOptimizer.Adam, LearningRate = rate, Schedule = ExperimentSchedule.Cosine, BatchSize = batch,
+                LabelSmoothing = smoothing, HorizontalFlip = false, CropPadding = 0,
+            }).ToList();
+    }
+
     /// <summary>Every network of <paramref name="space"/>: each preset once, and each depth x width x batch norm x dropout of "convnet".</summary>
     internal static List<TrialSettings> Networks(ConvNetSearchSpace space)
     {
