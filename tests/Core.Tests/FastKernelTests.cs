@@ -235,7 +235,7 @@ public class FastKernelTests
         Assert.SkipUnless(Transposes.Vectorized, "the shuffle transpose needs AVX");
         var rng = new Random(4);
         float[] src = TestData.Uniform(rng, 8 * 11), dst = new float[8 * 13];
-        Transposes.Block8x8(ref src[0], 11, ref dst[0], 13);
+        Transposes.Block8x8(ref src[0], ref src[11], ref src[22], ref src[33], ref src[44], ref src[55], ref src[66], ref src[77], ref dst[0], 13);
         for (int i = 0; i < 8; i++)
             for (int j = 0; j < 8; j++)
                 Assert.Equal(src[i * 11 + j], dst[j * 13 + i]);
@@ -291,7 +291,7 @@ public class FastKernelTests
     /// </summary>
     [Theory]
     [MemberData(nameof(Isas))]
-    public void PackingColumnRunsPutsEveryFloatInItsSlot(int kernel)
+    public void PackingColumnsPutsEveryFloatInItsSlot(int kernel)
     {
         int nr = Sgemm.Tile((GemmIsa)kernel).Nr;
         var rng = new Random(5);
@@ -300,13 +300,15 @@ public class FastKernelTests
             var offsets = Enumerable.Range(0, cols).Select(_ => rng.Next(0, 40)).ToArray();
             float[] src = TestData.Uniform(rng, 5 + 40 + k);
             int slivers = (cols + nr - 1) / nr;
-            float[] packed = new float[slivers * k * nr];
+            const int at = 3; // packed B of a later group starts inside the array
+            float[] packed = new float[at + slivers * k * nr];
             Array.Fill(packed, float.NaN);
-            CpuBackend.PackColumnRuns(src, 5, offsets, cols, k, nr, packed);
+            Sgemm.PackColumns(src, 5, offsets, k, nr, packed, at);
+            Assert.All(packed.Take(at), v => Assert.True(float.IsNaN(v), "written before packedStart"));
             for (int c = 0; c < slivers * nr; c++)
                 for (int q = 0; q < k; q++)
                 {
-                    float got = packed[((c / nr) * k + q) * nr + c % nr];
+                    float got = packed[at + ((c / nr) * k + q) * nr + c % nr];
                     if (c < cols) Assert.Equal(src[5 + offsets[c] + q], got);
                     else Assert.True(float.IsNaN(got), $"lane {c} past the {cols} columns was written");
                 }

@@ -268,7 +268,7 @@ public sealed partial class CpuBackend
                         if (byGemm)
                         {
                             Sgemm.PackA(og, lq, MatrixView.RowMajor(grid, gi * og * lq, lq), packedA, isa, null);
-                            PackColumnRuns(padded, gi * sp.InG * sp.PlaneVolume, sp.RowOffsets, cgk, lq, nr, packedB);
+                            Sgemm.PackColumns(padded, gi * sp.InG * sp.PlaneVolume, sp.RowOffsets.AsSpan(0, cgk), lq, nr, packedB, 0);
                             Sgemm.MultiplyPrepacked(og, cgk, lq, packedA, packedB, 0, lq * nr, first ? 0f : 1f, part, gi * og * cgk, cgk, isa);
                         }
                         else
@@ -284,52 +284,6 @@ public sealed partial class CpuBackend
                 ArrayPool<float>.Shared.Return(grid);
                 if (byGemm) { ArrayPool<float>.Shared.Return(packedA); ArrayPool<float>.Shared.Return(packedB); }
             }
-        }
-    }
-
-    /// <summary>
-    /// packed[((c / nr) * k + q) * nr + c % nr] = src[start + offsets[c] + q] for columns c in [0, cols), q in [0, k):
-    /// column runs of <paramref name="src"/> (a padded image's shifted slices) as the packed B of
-    /// <see cref="Sgemm.MultiplyPrepacked"/>, NR-column slivers each [k][nr]. Lanes past <paramref name="cols"/> are not
-    /// written. Eight columns at a time go through 8x8 transposes when NR is a multiple of 8.
-    /// </summary>
-    internal static void PackColumnRuns(float[] src, int start, int[] offsets, int cols, int k, int nr, float[] packed)
-    {
-        _ = packed.AsSpan(0, (cols + nr - 1) / nr * k * nr);
-        int c = 0;
-        if (Transposes.Vectorized && nr % 8 == 0)
-        {
-            int k8 = k & ~7;
-            for (; c + 8 <= cols; c += 8)
-            {
-                int s = c / nr, lane = c % nr;
-                // Each column's run checked once; the loads below then stay inside src.
-                for (int i = 0; i < 8; i++) _ = src.AsSpan(start + offsets[c + i], k);
-                ref float s0 = ref src[start + offsets[c]], s1 = ref src[start + offsets[c + 1]], s2 = ref src[start + offsets[c + 2]],
-                    s3 = ref src[start + offsets[c + 3]], s4 = ref src[start + offsets[c + 4]], s5 = ref src[start + offsets[c + 5]],
-                    s6 = ref src[start + offsets[c + 6]], s7 = ref src[start + offsets[c + 7]];
-                ref float d = ref packed[s * k * nr + lane];
-                for (int q = 0; q < k8; q += 8)
-                {
-                    var r0 = Vector256.LoadUnsafe(ref s0, (nuint)q); var r1 = Vector256.LoadUnsafe(ref s1, (nuint)q);
-                    var r2 = Vector256.LoadUnsafe(ref s2, (nuint)q); var r3 = Vector256.LoadUnsafe(ref s3, (nuint)q);
-                    var r4 = Vector256.LoadUnsafe(ref s4, (nuint)q); var r5 = Vector256.LoadUnsafe(ref s5, (nuint)q);
-                    var r6 = Vector256.LoadUnsafe(ref s6, (nuint)q); var r7 = Vector256.LoadUnsafe(ref s7, (nuint)q);
-                    Transposes.Transpose(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
-                    ref float dq = ref Unsafe.Add(ref d, q * nr);
-                    r0.StoreUnsafe(ref dq); r1.StoreUnsafe(ref dq, (nuint)nr); r2.StoreUnsafe(ref dq, (nuint)(2 * nr));
-                    r3.StoreUnsafe(ref dq, (nuint)(3 * nr)); r4.StoreUnsafe(ref dq, (nuint)(4 * nr)); r5.StoreUnsafe(ref dq, (nuint)(5 * nr));
-                    r6.StoreUnsafe(ref dq, (nuint)(6 * nr)); r7.StoreUnsafe(ref dq, (nuint)(7 * nr));
-                }
-                for (int i = 0; i < 8; i++)
-                    for (int q = k8; q < k; q++)
-                        packed[(s * k + q) * nr + lane + i] = src[start + offsets[c + i] + q];
-            }
-        }
-        for (; c < cols; c++)
-        {
-            int s = c / nr, lane = c % nr, from = start + offsets[c];
-            for (int q = 0; q < k; q++) packed[(s * k + q) * nr + lane] = src[from + q];
         }
     }
 
@@ -369,15 +323,19 @@ public sealed partial class CpuBackend
             float[] packedB = ArrayPool<float>.Shared.Rent(sp.Groups * slivers * sliverStride);
             float[] grid = ArrayPool<float>.Shared.Rent(o * lq);
             float[] packedA = ArrayPool<float>.Shared.Rent(Sgemm.PackedASize(og, lq, isa));
+            // A group's channel planes as B's columns, the positions as its k: P[pos, c] = padded[c, pos].
+            int[] planes = ArrayPool<int>.Shared.Rent(sp.InG);
             try
             {
-                // Lanes past the group's channels stay zero (the transposes below write real channels only).
+                for (int c = 0; c < sp.InG; c++) planes[c] = c * sp.PlaneVolume;
+                // Lanes past the group's channels stay zero (the packing writes real channels only).
                 if (sp.InG % nr != 0) packedB.AsSpan(0, sp.Groups * slivers * sliverStride).Clear();
                 bool first = true;
                 for (int n = sp.N * j / chunks; n < sp.N * (j + 1) / chunks; n++)
                 {
                     sp.PadImage(xa, n, padded);
-                    SliverPack(sp, padded, nr, slivers, packedB);
+                    for (int gi = 0; gi < sp.Groups; gi++)
+                        Sgemm.PackColumns(padded, gi * sp.InG * sp.PlaneVolume, planes.AsSpan(0, sp.InG), sp.PlaneVolume, nr, packedB, gi * slivers * sliverStride);
                     sp.PlaceOnGrid(dya, n, grid);
                     for (int gi = 0; gi < sp.Groups; gi++)
                     {
@@ -395,6 +353,7 @@ public sealed partial class CpuBackend
                 ArrayPool<float>.Shared.Return(packedB);
                 ArrayPool<float>.Shared.Return(grid);
                 ArrayPool<float>.Shared.Return(packedA);
+                ArrayPool<int>.Shared.Return(planes);
             }
         }
     }
@@ -410,35 +369,6 @@ public sealed partial class CpuBackend
             Sgemm.MultiplyPrepacked(og, cg, sp.GridLength, packedA, packedB, groupOffset + sp.RowOffsets[t] * nr, sliverStride,
                 first ? 0f : 1f, part, (t * sp.OutChannels + gi * og) * cg, cg, isa);
         }
-    }
-
-    /// <summary>
-    /// packedB[((g * slivers + s) * PlaneVolume + pos) * nr + lane] = padded[g * InG + s * nr + lane, pos] for the
-    /// group's real channels: each group's padded planes as NR-channel slivers, position-major.
-    /// </summary>
-    private static void SliverPack(ShiftedConvPlan sp, float[] padded, int nr, int slivers, float[] packedB)
-    {
-        int pv = sp.PlaneVolume, cg = sp.InG, pv8 = pv & ~7;
-        for (int g = 0; g < sp.Groups; g++)
-            for (int s = 0; s < slivers; s++)
-            {
-                int channels = Math.Min(nr, cg - s * nr), firstChannel = g * cg + s * nr;
-                int dst = (g * slivers + s) * pv * nr;
-                int lane = 0;
-                if (Transposes.Vectorized && nr % 8 == 0)
-                {
-                    _ = padded.AsSpan(firstChannel * pv, channels * pv);
-                    _ = packedB.AsSpan(dst, pv * nr);
-                    for (; lane + 8 <= channels; lane += 8)
-                    {
-                        for (int pos = 0; pos < pv8; pos += 8)
-                            Transposes.Block8x8(ref padded[(firstChannel + lane) * pv + pos], pv, ref packedB[dst + pos * nr + lane], nr);
-                        Transposes.Scalar(padded, (firstChannel + lane) * pv + pv8, pv, 8, pv - pv8, packedB, dst + pv8 * nr + lane, nr);
-                    }
-                }
-                if (lane < channels)
-                    Transposes.Scalar(padded, (firstChannel + lane) * pv, pv, channels - lane, pv, packedB, dst + lane, nr);
-            }
     }
 
     /// <summary>dw[oc, ch, t] = sum over chunks of part[t, oc, ch], chunks in order, in double; output channel oc per index.</summary>

@@ -195,9 +195,9 @@ internal static class Sgemm
 
     /// <summary>
     /// dst[p * mr + r] = src[start + r * rs + p] for r in [0, mr), p in [0, kc): one full A sliver of rows contiguous in
-    /// k, mr 8 or 6, kc at least 8. With mr 6 the transposed block's rows 6 and 7 are row 5 again, and each 8-float
-    /// store spills 2 floats into the next k row, which the next store writes over (the sliver's last row is stored
-    /// by lanes, so nothing outside the sliver is touched).
+    /// k, mr 8 or 6, kc at least 8, by 8 x 8 transposes. With mr 6, rows 6 and 7 of each block are row 5 again, and each
+    /// 8-float store spills 2 floats into the next k column, which is written after it: so the vector blocks stop
+    /// before the last column, and the rest goes float by float.
     /// </summary>
     private static void PackRowsByTransposes(float[] src, int start, int rs, int mr, int kc, float[] dst, int dstStart)
     {
@@ -205,29 +205,56 @@ internal static class Sgemm
         _ = dst.AsSpan(dstStart, mr * kc);
         ref float a = ref src[start];
         ref float d = ref dst[dstStart];
-        int kv = kc & ~7;
+        ref float a5 = ref Unsafe.Add(ref a, 5 * rs);
+        ref float a6 = ref mr == 8 ? ref Unsafe.Add(ref a, 6 * rs) : ref a5;
+        ref float a7 = ref mr == 8 ? ref Unsafe.Add(ref a, 7 * rs) : ref a5;
+        int kv = (mr == 8 ? kc : kc - 1) & ~7;
         for (int p0 = 0; p0 < kv; p0 += 8)
-        {
-            ref float at = ref Unsafe.Add(ref a, p0);
-            var r0 = Vector256.LoadUnsafe(ref at);
-            var r1 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, rs));
-            var r2 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 2 * rs));
-            var r3 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 3 * rs));
-            var r4 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 4 * rs));
-            var r5 = Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 5 * rs));
-            var r6 = mr == 8 ? Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 6 * rs)) : r5;
-            var r7 = mr == 8 ? Vector256.LoadUnsafe(ref Unsafe.Add(ref at, 7 * rs)) : r5;
-            Transposes.Transpose(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
-            ref float dp = ref Unsafe.Add(ref d, p0 * mr);
-            r0.StoreUnsafe(ref dp); r1.StoreUnsafe(ref dp, (nuint)mr); r2.StoreUnsafe(ref dp, (nuint)(2 * mr));
-            r3.StoreUnsafe(ref dp, (nuint)(3 * mr)); r4.StoreUnsafe(ref dp, (nuint)(4 * mr)); r5.StoreUnsafe(ref dp, (nuint)(5 * mr));
-            r6.StoreUnsafe(ref dp, (nuint)(6 * mr));
-            if (mr == 8 || p0 + 8 < kc) r7.StoreUnsafe(ref dp, (nuint)(7 * mr));
-            else for (int r = 0; r < mr; r++) Unsafe.Add(ref dp, 7 * mr + r) = r7.GetElement(r);
-        }
+            Transposes.Block8x8(ref Unsafe.Add(ref a, p0), ref Unsafe.Add(ref a, rs + p0), ref Unsafe.Add(ref a, 2 * rs + p0),
+                ref Unsafe.Add(ref a, 3 * rs + p0), ref Unsafe.Add(ref a, 4 * rs + p0), ref Unsafe.Add(ref a5, p0),
+                ref Unsafe.Add(ref a6, p0), ref Unsafe.Add(ref a7, p0), ref Unsafe.Add(ref d, p0 * mr), mr);
         for (int p = kv; p < kc; p++)
             for (int r = 0; r < mr; r++)
                 Unsafe.Add(ref d, p * mr + r) = Unsafe.Add(ref a, r * rs + p);
+    }
+
+    /// <summary>
+    /// packed[packedStart + ((c / nr) * k + q) * nr + c % nr] = src[start + offsets[c] + q] for c in [0, offsets.Length),
+    /// q in [0, k): runs of <paramref name="src"/> (a padded image's channel planes or shifted slices) as columns of a
+    /// packed B for <see cref="MultiplyPrepacked"/>, NR-column slivers each [k][nr]. Lanes past the last column are not
+    /// written. Eight columns at a time go through 8 x 8 transposes when NR is a multiple of 8.
+    /// </summary>
+    internal static void PackColumns(float[] src, int start, ReadOnlySpan<int> offsets, int k, int nr, float[] packed, int packedStart)
+    {
+        int cols = offsets.Length;
+        _ = packed.AsSpan(packedStart, (cols + nr - 1) / nr * k * nr);
+        int c = 0;
+        if (Transposes.Vectorized && nr % 8 == 0)
+        {
+            int k8 = k & ~7;
+            for (; c + 8 <= cols; c += 8)
+            {
+                // Each column's run checked once; the loads below then stay inside src.
+                for (int i = 0; i < 8; i++) _ = src.AsSpan(start + offsets[c + i], k);
+                ref float s0 = ref src[start + offsets[c]], s1 = ref src[start + offsets[c + 1]], s2 = ref src[start + offsets[c + 2]],
+                    s3 = ref src[start + offsets[c + 3]], s4 = ref src[start + offsets[c + 4]], s5 = ref src[start + offsets[c + 5]],
+                    s6 = ref src[start + offsets[c + 6]], s7 = ref src[start + offsets[c + 7]];
+                int at = packedStart + c / nr * k * nr + c % nr;
+                ref float d = ref packed[at];
+                for (int q = 0; q < k8; q += 8)
+                    Transposes.Block8x8(ref Unsafe.Add(ref s0, q), ref Unsafe.Add(ref s1, q), ref Unsafe.Add(ref s2, q), ref Unsafe.Add(ref s3, q),
+                        ref Unsafe.Add(ref s4, q), ref Unsafe.Add(ref s5, q), ref Unsafe.Add(ref s6, q), ref Unsafe.Add(ref s7, q),
+                        ref Unsafe.Add(ref d, q * nr), nr);
+                for (int i = 0; i < 8; i++)
+                    for (int q = k8; q < k; q++)
+                        packed[at + q * nr + i] = src[start + offsets[c + i] + q];
+            }
+        }
+        for (; c < cols; c++)
+        {
+            int at = packedStart + c / nr * k * nr + c % nr, from = start + offsets[c];
+            for (int q = 0; q < k; q++) packed[at + q * nr] = src[from + q];
+        }
     }
 
     /// <summary>

@@ -22,20 +22,17 @@ internal static class Transposes
     internal static readonly bool Vectorized = Avx.IsSupported;
 
     /// <summary>
-    /// dst[j * dstStride + i] = src[i * srcStride + j] for i, j in [0, 8): 8 rows of <paramref name="src"/> become
-    /// 8 rows of <paramref name="dst"/>. Needs <see cref="Vectorized"/>; callers fall back to <see cref="Scalar"/>.
+    /// dst[j * dstStride + i] = row_i[j] for i, j in [0, 8): eight rows of 8 floats, each anywhere (a plane, a shifted
+    /// slice, the same row twice), become 8 rows of <paramref name="dst"/>. Needs <see cref="Vectorized"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Block8x8(ref float src, nint srcStride, ref float dst, nint dstStride)
+    public static void Block8x8(ref float row0, ref float row1, ref float row2, ref float row3, ref float row4, ref float row5,
+        ref float row6, ref float row7, ref float dst, nint dstStride)
     {
-        var r0 = Vector256.LoadUnsafe(ref src);
-        var r1 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, srcStride));
-        var r2 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 2 * srcStride));
-        var r3 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 3 * srcStride));
-        var r4 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 4 * srcStride));
-        var r5 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 5 * srcStride));
-        var r6 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 6 * srcStride));
-        var r7 = Vector256.LoadUnsafe(ref Unsafe.Add(ref src, 7 * srcStride));
+        var r0 = Vector256.LoadUnsafe(ref row0); var r1 = Vector256.LoadUnsafe(ref row1);
+        var r2 = Vector256.LoadUnsafe(ref row2); var r3 = Vector256.LoadUnsafe(ref row3);
+        var r4 = Vector256.LoadUnsafe(ref row4); var r5 = Vector256.LoadUnsafe(ref row5);
+        var r6 = Vector256.LoadUnsafe(ref row6); var r7 = Vector256.LoadUnsafe(ref row7);
         Transpose(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
         r0.StoreUnsafe(ref dst);
         r1.StoreUnsafe(ref Unsafe.Add(ref dst, dstStride));
@@ -49,7 +46,7 @@ internal static class Transposes
 
     /// <summary>The eight rows replaced by the eight columns of the 8 x 8 block they form.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Transpose(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
+    private static void Transpose(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
         ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6, ref Vector256<float> r7)
     {
         // (a0 b0 a1 b1 | a4 b4 a5 b5), (a2 b2 a3 b3 | a6 b6 a7 b7), ...
@@ -67,13 +64,5 @@ internal static class Transposes
         r2 = Avx.Permute2x128(u2, u6, 0x20); r3 = Avx.Permute2x128(u3, u7, 0x20);
         r4 = Avx.Permute2x128(u0, u4, 0x31); r5 = Avx.Permute2x128(u1, u5, 0x31);
         r6 = Avx.Permute2x128(u2, u6, 0x31); r7 = Avx.Permute2x128(u3, u7, 0x31);
-    }
-
-    /// <summary>dst[j * dstStride + i] = src[i * srcStride + j] for i in [0, rows), j in [0, cols): any block, scalar.</summary>
-    public static void Scalar(float[] src, int srcStart, int srcStride, int rows, int cols, float[] dst, int dstStart, int dstStride)
-    {
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < cols; j++)
-                dst[dstStart + j * dstStride + i] = src[srcStart + i * srcStride + j];
     }
 }
