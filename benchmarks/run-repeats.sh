@@ -3,9 +3,10 @@
 # instruction set, 3 epochs each: the peer's epoch times vary by up to a quarter from one process to the next on
 # these VMs, so one back-to-back run (run-vs-peer.sh) is not enough for a ratio. Usage:
 #   bash benchmarks/run-repeats.sh OUTPUT_DIR [PAIRS] [ISAS]      PAIRS: 3 (default); ISAS as in run-vs-peer.sh
-# Build both programs first (see run-vs-peer.sh); the same AVX2 switches as there. Summarise with
+# Build both programs first (see run-vs-peer.sh); the AVX2 switches are in isa-env.sh. Summarise with
 #   grep -h 'train_img_per_s' OUTPUT_DIR/*.log
 B=$(cd "$(dirname "$0")" && pwd)
+. $B/isa-env.sh
 E=$B/EndToEnd/bin/Release/net10.0/MLNet.ConvNet.Benchmarks.EndToEnd.dll
 PEER_DIR=${PEER_DIR:-/tmp/speed-peer/torchsharp-fashion}
 P=$PEER_DIR/bin/Release/net10.0/torchsharp-fashion.dll
@@ -17,12 +18,7 @@ for f in $E $P; do [ -f $f ] || { echo "missing $f: build it first"; exit 1; }; 
 cd $PEER_DIR
 (date -u; uptime; grep -m1 'model name' /proc/cpuinfo; grep -o -w 'avx512f' /proc/cpuinfo | sort | uniq -c) > $O/machine.log
 for isa in $ISAS; do
-  if [ $isa = avx2 ]; then
-    OURS="env CONVNET_CPU_ISA=avx2 DOTNET_EnableAVX512=0"
-    PEER="env ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2"
-  else
-    OURS="env"; PEER="env"
-  fi
+  isa_env $isa
   for r in $(seq 1 $PAIRS); do
     for mode in lenet cnn2; do
       $PEER dotnet $P $mode --epochs 3 > $O/$isa-peer-$mode-$r.log 2>&1

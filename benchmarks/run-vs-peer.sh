@@ -18,6 +18,7 @@
 #   dotnet build -c Release benchmarks/EndToEnd && dotnet build -c Release benchmarks/Inference
 # PEER_DIR overrides the peer's folder; EPOCHS (default 3) the training epochs of both.
 B=$(cd "$(dirname "$0")" && pwd)
+. $B/isa-env.sh
 E=$B/EndToEnd/bin/Release/net10.0/MLNet.ConvNet.Benchmarks.EndToEnd.dll
 I=$B/Inference/bin/Release/net10.0/MLNet.ConvNet.Benchmarks.Inference.dll
 PEER_DIR=${PEER_DIR:-/tmp/speed-peer/torchsharp-fashion}
@@ -31,12 +32,7 @@ mkdir -p $O
 (date -u; uname -a; grep -m1 'model name' /proc/cpuinfo; grep -o -w 'avx512f\|avx2' /proc/cpuinfo | sort | uniq -c; nproc; dotnet --version) > $O/machine.log 2>&1
 cd $PEER_DIR
 for isa in $ISAS; do
-  if [ $isa = avx2 ]; then
-    OURS="env CONVNET_CPU_ISA=avx2 DOTNET_EnableAVX512=0"
-    PEER="env ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2"
-  else
-    OURS="env"; PEER="env"
-  fi
+  isa_env $isa
   for mode in conv mm lenet cnn2; do
     EP=""; [ $mode = lenet -o $mode = cnn2 ] && EP="--epochs $EPOCHS"
     (date -u; uptime; $PEER dotnet $P $mode $EP; date -u; uptime) > $O/$isa-peer-$mode.log 2>&1
