@@ -10,7 +10,7 @@
 // images, saved, reloaded and evaluated again; the same with LightGbm.
 // Hand mode: the preset with the hand-tuned recipe of docs/mlnet-trainer.md (Adam 1e-3, cosine over --epochs 10,
 // label smoothing 0.1), on all training images, cut at --minutes (the last finished epoch's weights), then tested.
-// Options: --data DIR  --seed 1  --limit N (training images)  --max-epochs 9  --final-share 0.4  --threads N  --backend auto|cpu|cuda
+// Options: --data DIR  --seed 1  --limit N (training images)  --max-epochs 9  --final-share 0.5  --threads N  --backend auto|cpu|cuda
 using System.Diagnostics;
 using Microsoft.ML;
 using MLNet.ConvNet;
@@ -88,8 +88,8 @@ var experimentOptions = new ConvNetExperiment.Options
     MaxEpochs = opt.Int("max-epochs", 9), Backend = backend, MaxThreads = threads, Log = Console.WriteLine,
 };
 if (experimentOptions.TimeBudget is null && experimentOptions.MaxTrials is null) experimentOptions.TimeBudget = TimeSpan.FromMinutes(10);
-// With a time budget, keep part of it (--final-share, default 0.4; 0: none) to train the best settings on all the images.
-if (experimentOptions.TimeBudget is not null) experimentOptions.FinalTrainingShare = opt.Double("final-share", 0.4);
+// With a time budget, keep part of it (--final-share, default 0.5; 0: none) to train the best settings on all the images.
+if (experimentOptions.TimeBudget is not null) experimentOptions.FinalTrainingShare = opt.Double("final-share", 0.5);
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); }; // Ctrl+C: stop the search, keep the best so far
 var result = ml.MulticlassClassification.ConvNetExperiment(experimentOptions).Execute(train, stop.Token);

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.ConvNet.Data;
+using MLNet.ConvNet.Optimizers;
 using MLNet.ConvNet.Training;
 using Xunit;
 
@@ -128,31 +129,76 @@ public sealed class ExperimentTests
         Assert.All(result.Model.History, m => Assert.False(m.HasValidation));
     }
 
-    [Fact]
-    public void The_final_training_trains_the_best_settings_on_all_rows_for_the_epochs_the_budget_holds()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void The_final_training_trains_the_best_trial_on_all_rows_for_the_epochs_the_budget_holds(bool continues)
     {
         // A 5-minute budget for trials well under a second: the rest of it holds the cap, ReductionFactor x MaxEpochs = 9.
-        var options = Small(maxTrials: 3);
-        options.TimeBudget = TimeSpan.FromMinutes(5);
-        options.FinalTrainingShare = 0.5;
-        var data = Data();
-        var experiment = new ConvNetExperiment(options);
-        var result = experiment.Execute(data, TestContext.Current.CancellationToken);
-        var best = result.BestTrial!;
-        Assert.Equal(9, result.FinalEpochs);
-        Assert.Equal(9, result.Model!.History.Count);
-        Assert.All(result.Model.History, m => Assert.False(m.HasValidation));
-        Assert.True(result.Elapsed < TimeSpan.FromMinutes(5), $"took {result.Elapsed}");
+        string dir = Path.Combine(Path.GetTempPath(), $"convnet-final-{Guid.NewGuid():N}");
+        try
+        {
+            var options = Small(maxTrials: 3);
+            options.TimeBudget = TimeSpan.FromMinutes(5);
+            options.FinalTrainingShare = 0.5;
+            options.FinalTrainingContinues = continues;
+            options.WorkingDirectory = dir; // kept: the best trial's checkpoint is the final training's starting point
+            var data = Data();
+            var experiment = new ConvNetExperiment(options);
+            var result = experiment.Execute(data, TestContext.Current.CancellationToken);
+            var best = result.BestTrial!;
+            Assert.Equal(9, result.FinalEpochs);
+            Assert.Equal(9, result.Model!.History.Count);
+            Assert.All(result.Model.History, m => Assert.False(m.HasValidation));
+            Assert.True(result.Elapsed < TimeSpan.FromMinutes(5), $"took {result.Elapsed}");
 
-        // The same settings trained directly on all 600 rows for 9 epochs, the schedule planned over 9: the same weights.
-        var (classes, _, _) = ReadAndSplit(data, 0.2, ConvNetExperiment.HoldoutSeed(5));
-        var memory = new DataViewReader.Storage(SampleStorage.Memory, long.MaxValue, Path.GetTempPath(), KeepFile: false);
-        var (rows, _, _, _) = DataViewReader.Read(data, "Label", "Features", new Shape(1, 28, 28), null, "training", memory, TestContext.Current.CancellationToken);
-        var trainerOptions = experiment.TrainerOptions(best.Settings, best.Seed, 9);
-        trainerOptions.Schedule = best.Settings.CreateSchedule(9);
-        var cpu = Backends.BackendFactory.Create(new Backends.BackendOptions { Kind = Backends.BackendKind.Cpu }).Backend;
-        var direct = new ConvNetTrainer(trainerOptions).Train(cpu, rows, null, classes.Count, new Shape(1, 28, 28), data.Schema["Features"]);
-        Assert.Equal(direct.Network.ComputeHash(), result.Model.Network.ComputeHash());
+            // Rebuilt outside the experiment: the best trial's weights read from its checkpoint (continuing) or a fresh
+            // network (from scratch), trained directly on all 600 rows for 9 epochs under a cosine over 9: the same weights.
+            var (classes, _, _) = ReadAndSplit(data, 0.2, ConvNetExperiment.HoldoutSeed(5));
+            var memory = new DataViewReader.Storage(SampleStorage.Memory, long.MaxValue, Path.GetTempPath(), KeepFile: false);
+            var (rows, _, _, _) = DataViewReader.Read(data, "Label", "Features", new Shape(1, 28, 28), null, "training", memory, TestContext.Current.CancellationToken);
+            var trainerOptions = experiment.TrainerOptions(best.Settings, best.Seed, 9);
+            trainerOptions.Schedule = best.Settings.Schedule == ExperimentSchedule.WarmupCosine && !continues
+                ? new WarmupSchedule(1, new CosineSchedule(9)) : new CosineSchedule(9);
+            var checkpoint = Path.Combine(dir, $"trial-{best.Id}", ConvNetTrainer.Defaults.CheckpointFileName);
+            var cpu = Backends.BackendFactory.Create(new Backends.BackendOptions { Kind = Backends.BackendKind.Cpu }).Backend;
+            if (continues)
+            {
+                trainerOptions.PretrainedModel = checkpoint;
+                trainerOptions.ReplaceHead = false;
+                // The starting point is the trial's last epoch: the checkpoint's network scores the trial's figure on the holdout.
+                var (_, _, holdout) = ReadAndSplit(data, 0.2, ConvNetExperiment.HoldoutSeed(5));
+                var trialNetwork = best.Settings.CreateNetwork(classes.Count, cpu).Build(new Shape(1, 28, 28));
+                Checkpoint.Load(checkpoint).Restore(trialNetwork);
+                Assert.Equal(best.ValidationAccuracy, Trainer.Evaluate(trialNetwork, holdout, cancellation: TestContext.Current.CancellationToken).Accuracy);
+            }
+            var direct = new ConvNetTrainer(trainerOptions).Train(cpu, rows, null, classes.Count, new Shape(1, 28, 28), data.Schema["Features"]);
+            Assert.Equal(direct.Network.ComputeHash(), result.Model.Network.ComputeHash());
+
+            // And the other starting point gives other weights: the option is what decided.
+            var other = experiment.FinalTrainerOptions(best, 9, continues ? null : checkpoint);
+            var otherRun = new ConvNetTrainer(other).Train(cpu, rows, null, classes.Count, new Shape(1, 28, 28), data.Schema["Features"]);
+            Assert.NotEqual(otherRun.Network.ComputeHash(), result.Model.Network.ComputeHash());
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Theory]
+    [InlineData(ExperimentSchedule.Constant, true)]
+    [InlineData(ExperimentSchedule.Constant, false)]
+    [InlineData(ExperimentSchedule.Cosine, false)]
+    [InlineData(ExperimentSchedule.WarmupCosine, true)]
+    [InlineData(ExperimentSchedule.WarmupCosine, false)]
+    public void The_final_schedule_decays_to_zero_whatever_the_trial_used(ExperimentSchedule schedule, bool fromScratch)
+    {
+        var settings = new TrialSettings { Architecture = "lenet5", Schedule = schedule };
+        var final = settings.CreateFinalSchedule(20, fromScratch);
+        bool warmup = schedule == ExperimentSchedule.WarmupCosine && fromScratch;
+        // Half-cosine over 20 epochs: 1 at the start (after the warm-up), 0.5 at the middle, 0 at the end.
+        Assert.Equal(warmup ? 0.1 : 1.0, final.Factor(0), 6);
+        Assert.Equal(0.5, final.Factor(10), 6);
+        Assert.Equal(0.0, final.Factor(20), 6);
+        Assert.True(final.Factor(19) < 0.01);
     }
 
     [Theory]

@@ -49,12 +49,21 @@ public sealed partial class ConvNetExperiment
 
         /// <summary>
         /// FinalTrainingShare = 0: with <see cref="TimeBudget"/>, the share in [0, 1) of it kept from the search for a final
-        /// training inside the budget: the best trial's settings trained from scratch on all the rows (holdout included)
-        /// for as many epochs as the rest of the budget holds at the best trial's measured speed (at least its own epochs,
-        /// at most ReductionFactor x MaxEpochs, the schedule planned over them). 0: no final training; the best trial's
-        /// own model is returned (or refitted, with <see cref="RefitOnAllData"/>). 0.4 is a reasonable value.
+        /// training inside the budget: the best trial's settings trained on all the rows (holdout included)
+        /// for as many epochs as the rest of the budget holds at the best trial's measured speed (at most ReductionFactor x
+        /// MaxEpochs), a cosine decay planned over them, starting from the best trial's weights
+        /// (<see cref="FinalTrainingContinues"/>). 0: no final training; the best trial's own model is returned (or
+        /// refitted, with <see cref="RefitOnAllData"/>). 0.5 is a reasonable value.
         /// </summary>
         public double FinalTrainingShare { get; set; }
+
+        /// <summary>
+        /// FinalTrainingContinues = true: the final training (<see cref="FinalTrainingShare"/>) starts from the best
+        /// trial's weights (its last epoch) instead of from scratch, so the epochs the search spent on it are kept; the
+        /// optimizer starts afresh and the rate decays by a cosine over the final epochs (at least one). False: from
+        /// scratch, for at least the best trial's own epochs.
+        /// </summary>
+        public bool FinalTrainingContinues { get; set; } = true;
 
         /// <summary>OnTrial = null: called after each rung a trial runs (also when it fails or is stopped); the trial's figures are up to date.</summary>
         public Action<ExperimentTrial>? OnTrial { get; set; }

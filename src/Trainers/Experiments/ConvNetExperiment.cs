@@ -29,7 +29,8 @@ namespace MLNet.ConvNet.Trainers;
 /// cancellation token stops the search the same way: <see cref="Execute"/> then returns the best so far. Refitting
 /// (<see cref="Options.RefitOnAllData"/>) comes after the budget and is not counted in it; the final training
 /// (<see cref="Options.FinalTrainingShare"/>) is inside it: the search stops at (1 - share) of the budget, and the best
-/// settings are trained on all the rows for the epochs the rest holds (<see cref="FinalEpochs"/>).</para>
+/// trial goes on training on all the rows (or its settings from scratch) for the epochs the rest holds
+/// (<see cref="FinalEpochs"/>), its rate decaying to zero.</para>
 /// <para>Failures: a trial whose loss diverges or that throws is recorded (<see cref="TrialStatus.Failed"/> with its
 /// error) and the search goes on. Networks of the space that cannot take the data's samples are left out before the
 /// search (listed in <see cref="ConvNetExperimentResult.ExcludedNetworks"/>); when none fits, Execute throws naming
@@ -109,7 +110,7 @@ public sealed partial class ConvNetExperiment
                 if (o.FinalTrainingShare > 0 && !cancellation.IsCancellationRequested)
                 {
                     var deadline = searchStart + o.TimeBudget!.Value;
-                    (model, finalEpochs) = FinalTraining(best, backend, all, train.Count, classes, sampleShape, feature, label.Name, trainData, deadline, clock, cancellation);
+                    (model, finalEpochs) = FinalTraining(best, backend, all, train.Count, classes, sampleShape, feature, label.Name, trainData, workDirectory, deadline, clock, cancellation);
                 }
                 model ??= o.RefitOnAllData
                     ? Refit(best, backend, all, classes, sampleShape, feature, label.Name, trainData, cancellation)
@@ -173,7 +174,7 @@ public sealed partial class ConvNetExperiment
         try
         {
             var options = TrainerOptions(s, trial.Seed, rungs[rung]);
-            options.CheckpointDirectory = Path.Combine(workDirectory, $"trial-{trial.Id}");
+            options.CheckpointDirectory = Path.GetDirectoryName(TrialCheckpoint(workDirectory, trial));
             options.Resume = true;
             options.CancellationToken = token;
             options.OnEpoch = m => trial._points.Add(new TrialPoint(m.Epoch, clock.Elapsed.TotalSeconds, m.ValidationAccuracy, m.ValidationLoss, m.TrainLoss));
@@ -218,7 +219,7 @@ public sealed partial class ConvNetExperiment
     private ConvNetTransformer Reload(ExperimentTrial best, IBackend backend, LabelClasses classes, Shape sampleShape,
         Microsoft.ML.DataViewSchema.Column feature, string labelName, IDataView schemaSource, string workDirectory)
     {
-        var checkpoint = Checkpoint.Load(Path.Combine(workDirectory, $"trial-{best.Id}", ConvNetTrainer.Defaults.CheckpointFileName));
+        var checkpoint = Checkpoint.Load(TrialCheckpoint(workDirectory, best));
         var network = best.Settings.CreateNetwork(classes.Count, backend).Build(sampleShape, 0);
         checkpoint.Restore(network);
         return new ConvNetTransformer(network, classes, feature.Name, labelName, checkpoint.History.ToArray(), null, false, schemaSource);
@@ -248,29 +249,32 @@ public sealed partial class ConvNetExperiment
     }
 
     /// <summary>
-    /// The best trial's settings trained from scratch on <paramref name="all"/> the rows, the schedule planned over the
-    /// epochs that fit before <paramref name="deadline"/> (<see cref="FinalEpochs"/>; the speed is the best trial's own,
-    /// scaled to the larger data). (null, null) when they do not fit or the deadline cuts the run: the caller then
-    /// returns the best trial's own model.
+    /// The best trial's settings trained on <paramref name="all"/> the rows for the epochs that fit before
+    /// <paramref name="deadline"/> (<see cref="FinalEpochs"/>; the speed is the best trial's own, scaled to the larger
+    /// data), a cosine decay planned over them (<see cref="TrialSettings.CreateFinalSchedule"/>). With option
+    /// FinalTrainingContinues it starts from the best trial's last checkpoint (a new optimizer state; at least one epoch),
+    /// else from scratch (at least the trial's own epochs). (null, null) when they do not fit or the deadline cuts the
+    /// run: the caller then returns the best trial's own model.
     /// </summary>
     private (ConvNetTransformer?, int?) FinalTraining(ExperimentTrial best, IBackend backend, IDataset all, int trainRows, LabelClasses classes,
-        Shape sampleShape, Microsoft.ML.DataViewSchema.Column feature, string labelName, IDataView schemaSource, TimeSpan deadline,
-        Stopwatch clock, CancellationToken cancellation)
+        Shape sampleShape, Microsoft.ML.DataViewSchema.Column feature, string labelName, IDataView schemaSource, string workDirectory,
+        TimeSpan deadline, Stopwatch clock, CancellationToken cancellation)
     {
         var o = _options;
+        bool continues = o.FinalTrainingContinues;
         double perEpoch = best.Seconds / Math.Max(1, best.Epochs) * all.Count / Math.Max(1, trainRows);
         double left = (deadline - clock.Elapsed).TotalSeconds;
-        int epochs = FinalEpochs(left, perEpoch, best.Epochs, o.ReductionFactor * o.MaxEpochs);
+        int epochs = FinalEpochs(left, perEpoch, continues ? 1 : best.Epochs, o.ReductionFactor * o.MaxEpochs);
         if (epochs == 0)
         {
-            o.Log?.Invoke($"ConvNetExperiment: no final training: {left:F0} s left hold fewer than trial {best.Id}'s {best.Epochs} epochs at {perEpoch:F1} s each; returning its model.");
+            o.Log?.Invoke($"ConvNetExperiment: no final training: {left:F0} s left hold fewer than {(continues ? "one epoch" : $"trial {best.Id}'s {best.Epochs} epochs")} at {perEpoch:F1} s each; returning its model.");
             return (null, null);
         }
-        o.Log?.Invoke($"ConvNetExperiment: final training of trial {best.Id}'s settings on all {all.Count} rows for {epochs} epochs ({perEpoch:F1} s each expected, {left:F0} s left).");
+        o.Log?.Invoke($"ConvNetExperiment: final training of trial {best.Id}'s settings {(continues ? $"from its weights after {best.Epochs} epochs" : "from scratch")} " +
+            $"on all {all.Count} rows for {epochs} epochs, cosine decay ({perEpoch:F1} s each expected, {left:F0} s left).");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         stop.CancelAfter(TimeSpan.FromSeconds(Math.Max(0, left)));
-        var options = TrainerOptions(best.Settings, best.Seed, epochs);
-        options.Schedule = best.Settings.CreateSchedule(epochs); // planned over the final run's own length
+        var options = FinalTrainerOptions(best, epochs, continues ? TrialCheckpoint(workDirectory, best) : null);
         options.CancellationToken = stop.Token;
         try
         {
@@ -283,6 +287,22 @@ public sealed partial class ConvNetExperiment
             return (null, null);
         }
     }
+
+    /// <summary>
+    /// The trainer options of the final training: <paramref name="best"/>'s settings for <paramref name="epochs"/>, the
+    /// final schedule, starting from the checkpoint <paramref name="startFrom"/> (its head kept) or from scratch (null).
+    /// </summary>
+    internal ConvNetTrainer.Options FinalTrainerOptions(ExperimentTrial best, int epochs, string? startFrom)
+    {
+        var options = TrainerOptions(best.Settings, best.Seed, epochs);
+        options.Schedule = best.Settings.CreateFinalSchedule(epochs, fromScratch: startFrom is null);
+        if (startFrom is not null) { options.PretrainedModel = startFrom; options.ReplaceHead = false; }
+        return options;
+    }
+
+    /// <summary>The checkpoint a trial's training writes after each epoch (under the working directory).</summary>
+    internal static string TrialCheckpoint(string workDirectory, ExperimentTrial trial) =>
+        Path.Combine(workDirectory, $"trial-{trial.Id}", ConvNetTrainer.Defaults.CheckpointFileName);
 
     /// <summary>
     /// The space's networks that can take the samples (each built once to check), those left out with the reason, and

@@ -53,6 +53,15 @@ public sealed record TrialSettings
         _ => null,
     };
 
+    /// <summary>
+    /// The schedule of the experiment's final training over <paramref name="epochs"/>: always a cosine decay to zero
+    /// (a constant-rate trial too: its rate was judged at rung ends, but the model it hands over should be annealed),
+    /// with the trial's one-epoch warm-up when it trains from scratch (<paramref name="fromScratch"/>); a run that
+    /// continues a trial's weights needs none.
+    /// </summary>
+    public LearningRateSchedule CreateFinalSchedule(int epochs, bool fromScratch) =>
+        Schedule == ExperimentSchedule.WarmupCosine && fromScratch ? new WarmupSchedule(1, new CosineSchedule(epochs)) : new CosineSchedule(epochs);
+
     /// <summary>One line: network, optimizer and rate, schedule, batch, smoothing, augmentation.</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"{NetworkName} {Optimizer} lr={LearningRate:G3} {Schedule} batch={BatchSize} smooth={LabelSmoothing} flip={(HorizontalFlip ? 1 : 0)} crop={CropPadding}");
