@@ -174,7 +174,7 @@ public sealed partial class ConvNetExperiment
         try
         {
             var options = TrainerOptions(s, trial.Seed, rungs[rung]);
-            options.CheckpointDirectory = Path.GetDirectoryName(TrialCheckpoint(workDirectory, trial));
+            options.CheckpointDirectory = TrialDirectory(workDirectory, trial);
             options.Resume = true;
             options.CancellationToken = token;
             options.OnEpoch = m => trial._points.Add(new TrialPoint(m.Epoch, clock.Elapsed.TotalSeconds, m.ValidationAccuracy, m.ValidationLoss, m.TrainLoss));
@@ -300,9 +300,12 @@ public sealed partial class ConvNetExperiment
         return options;
     }
 
-    /// <summary>The checkpoint a trial's training writes after each epoch (under the working directory).</summary>
-    internal static string TrialCheckpoint(string workDirectory, ExperimentTrial trial) =>
-        Path.Combine(workDirectory, $"trial-{trial.Id}", ConvNetTrainer.Defaults.CheckpointFileName);
+    /// <summary>The folder of a trial's checkpoints under the working directory.</summary>
+    private static string TrialDirectory(string workDirectory, ExperimentTrial trial) => Path.Combine(workDirectory, $"trial-{trial.Id}");
+
+    /// <summary>The checkpoint a trial's training writes after each epoch.</summary>
+    private static string TrialCheckpoint(string workDirectory, ExperimentTrial trial) =>
+        Path.Combine(TrialDirectory(workDirectory, trial), ConvNetTrainer.Defaults.CheckpointFileName);
 
     /// <summary>
     /// The space's networks that can take the samples (each built once to check), those left out with the reason, and
