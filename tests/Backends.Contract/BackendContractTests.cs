@@ -393,6 +393,28 @@ public abstract class BackendContractTests
             (b, t) => b.BatchNormBackward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]));
     }
 
+    [Theory]
+    [InlineData(new[] { 4, 3, 5, 2 })]
+    [InlineData(new[] { 6, 7 })]
+    [InlineData(new[] { 2, 2, 3, 2, 2 })]
+    public void Batch_norm_with_relu_forward_training_and_backward(int[] xd)
+    {
+        var rng = new Random(520 + xd.Length);
+        int c = xd[1];
+        float[] x = Uniform(rng, Product(xd), -3, 3), gamma = Uniform(rng, c, 0.5f, 1.5f), beta = Uniform(rng, c, -0.5f, 0.5f);
+        float[] runningMean = Uniform(rng, c), runningVar = Uniform(rng, c, 0.5f, 2f);
+        var training = Check($"BatchNormReluForwardTraining {string.Join("x", xd)}",
+            [In(x, xd), In(gamma, c), In(beta, c), InOut(runningMean, c), InOut(runningVar, c), Out(xd), Out(c), Out(c)],
+            (b, t) => b.BatchNormReluForwardTraining(t[0], t[1], t[2], 1e-5f, 0.1f, t[3], t[4], t[5], t[6], t[7]));
+        float[] y = training[2], savedMean = training[3], savedInvStd = training[4];
+        Assert.Contains(y, v => v == 0f);                  // the ReLU cut some values ...
+        Assert.Contains(y, v => v > 0f);                   // ... and kept others
+        // The backward reads y (the oracle's: the same ReLU mask for every backend) and the saved statistics.
+        Check($"BatchNormReluBackward {string.Join("x", xd)}",
+            [In(x, xd), In(y, xd), In(Uniform(rng, Product(xd)), xd), In(gamma, c), In(savedMean, c), In(savedInvStd, c), Out(xd), Out(c), Out(c)],
+            (b, t) => b.BatchNormReluBackward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]));
+    }
+
     // ---------------- dropout, activations, softmax, loss ----------------
 
     [Theory]

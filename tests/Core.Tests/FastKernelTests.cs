@@ -480,6 +480,52 @@ public class FastKernelTests
 
     [Theory]
     [InlineData(new[] { 2, 5 })]
+    [InlineData(new[] { 5, 3, 9, 11 })]
+    [InlineData(new[] { 16, 4, 17, 17 })]                 // rows longer than the fused backward's 256-value chunk
+    public void BatchNormReluIsBitIdenticalToBatchNormThenRelu(int[] dims)
+    {
+        var shape = new Shape(dims);
+        int c = dims[1];
+        var rng = new Random(7 * shape.Length);
+        float[] x = TestData.Uniform(rng, shape.Length).Select(v => v + 2f).ToArray(), dy = TestData.Uniform(rng, shape.Length),
+            gamma = TestData.Uniform(rng, c), beta = TestData.Uniform(rng, c);
+        dy[1] = float.PositiveInfinity;                    // Inf times the slope 0 is NaN in both: the product, not a select
+        static int[] Bits(float[] v) => [.. v.Select(BitConverter.SingleToInt32Bits)];
+        foreach (var be in new[] { new CpuBackend(1), new CpuBackend(3), DefaultBackend.CpuReferenceKernels(2), Reference })
+        {
+            float[][] Run(bool fused)
+            {
+                Tensor V(float[] v) => On(be, (float[])v.Clone(), new Shape(v.Length));
+                var (g, b) = (V(gamma), V(beta));
+                var rm = V(new float[c]); var rv = V(Enumerable.Repeat(1f, c).ToArray());
+                var y = be.Allocate(shape); var mean = be.Allocate(new Shape(c)); var inv = be.Allocate(new Shape(c));
+                var X = On(be, x, shape); var DY = On(be, dy, shape);
+                var dx = be.Allocate(shape); var dg = be.Allocate(new Shape(c)); var db = be.Allocate(new Shape(c));
+                if (fused)
+                {
+                    be.BatchNormReluForwardTraining(X, g, b, 1e-5f, 0.1f, rm, rv, y, mean, inv);
+                    be.BatchNormReluBackward(X, y, DY, g, mean, inv, dx, dg, db);
+                    return [y.ToHost(), rm.ToHost(), rv.ToHost(), mean.ToHost(), inv.ToHost(), dx.ToHost(), dg.ToHost(), db.ToHost()];
+                }
+                var z = be.Allocate(shape); var dz = be.Allocate(shape);
+                be.BatchNormForwardTraining(X, g, b, 1e-5f, 0.1f, rm, rv, z, mean, inv);
+                be.ActivationForward(ActivationKind.ReLU, 0f, z, y);
+                be.ActivationBackward(ActivationKind.ReLU, 0f, z, y, DY, dz);
+                be.BatchNormBackward(X, dz, g, mean, inv, dx, dg, db);
+                return [y.ToHost(), rm.ToHost(), rv.ToHost(), mean.ToHost(), inv.ToHost(), dx.ToHost(), dg.ToHost(), db.ToHost()];
+            }
+            var want = Run(fused: false);
+            var got = Run(fused: true);
+            Assert.Contains(want[0], v => v == 0f);
+            Assert.Contains(want[0], v => v > 0f);
+            string[] names = ["y", "running mean", "running variance", "saved mean", "saved inverse std", "dx", "dgamma", "dbeta"];
+            for (int i = 0; i < names.Length; i++)
+                Assert.True(Bits(want[i]).SequenceEqual(Bits(got[i])), $"{be.Name} {shape}: {names[i]} differs from batch norm then ReLU");
+        }
+    }
+
+    [Theory]
+    [InlineData(new[] { 2, 5 })]
     [InlineData(new[] { 3, 4, 7 })]
     [InlineData(new[] { 5, 3, 9, 11 })]
     [InlineData(new[] { 64, 2, 3, 3 })]

@@ -57,6 +57,16 @@ public class KernelAllocationTests
             var (x, dy, dx, g, sm, sis, dg, db) = (R(b, 64, 32, 28, 28), R(b, 64, 32, 28, 28), Z(b, 64, 32, 28, 28), R(b, 32), R(b, 32), Ones(b, 32), Z(b, 32), Z(b, 32));
             return () => b.BatchNormBackward(x, dy, g, sm, sis, dx, dg, db);
         },
+        ["batchnorm relu forward training"] = b =>
+        {
+            var (x, y, g, beta, m, v, sm, sis) = (R(b, 64, 32, 28, 28), Z(b, 64, 32, 28, 28), R(b, 32), R(b, 32), R(b, 32), Ones(b, 32), Z(b, 32), Z(b, 32));
+            return () => b.BatchNormReluForwardTraining(x, g, beta, 1e-5f, 0.1f, m, v, y, sm, sis);
+        },
+        ["batchnorm relu backward"] = b =>
+        {
+            var (x, y, dy, dx, g, sm, sis, dg, db) = (R(b, 64, 32, 28, 28), R(b, 64, 32, 28, 28), R(b, 64, 32, 28, 28), Z(b, 64, 32, 28, 28), R(b, 32), R(b, 32), Ones(b, 32), Z(b, 32), Z(b, 32));
+            return () => b.BatchNormReluBackward(x, y, dy, g, sm, sis, dx, dg, db);
+        },
         ["relu forward"] = b => { var (x, y) = (R(b, 64, 32, 28, 28), Z(b, 64, 32, 28, 28)); return () => b.ActivationForward(ActivationKind.ReLU, 0f, x, y); },
         ["relu backward"] = b =>
         {

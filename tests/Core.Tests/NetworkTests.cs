@@ -171,6 +171,46 @@ public class NetworkTests
     }
 
     [Theory]
+    [InlineData(1, false)]
+    [InlineData(3, false)]
+    [InlineData(3, true)]
+    public void BatchNormThenReluRunsFusedWithTheSameBitsAsLayerByLayer(int threads, bool parametersOnly)
+    {
+        // Network runs each trained BatchNorm and the ReLU after it as one backend call; the layers called one by one
+        // (Layer.Forward and Layer.Backward) run the two ops apart. Outputs, running statistics, gradients: the same bits.
+        var b = new CpuBackend(maxThreads: threads);
+        int[] labels = [.. Enumerable.Range(0, 16).Select(i => i % 10)];
+        var x = Tensor.FromHost(TestData.Uniform(new Random(7), 16 * 784, 1f), new Shape(16, 1, 28, 28), b);
+        static int[] Bits(IEnumerable<float> v) => [.. v.Select(BitConverter.SingleToInt32Bits)];
+
+        var fused = Presets.Cnn2Bn(backend: b).Build(Mnist, seed: 6);
+        var ceFused = CrossEntropy.Forward(fused.Forward(x, training: true), labels);
+        Tensor? dxFused = null;
+        if (parametersOnly) fused.BackwardParameters(CrossEntropy.Backward(ceFused));
+        else dxFused = fused.Backward(CrossEntropy.Backward(ceFused));
+
+        var apart = Presets.Cnn2Bn(backend: b).Build(Mnist, seed: 6);
+        Tensor h = x;
+        foreach (var layer in apart.Layers) h = layer.Forward(h, training: true);
+        var ce = CrossEntropy.Forward(h, labels);
+        Tensor d = CrossEntropy.Backward(ce);
+        for (int i = apart.Layers.Count - 1; i >= 0; i--) d = apart.Layers[i].Backward(d);
+
+        Assert.Equal(BitConverter.SingleToInt32Bits(ce.MeanLoss), BitConverter.SingleToInt32Bits(ceFused.MeanLoss));
+        Assert.Equal(apart.ComputeHash(), fused.ComputeHash()); // weights and the running statistics the passes updated
+        for (int i = 0; i < apart.Parameters.Count; i++)
+            Assert.True(Bits(apart.Parameters[i].Gradient.ToHost()).SequenceEqual(Bits(fused.Parameters[i].Gradient.ToHost())), apart.Parameters[i].Name);
+        if (dxFused is not null) Assert.Equal(Bits(d.ToHost()), Bits(dxFused.ToHost()));
+
+        // The pair's layers hold no cache of their own after a fused pass: called directly, they refuse.
+        Assert.IsType<BatchNorm>(fused.Layers[1]);
+        Assert.IsType<Activation>(fused.Layers[2]);
+        var dy = b.Allocate(new Shape(16, 32, 28, 28));
+        Assert.Contains("BackwardRelu", Assert.Throws<InvalidOperationException>(() => fused.Layers[1].Backward(dy)).Message);
+        Assert.Contains("Forward first", Assert.Throws<InvalidOperationException>(() => fused.Layers[2].Backward(dy)).Message);
+    }
+
+    [Theory]
     [InlineData("lenet5")]
     [InlineData("resnet")]
     public void BackwardParametersGivesTheSameGradientsAsBackward(string preset)

@@ -189,6 +189,20 @@ public abstract class DelegatingBackend : IBackend
         Inner.BatchNormBackward(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta);
     }
 
+    public virtual void BatchNormReluForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd)
+    {
+        OnKernel();
+        Inner.BatchNormReluForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd);
+    }
+
+    public virtual void BatchNormReluBackward(Tensor x, Tensor y, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
+        OnKernel();
+        Inner.BatchNormReluBackward(x, y, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta);
+    }
+
     public virtual void DropoutForward(Tensor x, float p, ulong seed, Tensor mask, Tensor y)
     {
         OnKernel();

@@ -114,6 +114,19 @@ public partial interface IBackend
     /// <summary>Gradients of training-mode batch norm (batch statistics are functions of x).</summary>
     void BatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
         Tensor dx, Tensor dgamma, Tensor dbeta);
+    /// <summary>
+    /// <see cref="BatchNormForwardTraining"/> followed by a ReLU, in one call: y = max(0, gamma (x - mean) / sqrt(var + eps)
+    /// + beta), the same statistics, saved values and running updates. Every value of y equals ActivationForward(ReLU)
+    /// applied to BatchNormForwardTraining's y (NaN stays NaN).
+    /// </summary>
+    void BatchNormReluForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd);
+    /// <summary>
+    /// Gradients of y = max(0, batchnorm(x)) given that y (the output of <see cref="BatchNormReluForwardTraining"/>):
+    /// <see cref="BatchNormBackward"/> of ActivationBackward(ReLU)'s dx, where y &gt; 0 stands for the ReLU's x &gt; 0.
+    /// </summary>
+    void BatchNormReluBackward(Tensor x, Tensor y, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta);
 
     // ---- dropout, activations, softmax ----
 

@@ -45,6 +45,12 @@ public sealed class Activation : Layer
         return y;
     }
 
+    /// <summary>
+    /// The preceding batch norm ran this ReLU inside its own pass (<see cref="BatchNorm.ForwardTrainingRelu"/>): nothing is
+    /// cached here, so a direct <see cref="Backward(Tensor)"/> fails loudly instead of using an older pass.
+    /// </summary>
+    internal void SkippedByFusion() => (_x, _y) = (null, null);
+
     public override Tensor Backward(Tensor dy)
     {
         var x = Cached(_x);

@@ -13,7 +13,7 @@ public sealed class BatchNorm : Layer
 {
     private Parameter? _gamma, _beta;
     private Buffer? _mean, _variance;
-    private Tensor? _x;
+    private Tensor? _x, _reluY;                           // _reluY: the output of a fused training pass (ForwardTrainingRelu)
     private BatchNormCache? _cache, _saved;                // _saved: made at build time, filled by every training pass
     private readonly TensorSlot _y = new(), _dx = new(), _dgamma = new(), _dbeta = new();
 
@@ -74,6 +74,7 @@ public sealed class BatchNorm : Layer
     public override Tensor Forward(Tensor x, bool training)
     {
         CheckInput(x);
+        _reluY = null;
         var y = ForwardOutput(_y, x.Shape, x);
         if (!training)
         {
@@ -88,11 +89,42 @@ public sealed class BatchNorm : Layer
 
     public override Tensor Backward(Tensor dy)
     {
+        if (_reluY is not null)
+            throw new InvalidOperationException($"{Describe()}: the last forward pass ran with the ReLU after it fused in; call BackwardRelu (Network does).");
         var x = Cached(_x);
         var dx = Output(_dx, x.Shape);
         var dgamma = GradientTarget(_gamma!, _dgamma);
         var dbeta = GradientTarget(_beta!, _dbeta);
         Ops.BatchNorm.Backward(x, dy, _gamma!.Value, Cached(_cache), dx, dgamma, dbeta);
+        CommitGradient(_gamma!, dgamma);
+        CommitGradient(_beta!, dbeta);
+        return dx;
+    }
+
+    /// <summary>
+    /// A training pass of this layer and the ReLU <paramref name="relu"/> after it in one backend call
+    /// (<see cref="Ops.BatchNorm.ForwardTrainingRelu"/>): what <see cref="Network"/> runs for the pair, saving the ReLU's
+    /// own pass over the activations. Returns relu(batchnorm(x)); <see cref="BackwardRelu"/> is then the pair's backward.
+    /// </summary>
+    internal Tensor ForwardTrainingRelu(Tensor x, Activation relu)
+    {
+        CheckInput(x);
+        var y = Output(_y, x.Shape);
+        Ops.BatchNorm.ForwardTrainingRelu(x, _gamma!.Value, _beta!.Value, _mean!.Value, _variance!.Value, _saved!, y, Epsilon, Momentum);
+        (_x, _cache, _reluY) = (x, _saved, y);
+        relu.SkippedByFusion();
+        return y;
+    }
+
+    /// <summary>The backward of <see cref="ForwardTrainingRelu"/>: dy is the gradient of the ReLU's output; returns dx of this layer's input.</summary>
+    internal Tensor BackwardRelu(Tensor dy)
+    {
+        var x = Cached(_x);
+        var y = Cached(_reluY);
+        var dx = Output(_dx, x.Shape);
+        var dgamma = GradientTarget(_gamma!, _dgamma);
+        var dbeta = GradientTarget(_beta!, _dbeta);
+        Ops.BatchNorm.BackwardRelu(x, y, dy, _gamma!.Value, Cached(_cache), dx, dgamma, dbeta);
         CommitGradient(_gamma!, dgamma);
         CommitGradient(_beta!, dbeta);
         return dx;

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using MLNet.ConvNet.Backends;
+using MLNet.ConvNet.Ops;
 
 namespace MLNet.ConvNet.Layers;
 
@@ -25,6 +26,7 @@ public sealed class Network
     private int _firstTrained = -1;                        // the first unfrozen layer with parameters
     private int _frozen;
     private bool _reuseBuffers;
+    private bool[] _fusedRelu = [];                        // [i]: the last training pass ran layer i (BatchNorm) with the ReLU i + 1 fused in
     private readonly InferenceBuffers _inferenceBuffers = new();
 
     /// <summary>A network of <paramref name="layers"/> whose tensors live on <paramref name="backend"/> (<see cref="DefaultBackend"/>, the CPU, when null: a convenience for samples and tests; the ML.NET components always pass the backend they were configured with).</summary>
@@ -136,6 +138,7 @@ public sealed class Network
         InputShape = sampleShape;
         OutputShape = new Shape(shapes[^1].AsSpan()[1..].ToArray());
         CollectState();
+        _fusedRelu = new bool[_layers.Length];
         _firstWeighted = Array.FindIndex(_layers, l => l.Parameters.Count > 0);
         FrozenLayerCount = _frozen;
         Initialize(seed, init);
@@ -164,9 +167,26 @@ public sealed class Network
             throw new ArgumentException($"Network: input {x.Shape} does not match the built sample shape {InputShape} (expected [N, {string.Join(", ", InputShape.Value.ToArray())}]).", nameof(x));
         if (!ReferenceEquals(x.Backend, Backend))
             throw new ArgumentException($"Network: input lives on '{x.Backend.Name}' but the network on '{Backend.Name}'; copy it explicitly.", nameof(x));
-        if (training || !_reuseBuffers)
+        if (training)
         {
-            for (int i = 0; i < _layers.Length; i++) x = _layers[i].Forward(x, training && i >= _frozen);
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                bool trains = i >= _frozen;
+                // A trained BatchNorm followed by a ReLU runs as one backend call (the same values, one pass fewer).
+                _fusedRelu[i] = trains && FusesReluAfter(_layers, i);
+                if (_fusedRelu[i])
+                {
+                    x = ((BatchNorm)_layers[i]).ForwardTrainingRelu(x, (Activation)_layers[i + 1]);
+                    _fusedRelu[++i] = false;
+                }
+                else x = _layers[i].Forward(x, trains);
+            }
+            return x;
+        }
+        Array.Clear(_fusedRelu);
+        if (!_reuseBuffers)
+        {
+            foreach (var layer in _layers) x = layer.Forward(x, training: false);
             return x;
         }
         // Inference with reuse on: nothing is differentiated, so a layer's output is dead once the next layer has read
@@ -180,13 +200,22 @@ public sealed class Network
         return x;
     }
 
+    /// <summary>
+    /// Whether a training pass runs layer <paramref name="i"/> (a BatchNorm) and the ReLU after it as one backend call
+    /// (<see cref="BatchNorm.ForwardTrainingRelu"/>), when layer i trains: the rule <see cref="Forward"/> follows, for
+    /// profilers that call the layers themselves.
+    /// </summary>
+    internal static bool FusesReluAfter(IReadOnlyList<Layer> layers, int i) =>
+        i + 1 < layers.Count && layers[i] is BatchNorm && layers[i + 1] is Activation { Kind: ActivationKind.ReLU };
+
     /// <summary>Back-propagates <paramref name="dy"/> (the gradient of the loss with respect to the last output); accumulates every parameter's gradient and returns dx.</summary>
     public Tensor Backward(Tensor dy)
     {
         RequireBuilt();
         ArgumentNullException.ThrowIfNull(dy);
         if (_frozen > 0) throw new InvalidOperationException($"Network: Backward (the input gradient) runs through every layer, but the first {_frozen} are frozen and ran in inference mode; use BackwardParameters.");
-        for (int i = _layers.Length - 1; i >= 0; i--) dy = _layers[i].Backward(dy);
+        for (int i = _layers.Length - 1; i >= 0; i--)
+            dy = i > 0 && _fusedRelu[i - 1] ? ((BatchNorm)_layers[--i]).BackwardRelu(dy) : _layers[i].Backward(dy);
         return dy;
     }
 
@@ -202,7 +231,7 @@ public sealed class Network
         int first = _frozen == 0 ? _firstWeighted : _firstTrained;
         if (first < 0) return;
         for (int i = _layers.Length - 1; i >= first; i--)
-            dy = _layers[i].Backward(dy, inputGradient: i > first)!;
+            dy = i > 0 && _fusedRelu[i - 1] ? ((BatchNorm)_layers[--i]).BackwardRelu(dy) : _layers[i].Backward(dy, inputGradient: i > first)!;
     }
 
     /// <summary>SHA-256 (hex) over every parameter and buffer (names, shapes, float bits): equal hashes mean bit-identical models.</summary>

@@ -50,16 +50,20 @@ public static class BatchNorm
     public static void ForwardTraining(Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVariance,
         BatchNormCache cache, Tensor y, float epsilon = DefaultEpsilon, float momentum = DefaultMomentum)
     {
-        int c = CheckShapes(x, gamma, beta, runningMean, runningVariance, epsilon, "BatchNorm.ForwardTraining");
-        if (!(momentum >= 0 && momentum <= 1))
-            throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "BatchNorm: momentum must be in [0, 1].");
-        if (x.Length / c < 2)
-            throw new ArgumentException($"BatchNorm.ForwardTraining: x {x.Shape} has one value per channel; training-mode statistics need at least 2 (batch size x spatial size).", nameof(x));
-        ArgumentNullException.ThrowIfNull(cache);
-        CheckVector(cache.SavedMean, c, "cache", x.Shape, "BatchNorm.ForwardTraining");
-        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, "BatchNorm.ForwardTraining");
-        Outputs.Check(y, x.Shape, x.Backend, "BatchNorm.ForwardTraining", nameof(y), x, gamma, beta);
+        CheckTraining(x, gamma, beta, runningMean, runningVariance, cache, y, epsilon, momentum, "BatchNorm.ForwardTraining");
         x.Backend.BatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, cache.SavedMean, cache.SavedInvStd);
+    }
+
+    /// <summary>
+    /// <see cref="ForwardTraining(Tensor, Tensor, Tensor, Tensor, Tensor, BatchNormCache, Tensor, float, float)"/> followed by
+    /// a ReLU in one backend call: <c>y = max(0, gamma (x - mean) / sqrt(var[c] + eps) + beta)</c>, the same values as the
+    /// two ops one after the other (a network runs a BatchNorm and the ReLU after it this way when training).
+    /// </summary>
+    public static void ForwardTrainingRelu(Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVariance,
+        BatchNormCache cache, Tensor y, float epsilon = DefaultEpsilon, float momentum = DefaultMomentum)
+    {
+        CheckTraining(x, gamma, beta, runningMean, runningVariance, cache, y, epsilon, momentum, "BatchNorm.ForwardTrainingRelu");
+        x.Backend.BatchNormReluForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, cache.SavedMean, cache.SavedInvStd);
     }
 
     /// <summary>Inference mode: <c>y = gamma (x - mean) / sqrt(variance + eps) + beta</c> with given statistics.</summary>
@@ -113,6 +117,45 @@ public static class BatchNorm
         Outputs.Check(dgamma, gamma.Shape, b, "BatchNorm.Backward", nameof(dgamma), x, dy, gamma);
         Outputs.Check(dbeta, gamma.Shape, b, "BatchNorm.Backward", nameof(dbeta), x, dy, dgamma);
         b.BatchNormBackward(x, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
+    }
+
+    /// <summary>
+    /// Gradients of <see cref="ForwardTrainingRelu"/> given its output <paramref name="y"/>: the ReLU's backward (dy where
+    /// y &gt; 0, else 0), then <see cref="Backward(Tensor, Tensor, Tensor, BatchNormCache, Tensor, Tensor, Tensor)"/>; the
+    /// same values as the two ops one after the other. Into <paramref name="dx"/>, <paramref name="dgamma"/> and
+    /// <paramref name="dbeta"/> (overwritten).
+    /// </summary>
+    public static void BackwardRelu(Tensor x, Tensor y, Tensor dy, Tensor gamma, BatchNormCache cache, Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(cache);
+        Convolution.CheckGradient(dy, x.Shape, "BatchNorm.BackwardRelu");
+        ArgumentNullException.ThrowIfNull(y);
+        if (y.Shape != x.Shape)
+            throw new ArgumentException($"BatchNorm.BackwardRelu: y has shape {y.Shape} but x {x.Shape}; pass the output of ForwardTrainingRelu.", nameof(y));
+        int c = x.Rank >= 2 ? x.Shape[1] : 0;
+        CheckVector(gamma, c, "gamma", x.Shape, "BatchNorm.BackwardRelu");
+        CheckVector(cache.SavedMean, c, "cache", x.Shape, "BatchNorm.BackwardRelu");
+        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, "BatchNorm.BackwardRelu");
+        var b = x.Backend;
+        Outputs.Check(dx, x.Shape, b, "BatchNorm.BackwardRelu", nameof(dx), x, y, dy);
+        Outputs.Check(dgamma, gamma.Shape, b, "BatchNorm.BackwardRelu", nameof(dgamma), y, dy, gamma);
+        Outputs.Check(dbeta, gamma.Shape, b, "BatchNorm.BackwardRelu", nameof(dbeta), dy, gamma, dgamma);
+        b.BatchNormReluBackward(x, y, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
+    }
+
+    private static void CheckTraining(Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVariance,
+        BatchNormCache cache, Tensor y, float epsilon, float momentum, string op)
+    {
+        int c = CheckShapes(x, gamma, beta, runningMean, runningVariance, epsilon, op);
+        if (!(momentum >= 0 && momentum <= 1))
+            throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "BatchNorm: momentum must be in [0, 1].");
+        if (x.Length / c < 2)
+            throw new ArgumentException($"{op}: x {x.Shape} has one value per channel; training-mode statistics need at least 2 (batch size x spatial size).", nameof(x));
+        ArgumentNullException.ThrowIfNull(cache);
+        CheckVector(cache.SavedMean, c, "cache", x.Shape, op);
+        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, op);
+        Outputs.Check(y, x.Shape, x.Backend, op, nameof(y), x, gamma, beta);
     }
 
     private static int CheckShapes(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon, string op)

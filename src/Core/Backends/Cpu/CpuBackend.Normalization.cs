@@ -153,6 +153,18 @@ public sealed partial class CpuBackend
         }
     }
 
+    public void BatchNormReluForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd)
+    {
+        if (!UseReferenceKernels)
+        {
+            FastBatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd, relu: true);
+            return;
+        }
+        BatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd);
+        ActivationForward(ActivationKind.ReLU, 0f, y, y);
+    }
+
     public void BatchNormForwardInference(Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor variance, float epsilon, Tensor y)
     {
         int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
@@ -193,16 +205,33 @@ public sealed partial class CpuBackend
         }
         // With xhat = (x - mean) invstd and m values per channel:
         //   dbeta = sum dy,  dgamma = sum dy xhat,  dx = gamma invstd / m * (m dy - dbeta - xhat dgamma).
-        For(x.Shape[1], new BatchNormBackwardBody(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta));
+        For(x.Shape[1], new BatchNormBackwardBody(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta, null));
     }
 
-    /// <summary>The arguments of a batch norm backward, read as [N, C, inner]; one channel per index.</summary>
+    public void BatchNormReluBackward(Tensor x, Tensor y, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
+        if (!UseReferenceKernels)
+        {
+            FastBatchNormBackward(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta, reluOutput: y);
+            return;
+        }
+        For(x.Shape[1], new BatchNormBackwardBody(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta, y));
+    }
+
+    /// <summary>
+    /// The arguments of a batch norm backward, read as [N, C, inner]; one channel per index. With <paramref name="reluOutput"/>
+    /// (y of BatchNormReluForwardTraining) each dy is first multiplied by the ReLU's slope at y, as ActivationBackward does.
+    /// </summary>
     private readonly struct BatchNormBackwardBody(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
-        Tensor dx, Tensor dgamma, Tensor dbeta) : IParallelBody
+        Tensor dx, Tensor dgamma, Tensor dbeta, Tensor? reluOutput) : IParallelBody
     {
         private readonly int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
         private readonly float[] xa = Array(x), dya = Array(dy), g = Array(gamma), sm = Array(savedMean), sis = Array(savedInvStd),
             dxa = Array(dx), dga = Array(dgamma), dba = Array(dbeta);
+        private readonly float[]? ya = reluOutput is null ? null : Array(reluOutput);
+
+        private float Dy(int i) => ya is null ? dya[i] : dya[i] * PiecewiseSlope(ya[i], 0f);
 
         public void Run(int ch)
         {
@@ -214,8 +243,9 @@ public sealed partial class CpuBackend
                 int start = (s * c + ch) * inner;
                 for (int i = start; i < start + inner; i++)
                 {
-                    sumDy += dya[i];
-                    sumDyXhat += dya[i] * ((xa[i] - mean) * invStd);
+                    float d = Dy(i);
+                    sumDy += d;
+                    sumDyXhat += d * ((xa[i] - mean) * invStd);
                 }
             }
             dba[ch] = (float)sumDy;
@@ -225,7 +255,7 @@ public sealed partial class CpuBackend
             {
                 int start = (s * c + ch) * inner;
                 for (int i = start; i < start + inner; i++)
-                    dxa[i] = (float)(k * (m * (double)dya[i] - sumDy - (xa[i] - mean) * invStd * sumDyXhat));
+                    dxa[i] = (float)(k * (m * (double)Dy(i) - sumDy - (xa[i] - mean) * invStd * sumDyXhat));
             }
         }
     }

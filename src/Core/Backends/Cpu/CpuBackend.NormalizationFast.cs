@@ -11,12 +11,15 @@ namespace MLNet.ConvNet.Backends.Cpu;
 public sealed partial class CpuBackend
 {
     private void FastBatchNormForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
-        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd) =>
-        For(x.Shape[1], new FastBatchNormTrainingBody(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd));
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd, bool relu = false) =>
+        For(x.Shape[1], new FastBatchNormTrainingBody(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd, relu));
 
-    /// <summary>The arguments of a training-mode batch norm forward, read as [N, C, inner]; one channel per index.</summary>
+    /// <summary>
+    /// The arguments of a training-mode batch norm forward, read as [N, C, inner]; one channel per index. With
+    /// <paramref name="relu"/> each output row goes through the ReLU while it is still in the first-level cache.
+    /// </summary>
     private readonly struct FastBatchNormTrainingBody(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
-        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd) : IParallelBody
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd, bool relu) : IParallelBody
     {
         private readonly int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
         private readonly float[] xa = Array(x), ya = Array(y), g = Array(gamma), b = Array(beta), rm = Array(runningMean),
@@ -46,7 +49,9 @@ public sealed partial class CpuBackend
             for (int s = 0; s < n; s++)
             {
                 int start = (s * c + ch) * inner;
-                Affine(xa.AsSpan(start, inner), meanF, gain, shift, ya.AsSpan(start, inner));
+                var yRow = ya.AsSpan(start, inner);
+                Affine(xa.AsSpan(start, inner), meanF, gain, shift, yRow);
+                if (relu) TensorPrimitives.Max(yRow, 0f, yRow); // ActivationForward's ReLU (NaN propagates)
             }
             sm[ch] = (float)mean;
             sis[ch] = (float)invStd;
@@ -84,19 +89,22 @@ public sealed partial class CpuBackend
     }
 
     private void FastBatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
-        Tensor dx, Tensor dgamma, Tensor dbeta) =>
-        For(x.Shape[1], new FastBatchNormBackwardBody(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta));
+        Tensor dx, Tensor dgamma, Tensor dbeta, Tensor? reluOutput = null) =>
+        For(x.Shape[1], new FastBatchNormBackwardBody(x, dy, gamma, savedMean, savedInvStd, dx, dgamma, dbeta, reluOutput));
 
     /// <summary>
     /// dx = gamma invstd / m (m dy - dbeta - xhat dgamma) = A dy + B (x - mean) + C with
     ///   A = gamma invstd,  B = -gamma invstd^2 dgamma / m,  C = -gamma invstd dbeta / m; one channel per index.
+    /// With <paramref name="reluOutput"/> (y of BatchNormReluForwardTraining) dy is first masked by the ReLU's backward
+    /// (ReluBackward, the same products as ActivationBackward) into dx, which then serves as dy.
     /// </summary>
     private readonly struct FastBatchNormBackwardBody(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
-        Tensor dx, Tensor dgamma, Tensor dbeta) : IParallelBody
+        Tensor dx, Tensor dgamma, Tensor dbeta, Tensor? reluOutput) : IParallelBody
     {
         private readonly int n = x.Shape[0], c = x.Shape[1], inner = x.Shape.SizeFrom(2);
         private readonly float[] xa = Array(x), dya = Array(dy), g = Array(gamma), sm = Array(savedMean), sis = Array(savedInvStd),
             dxa = Array(dx), dga = Array(dgamma), dba = Array(dbeta);
+        private readonly float[]? ya = reluOutput is null ? null : Array(reluOutput);
 
         public void Run(int ch)
         {
@@ -107,6 +115,12 @@ public sealed partial class CpuBackend
             {
                 int start = (s * c + ch) * inner;
                 var dyRow = dya.AsSpan(start, inner);
+                if (ya is not null)
+                {
+                    var masked = dxa.AsSpan(start, inner);
+                    ReluBackward(ya.AsSpan(start, inner), dyRow, masked);
+                    dyRow = masked;
+                }
                 sumDy += Reductions.Sum(dyRow);
                 sumDyX += Reductions.Dot(dyRow, xa.AsSpan(start, inner));
             }
@@ -116,12 +130,31 @@ public sealed partial class CpuBackend
             dga[ch] = (float)sumDyXhat;
             double k = g[ch] * invStd / m;
             float a = (float)(k * m), bx = (float)(-k * invStd * sumDyXhat), cc = (float)(-k * sumDy);
+            if (ya is not null) { MaskedRows(ch, (float)mean, a, bx, cc); return; }
             for (int s = 0; s < n; s++)
             {
                 int start = (s * c + ch) * inner;
                 var dxRow = dxa.AsSpan(start, inner);
                 Affine(xa.AsSpan(start, inner), (float)mean, bx, cc, dxRow);
                 TensorPrimitives.MultiplyAdd(dya.AsSpan(start, inner), a, dxRow, dxRow);
+            }
+        }
+
+        /// <summary>dx = a dy + (bx (x - mean) + cc) where dx already holds the masked dy: the affine part goes through a chunk on the stack.</summary>
+        private void MaskedRows(int ch, float mean, float a, float bx, float cc)
+        {
+            Span<float> part = stackalloc float[256];
+            for (int s = 0; s < n; s++)
+            {
+                int start = (s * c + ch) * inner;
+                for (int i = 0; i < inner; i += part.Length)
+                {
+                    int len = Math.Min(part.Length, inner - i);
+                    var affine = part[..len];
+                    var dxChunk = dxa.AsSpan(start + i, len);
+                    Affine(xa.AsSpan(start + i, len), mean, bx, cc, affine);
+                    TensorPrimitives.MultiplyAdd(dxChunk, a, affine, dxChunk);
+                }
             }
         }
     }

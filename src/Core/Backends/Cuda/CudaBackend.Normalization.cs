@@ -148,17 +148,44 @@ public sealed unsafe partial class CudaBackend
     {
         using var _ = Enter();
         if (x.Length == 0) return;
+        BatchNormBackward(x, Ptr(dy), gamma, savedMean, savedInvStd, dx, dgamma, dbeta);
+    }
+
+    /// <summary>Batch norm then our ReLU kernel in place on y (no cuDNN fusion for fp32 NCHW; the same values as the two calls).</summary>
+    public void BatchNormReluForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd)
+    {
+        BatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd);
+        ActivationForward(ActivationKind.ReLU, 0f, y, y);
+    }
+
+    /// <summary>Our ReLU backward kernel at y into the workspace (the masked dy), then the batch norm backward from there.</summary>
+    public void BatchNormReluBackward(Tensor x, Tensor y, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
+        SameLength(x, y); SameLength(x, dy);
+        using var _ = Enter();
+        if (x.Length == 0) return;
+        ulong masked = Workspace((long)x.Length * sizeof(float));
+        Launch("act_backward", Blocks(x.Length), BlockSize,
+            Arg((int)ActivationKind.ReLU), Arg(0f), Arg(Ptr(y)), Arg(Ptr(y)), Arg(Ptr(dy)), Arg(masked), Arg((long)x.Length));
+        BatchNormBackward(x, masked, gamma, savedMean, savedInvStd, dx, dgamma, dbeta);
+    }
+
+    private void BatchNormBackward(Tensor x, ulong dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
         int c = x.Shape[1];
         if (BatchNormCount(x) == 1)
         {
-            Launch("bn_single_backward", Blocks(c), BlockSize, Arg(Ptr(x)), Arg(Ptr(dy)), Arg(Ptr(gamma)), Arg(Ptr(savedMean)),
+            Launch("bn_single_backward", Blocks(c), BlockSize, Arg(Ptr(x)), Arg(dy), Arg(Ptr(gamma)), Arg(Ptr(savedMean)),
                 Arg(Ptr(savedInvStd)), Arg(Ptr(dx)), Arg(Ptr(dgamma)), Arg(Ptr(dbeta)), Arg(c));
             return;
         }
         float one = 1f, zero = 0f;
         nint d = FlatChannelDescriptor(x.Shape);
         CuDnn.Check(CuDnn.cudnnBatchNormalizationBackward(_cudnn, CuDnn.BatchNormSpatial, &one, &zero, &one, &zero,
-            d, Ptr(x), d, Ptr(dy), d, Ptr(dx), PerChannelDescriptor(c), Ptr(gamma), Ptr(dgamma), Ptr(dbeta),
+            d, Ptr(x), d, dy, d, Ptr(dx), PerChannelDescriptor(c), Ptr(gamma), Ptr(dgamma), Ptr(dbeta),
             BatchNormBackwardEpsilon, Ptr(savedMean), Ptr(savedInvStd)),
             "cudnnBatchNormalizationBackward");
     }

@@ -400,9 +400,32 @@ public sealed class ReferenceBackend : DelegatingBackend
     public override void BatchNormBackward(Tensor x, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
         Tensor dx, Tensor dgamma, Tensor dbeta)
     {
+        BatchNormBackwardHost(x, H(dy), gamma, savedMean, savedInvStd, dx, dgamma, dbeta);
+    }
+
+    /// <summary>This backend's ReLU forward on its own batch norm's output.</summary>
+    public override void BatchNormReluForwardTraining(Tensor x, Tensor gamma, Tensor beta, float epsilon, float momentum,
+        Tensor runningMean, Tensor runningVariance, Tensor y, Tensor savedMean, Tensor savedInvStd)
+    {
+        BatchNormForwardTraining(x, gamma, beta, epsilon, momentum, runningMean, runningVariance, y, savedMean, savedInvStd);
+        ActivationForward(ActivationKind.ReLU, 0f, y, y);
+    }
+
+    /// <summary>dy times this backend's ReLU slope at y (1 where y &gt; 0, else 0), then its batch norm backward.</summary>
+    public override void BatchNormReluBackward(Tensor x, Tensor y, Tensor dy, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
+        float[] f = H(y), d = H(dy);
+        for (int i = 0; i < d.Length; i++) d[i] = (float)(d[i] * (f[i] > 0 ? 1.0 : 0.0));
+        BatchNormBackwardHost(x, d, gamma, savedMean, savedInvStd, dx, dgamma, dbeta);
+    }
+
+    private void BatchNormBackwardHost(Tensor x, float[] d, Tensor gamma, Tensor savedMean, Tensor savedInvStd,
+        Tensor dx, Tensor dgamma, Tensor dbeta)
+    {
         // xhat = (x - mean) invStd; dbeta = sum dy; dgamma = sum dy xhat; dx = gamma invStd / m (m dy - dbeta - xhat dgamma).
         int n = x.Shape[0], c = x.Shape[1], inner = x.Length / (n * c), m = n * inner;
-        float[] a = H(x), d = H(dy), g = H(gamma), mu = H(savedMean), inv = H(savedInvStd);
+        float[] a = H(x), g = H(gamma), mu = H(savedMean), inv = H(savedInvStd);
         float[] r = new float[a.Length], dg = new float[c], db = new float[c];
         for (int ch = 0; ch < c; ch++)
         {
