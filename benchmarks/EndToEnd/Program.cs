@@ -25,7 +25,8 @@ public static partial class Program
 
     private sealed record Settings(int Threads, int Reps, int MmReps, int Epochs, int Limit, int Seed, string Data, bool Reference, bool Profile)
     {
-        public IBackend Backend() => new CpuBackend(Threads, referenceKernels: Reference); // the CPU's plain loops as baseline
+        // The CPU's plain loops as baseline; CONVNET_WINOGRAD=0 times the direct 3x3 convolutions instead of Winograd's.
+        public IBackend Backend() => new CpuBackend(Threads, referenceKernels: Reference) { UseWinograd = Environment.GetEnvironmentVariable("CONVNET_WINOGRAD") != "0" };
     }
 
     public static int Main(string[] args)

@@ -391,6 +391,64 @@ public class FastKernelTests
         GradCheck.AssertClose(im2col.dw, TestData.ToDouble(want.dw), $"{cs} dw im2col", relTol: 2e-5);
     }
 
+    /// <summary>3x3 stride-1 undilated 2-D cases with at least 8 channels per group (Winograd F(2x2, 3x3)): sizes odd and even, padding 0-2, groups, both modes.</summary>
+    public static TheoryData<int> WinogradSeeds => new(Enumerable.Range(0, 12));
+
+    private static ConvCase WinogradCase(int seed)
+    {
+        var rng = new Random(900 + seed);
+        int groups = seed % 4 == 3 ? 2 : 1, pad = seed % 3;
+        int h = rng.Next(3, 19) - (pad > 0 ? 2 : 0), w = rng.Next(3, 19) - (pad > 0 ? 2 : 0);
+        int c = groups * rng.Next(CpuBackend.MinWinogradChannels, 17), o = groups * rng.Next(CpuBackend.MinWinogradChannels, 17);
+        var mode = seed % 2 == 0 ? ConvolutionMode.CrossCorrelation : ConvolutionMode.Convolution;
+        return new ConvCase(rng.Next(1, 7), c, o, groups, [h, w], [3, 3], [1, 1], [pad, pad], [1, 1], mode);
+    }
+
+    [Theory]
+    [MemberData(nameof(WinogradSeeds))]
+    public void WinogradMatchesReferenceAndTheDirectPath(int seed)
+    {
+        var cs = WinogradCase(seed);
+        var rng = new Random(seed);
+        float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
+            b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
+        var want = RunConv(Reference, cs, x, w, b, dy);
+        var direct = RunConv(new CpuBackend(2) { UseWinograd = false }, cs, x, w, b, dy);
+        foreach (var isa in AvailableIsas())
+        {
+            var got = RunConv(new CpuBackend(1) { GemmIsa = isa }, cs, x, w, b, dy);
+            // Transforms with coefficients 1 and 1/2 (exact) around sums of up to 16 x 9 products: within the same
+            // float32 bound as the direct path.
+            GradCheck.AssertClose(got.y, TestData.ToDouble(want.y), $"{cs} y {isa}", relTol: 2e-5);
+            GradCheck.AssertClose(got.dx, TestData.ToDouble(want.dx), $"{cs} dx {isa}", relTol: 2e-5);
+            Assert.Equal(direct.dw, got.dw); // the filter gradient has no Winograd path
+            // Thread count does not change a bit (chunks of images, each GEMM element summed in one order).
+            var threaded = RunConv(new CpuBackend(3) { GemmIsa = isa }, cs, x, w, b, dy);
+            Assert.Equal(got.y, threaded.y);
+            Assert.Equal(got.dx, threaded.dx);
+        }
+        // The case ran through Winograd: its rounding differs from the direct path's somewhere.
+        Assert.NotEqual(direct.y, RunConv(new CpuBackend(2), cs, x, w, b, dy).y);
+    }
+
+    [Fact]
+    public void WinogradLeavesNonFiniteInputsToTheDirectPath()
+    {
+        // One Inf in x: Winograd's transforms would spread it (Inf - Inf = NaN) to outputs the direct sum gives as Inf
+        // or finite; the backend takes the direct path and gives exactly its answers.
+        var cs = new ConvCase(2, 8, 8, 1, [6, 7], [3, 3], [1, 1], [1, 1], [1, 1], ConvolutionMode.CrossCorrelation);
+        var rng = new Random(1);
+        float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
+            b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
+        x[20] = float.PositiveInfinity;
+        dy[30] = float.NegativeInfinity;
+        var direct = RunConv(new CpuBackend(1) { UseWinograd = false }, cs, x, w, b, dy);
+        var got = RunConv(new CpuBackend(1), cs, x, w, b, dy);
+        Assert.Equal(direct.y.Select(BitConverter.SingleToInt32Bits), got.y.Select(BitConverter.SingleToInt32Bits));
+        Assert.Equal(direct.dx.Select(BitConverter.SingleToInt32Bits), got.dx.Select(BitConverter.SingleToInt32Bits));
+        Assert.Contains(got.y, float.IsInfinity);
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(3)]

@@ -29,6 +29,12 @@ public sealed partial class CpuBackend
     {
         if (ShiftedConvPlan.ForForward(g, ConvolutionColumnBudget) is { } sp)
         {
+            if (WinogradFits(sp) && AllFinite(xa, g.Input.Length) && AllFinite(wa, g.Filter.Length))
+            {
+                try { WinogradConvolution(sp, wa, forward: true, xa, ba, ya); }
+                finally { sp.Release(); }
+                return;
+            }
             float[][] packed = PackFilterRows(g, wa, transposedTaps: false);
             try { ShiftedConvolution(sp, packed, xa, ba, ya); }
             finally { ReturnAll(packed, g.Groups); sp.Release(); }
@@ -43,6 +49,13 @@ public sealed partial class CpuBackend
         }
         finally { ReturnAll(packedW, p.Groups); }
     }
+
+    /// <summary>
+    /// No Inf or NaN among the first <paramref name="length"/> values. Winograd's transforms add and subtract
+    /// neighbouring inputs (and filter taps), so one Inf would turn outputs the direct sum gives as Inf into NaN, or reach
+    /// outputs it does not touch: such inputs take the direct path, whose non-finite results are the reference's.
+    /// </summary>
+    private static bool AllFinite(float[] values, int length) => float.IsFinite(TensorPrimitives.MaxMagnitude(values.AsSpan(0, length)));
 
     /// <summary>Image n: slab by slab, im2col then y[n]_g = W_g * cols_g per group, then the bias.</summary>
     private readonly struct FastForwardImage(CpuBackend backend, ConvPlan p, bool perImage, float[][] packedW, float[] xa, float[]? ba, float[] ya)
@@ -78,6 +91,12 @@ public sealed partial class CpuBackend
     {
         if (ShiftedConvPlan.ForBackwardData(g, ConvolutionColumnBudget) is { } sp)
         {
+            if (WinogradFits(sp) && AllFinite(dya, g.Output.Length) && AllFinite(wa, g.Filter.Length))
+            {
+                try { WinogradConvolution(sp, wa, forward: false, dya, null, dxa); }
+                finally { sp.Release(); }
+                return;
+            }
             float[][] packed = PackFilterRows(g, wa, transposedTaps: true);
             try { ShiftedConvolution(sp, packed, dya, null, dxa); }
             finally { ReturnAll(packed, g.Groups); sp.Release(); }
@@ -442,7 +461,9 @@ public sealed partial class CpuBackend
     private struct ShiftedConvPlan
     {
         public int N, InChannels, OutChannels, Groups, InG, OutG, Taps, Depth;
-        public Int3 In, Pad, Out;
+        public Int3 In, Pad, Out, Kernel, Dilation;
+        /// <summary>Taps read in reverse order (a convolution-mode forward pass, a correlation's input gradient).</summary>
+        public bool Reverse;
         public int Hp, Wp, PlaneVolume, GridLength;
         /// <summary>Per B row (channel in group, tap): offset of its slice in the padded image (rented, may be longer).</summary>
         public int[] RowOffsets;
@@ -476,6 +497,7 @@ public sealed partial class CpuBackend
             p.In = LiftSpatial(inShape, lead);
             p.Out = LiftSpatial(outShape, lead);
             p.Pad = padding;
+            p.Kernel = k; p.Dilation = d; p.Reverse = reverse;
             int dp = p.In[0] + 2 * p.Pad[0];
             p.Hp = p.In[1] + 2 * p.Pad[1]; p.Wp = p.In[2] + 2 * p.Pad[2];
             long plane = (long)dp * p.Hp * p.Wp;
