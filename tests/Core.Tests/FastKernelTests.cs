@@ -401,7 +401,10 @@ public class FastKernelTests
         int h = rng.Next(3, 19) - (pad > 0 ? 2 : 0), w = rng.Next(3, 19) - (pad > 0 ? 2 : 0);
         int c = groups * rng.Next(CpuBackend.MinWinogradChannels, 17), o = groups * rng.Next(CpuBackend.MinWinogradChannels, 17);
         var mode = seed % 2 == 0 ? ConvolutionMode.CrossCorrelation : ConvolutionMode.Convolution;
-        return new ConvCase(rng.Next(1, 7), c, o, groups, [h, w], [3, 3], [1, 1], [pad, pad], [1, 1], mode);
+        // Enough images for Winograd's tile minimum, with one to five more (chunks of several images, a ragged last one).
+        int tiles = (h + 2 * pad - 1) / 2 * ((w + 2 * pad - 1) / 2);
+        int n = (CpuBackend.MinWinogradTiles + tiles - 1) / tiles + rng.Next(0, 6);
+        return new ConvCase(n, c, o, groups, [h, w], [3, 3], [1, 1], [pad, pad], [1, 1], mode);
     }
 
     [Theory]
@@ -432,11 +435,29 @@ public class FastKernelTests
     }
 
     [Fact]
+    public void WinogradLeavesSmallBatchesToTheDirectPath()
+    {
+        // cnn2bn's conv2 for one image (49 tiles, under MinWinogradTiles): the direct path, bit for bit; for 8 images, Winograd.
+        var one = new ConvCase(1, 32, 64, 1, [14, 14], [3, 3], [1, 1], [1, 1], [1, 1], ConvolutionMode.CrossCorrelation);
+        var eight = one with { N = 8 };
+        foreach (var (cs, winograd) in new[] { (one, false), (eight, true) })
+        {
+            var rng = new Random(2);
+            float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
+                b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
+            var direct = RunConv(new CpuBackend(2) { UseWinograd = false }, cs, x, w, b, dy);
+            var got = RunConv(new CpuBackend(2), cs, x, w, b, dy);
+            Assert.Equal(!winograd, direct.y.SequenceEqual(got.y));
+            Assert.Equal(!winograd, direct.dx.SequenceEqual(got.dx));
+        }
+    }
+
+    [Fact]
     public void WinogradLeavesNonFiniteInputsToTheDirectPath()
     {
         // One Inf in x: Winograd's transforms would spread it (Inf - Inf = NaN) to outputs the direct sum gives as Inf
         // or finite; the backend takes the direct path and gives exactly its answers.
-        var cs = new ConvCase(2, 8, 8, 1, [6, 7], [3, 3], [1, 1], [1, 1], [1, 1], ConvolutionMode.CrossCorrelation);
+        var cs = new ConvCase(24, 8, 8, 1, [6, 7], [3, 3], [1, 1], [1, 1], [1, 1], ConvolutionMode.CrossCorrelation);
         var rng = new Random(1);
         float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
             b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);

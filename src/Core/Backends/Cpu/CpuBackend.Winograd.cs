@@ -31,10 +31,18 @@ public sealed partial class CpuBackend
     /// <summary>Off: every 3x3 correlation takes the shifted GEMM (tests compare the two paths).</summary>
     internal bool UseWinograd { get; set; } = true;
 
-    /// <summary>Whether <paramref name="p"/> is a 2-D 3x3 undilated correlation with enough channels for Winograd.</summary>
+    /// <summary>
+    /// Fewest output tiles in a call (all images): the filter transform, once per call, costs about as much as the
+    /// multiplies Winograd saves on a hundred tiles, so a single small image (cnn2bn scored one row at a time: 49 tiles,
+    /// 174 us a prediction against 79 on the direct path) stays direct.
+    /// </summary>
+    internal const int MinWinogradTiles = 256;
+
+    /// <summary>Whether <paramref name="p"/> is a 2-D 3x3 undilated correlation with enough channels and tiles for Winograd.</summary>
     private bool WinogradFits(in ShiftedConvPlan p) =>
         UseWinograd && Avx2.IsSupported && p.Depth == 1 && p.Out[0] == 1 && p.Kernel[0] == 1 && p.Kernel[1] == 3 && p.Kernel[2] == 3
-        && p.Dilation[1] == 1 && p.Dilation[2] == 1 && p.InG >= MinWinogradChannels && p.OutG >= MinWinogradChannels;
+        && p.Dilation[1] == 1 && p.Dilation[2] == 1 && p.InG >= MinWinogradChannels && p.OutG >= MinWinogradChannels
+        && (long)p.N * WinogradTiles(p).Count >= MinWinogradTiles;
 
     /// <summary>
     /// output[n, o] = bias[o] + the correlation of <paramref name="input"/> with the plan's filter, through F(2x2, 3x3).
@@ -112,25 +120,20 @@ public sealed partial class CpuBackend
 
     /// <summary>
     /// Images [j images, (j + 1) images) of a <see cref="WinogradConvolution"/>: per group, the input transform of their
-    /// tiles (V: 16 x [InG, tiles]), the 16 GEMMs (M: 16 x [OutG, tiles]), the output transform with the bias.
+    /// tiles (V: 16 x [InG, tiles]), the 16 GEMMs (M: 16 x [OutG, tiles]), the output transform with the bias. With
+    /// fewer chunks than threads (small batches, one image when scoring) each of the three steps is split across the
+    /// threads instead: by input channel, by tile position e, by output channel (each unit computed the same way).
     /// </summary>
     private readonly struct WinogradChunk(CpuBackend backend, ShiftedConvPlan p, bool perChunk, int images, float[][] packedU,
         float[] input, float[]? bias, float[] output) : IParallelBody
     {
         public void Run(int j)
         {
-            CpuBackend? inner = perChunk ? null : backend;
             int n0 = j * images, n1 = Math.Min(p.N, n0 + images);
-            var (rows, cols, perImage) = WinogradTiles(p);
-            int tiles = (n1 - n0) * perImage;
-            var plane = new SplitPlane(rows, cols);
-            float[] planeBuffer = ArrayPool<float>.Shared.Rent(plane.Length);
-            planeBuffer.AsSpan(0, plane.Length).Clear();
-            Span<float> row = stackalloc float[plane.ScratchLength];
-            row.Clear();
-            // The 16 V matrices [InG, tiles], each followed by eight values of slack: the input transform writes whole
-            // vectors, whose lanes past a tile row land on tiles written after them or, past the last, in the slack.
-            int vStride = p.InG * tiles + Vector256<float>.Count;
+            int tiles = (n1 - n0) * WinogradTiles(p).Count;
+            // V's rows (one per input channel) have eight values of slack: the input transform writes whole vectors,
+            // whose lanes past a channel's last tile land there (within the row, on tiles written after them).
+            int ldv = tiles + Vector256<float>.Count, vStride = p.InG * ldv;
             float[] v = ArrayPool<float>.Shared.Rent(16 * vStride);
             // Eight values of slack: the output transform reads whole vectors from a row's last tiles.
             float[] m = ArrayPool<float>.Shared.Rent(16 * p.OutG * tiles + Vector256<float>.Count);
@@ -138,31 +141,62 @@ public sealed partial class CpuBackend
             {
                 for (int gi = 0; gi < p.Groups; gi++)
                 {
-                    // Channel by channel, image by image within: the order in which each vector's spill is overwritten.
-                    for (int c = 0; c < p.InG; c++)
-                        for (int n = n0; n < n1; n++)
-                        {
-                            plane.Fill(input, (n * p.InChannels + gi * p.InG + c) * p.In[1] * p.In[2], p.In[1], p.In[2], p.Pad[1], p.Pad[2], planeBuffer, row);
-                            TransformInput(plane, planeBuffer, v, c * tiles + (n - n0) * perImage, vStride);
-                        }
-                    for (int e = 0; e < 16; e++)
-                        Sgemm.MultiplyPacked(p.OutG, tiles, p.InG, 1f, packedU[gi * 16 + e], MatrixView.RowMajor(v, e * vStride, tiles), 0f,
-                            m, e * p.OutG * tiles, tiles, inner, backend.GemmIsa);
-                    for (int o = 0; o < p.OutG; o++)
-                    {
-                        int channel = gi * p.OutG + o;
-                        for (int n = n0; n < n1; n++)
-                            TransformOutput(m, o * tiles + (n - n0) * perImage, p.OutG * tiles, rows, cols, bias is null ? null : bias[channel],
-                                output, (n * p.OutChannels + channel) * p.Out[1] * p.Out[2], p.Out[1], p.Out[2]);
-                    }
+                    backend.Each(p.InG, !perChunk, new WinogradInput(p, input, gi, n0, n1, v, ldv, vStride));
+                    backend.Each(16, !perChunk, new WinogradProducts(p, packedU, gi, tiles, v, ldv, vStride, m, backend.GemmIsa));
+                    backend.Each(p.OutG, !perChunk, new WinogradOutput(p, m, gi, n0, n1, tiles, bias, output));
                 }
             }
             finally
             {
-                ArrayPool<float>.Shared.Return(planeBuffer);
                 ArrayPool<float>.Shared.Return(v);
                 ArrayPool<float>.Shared.Return(m);
             }
+        }
+    }
+
+    /// <summary>Input channel c of group gi: its tiles of images [n0, n1) transformed into row c of every V_e.</summary>
+    private readonly struct WinogradInput(ShiftedConvPlan p, float[] input, int gi, int n0, int n1, float[] v, int ldv, int vStride) : IParallelBody
+    {
+        public void Run(int c)
+        {
+            var (rows, cols, perImage) = WinogradTiles(p);
+            var plane = new SplitPlane(rows, cols);
+            float[] buffer = ArrayPool<float>.Shared.Rent(plane.Length);
+            try
+            {
+                buffer.AsSpan(0, plane.Length).Clear();
+                Span<float> row = stackalloc float[plane.ScratchLength];
+                row.Clear();
+                // Image after image: each vector's spill past an image's tiles is overwritten by the next image's.
+                for (int n = n0; n < n1; n++)
+                {
+                    plane.Fill(input, (n * p.InChannels + gi * p.InG + c) * p.In[1] * p.In[2], p.In[1], p.In[2], p.Pad[1], p.Pad[2], buffer, row);
+                    TransformInput(plane, buffer, v, c * ldv + (n - n0) * perImage, vStride);
+                }
+            }
+            finally { ArrayPool<float>.Shared.Return(buffer); }
+        }
+    }
+
+    /// <summary>Tile position e of group gi: M_e [OutG, tiles] = U_e [OutG, InG] * V_e [InG, tiles].</summary>
+    private readonly struct WinogradProducts(ShiftedConvPlan p, float[][] packedU, int gi, int tiles, float[] v, int ldv, int vStride,
+        float[] m, GemmIsa isa) : IParallelBody
+    {
+        public void Run(int e) =>
+            Sgemm.MultiplyPacked(p.OutG, tiles, p.InG, 1f, packedU[gi * 16 + e], MatrixView.RowMajor(v, e * vStride, ldv), 0f,
+                m, e * p.OutG * tiles, tiles, null, isa);
+    }
+
+    /// <summary>Output channel o of group gi: the output transform of its tiles for images [n0, n1), with the bias.</summary>
+    private readonly struct WinogradOutput(ShiftedConvPlan p, float[] m, int gi, int n0, int n1, int tiles, float[]? bias, float[] output) : IParallelBody
+    {
+        public void Run(int o)
+        {
+            var (rows, cols, perImage) = WinogradTiles(p);
+            int channel = gi * p.OutG + o;
+            for (int n = n0; n < n1; n++)
+                TransformOutput(m, o * tiles + (n - n0) * perImage, p.OutG * tiles, rows, cols, bias is null ? null : bias[channel],
+                    output, (n * p.OutChannels + channel) * p.Out[1] * p.Out[2], p.Out[1], p.Out[2]);
         }
     }
 
