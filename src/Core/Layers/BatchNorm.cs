@@ -116,6 +116,9 @@ public sealed class BatchNorm : Layer
         return y;
     }
 
+    /// <summary>Whether the last forward pass was <see cref="ForwardTrainingRelu"/> (its backward is then <see cref="BackwardRelu"/>).</summary>
+    internal bool RanWithRelu => _reluY is not null;
+
     /// <summary>The backward of <see cref="ForwardTrainingRelu"/>: dy is the gradient of the ReLU's output; returns dx of this layer's input.</summary>
     internal Tensor BackwardRelu(Tensor dy)
     {

@@ -26,7 +26,6 @@ public sealed class Network
     private int _firstTrained = -1;                        // the first unfrozen layer with parameters
     private int _frozen;
     private bool _reuseBuffers;
-    private bool[] _fusedRelu = [];                        // [i]: the last training pass ran layer i (BatchNorm) with the ReLU i + 1 fused in
     private readonly InferenceBuffers _inferenceBuffers = new();
 
     /// <summary>A network of <paramref name="layers"/> whose tensors live on <paramref name="backend"/> (<see cref="DefaultBackend"/>, the CPU, when null: a convenience for samples and tests; the ML.NET components always pass the backend they were configured with).</summary>
@@ -138,7 +137,6 @@ public sealed class Network
         InputShape = sampleShape;
         OutputShape = new Shape(shapes[^1].AsSpan()[1..].ToArray());
         CollectState();
-        _fusedRelu = new bool[_layers.Length];
         _firstWeighted = Array.FindIndex(_layers, l => l.Parameters.Count > 0);
         FrozenLayerCount = _frozen;
         Initialize(seed, init);
@@ -173,17 +171,11 @@ public sealed class Network
             {
                 bool trains = i >= _frozen;
                 // A trained BatchNorm followed by a ReLU runs as one backend call (the same values, one pass fewer).
-                _fusedRelu[i] = trains && FusesReluAfter(_layers, i);
-                if (_fusedRelu[i])
-                {
-                    x = ((BatchNorm)_layers[i]).ForwardTrainingRelu(x, (Activation)_layers[i + 1]);
-                    _fusedRelu[++i] = false;
-                }
+                if (trains && FusesReluAfter(_layers, i)) x = ((BatchNorm)_layers[i]).ForwardTrainingRelu(x, (Activation)_layers[++i]);
                 else x = _layers[i].Forward(x, trains);
             }
             return x;
         }
-        Array.Clear(_fusedRelu);
         if (!_reuseBuffers)
         {
             foreach (var layer in _layers) x = layer.Forward(x, training: false);
@@ -208,6 +200,9 @@ public sealed class Network
     internal static bool FusesReluAfter(IReadOnlyList<Layer> layers, int i) =>
         i + 1 < layers.Count && layers[i] is BatchNorm && layers[i + 1] is Activation { Kind: ActivationKind.ReLU };
 
+    /// <summary>The BatchNorm before layer <paramref name="i"/> when its last pass ran with layer i, its ReLU, fused in; else null.</summary>
+    private BatchNorm? FusedBefore(int i) => i > 0 && _layers[i - 1] is BatchNorm { RanWithRelu: true } bn ? bn : null;
+
     /// <summary>Back-propagates <paramref name="dy"/> (the gradient of the loss with respect to the last output); accumulates every parameter's gradient and returns dx.</summary>
     public Tensor Backward(Tensor dy)
     {
@@ -215,7 +210,11 @@ public sealed class Network
         ArgumentNullException.ThrowIfNull(dy);
         if (_frozen > 0) throw new InvalidOperationException($"Network: Backward (the input gradient) runs through every layer, but the first {_frozen} are frozen and ran in inference mode; use BackwardParameters.");
         for (int i = _layers.Length - 1; i >= 0; i--)
-            dy = i > 0 && _fusedRelu[i - 1] ? ((BatchNorm)_layers[--i]).BackwardRelu(dy) : _layers[i].Backward(dy);
+        {
+            // A fused batch norm and ReLU pair goes back in one call (the ReLU, layer i, holds nothing of that pass).
+            if (FusedBefore(i) is { } bn) { dy = bn.BackwardRelu(dy); i--; }
+            else dy = _layers[i].Backward(dy);
+        }
         return dy;
     }
 
@@ -231,7 +230,10 @@ public sealed class Network
         int first = _frozen == 0 ? _firstWeighted : _firstTrained;
         if (first < 0) return;
         for (int i = _layers.Length - 1; i >= first; i--)
-            dy = i > 0 && _fusedRelu[i - 1] ? ((BatchNorm)_layers[--i]).BackwardRelu(dy) : _layers[i].Backward(dy, inputGradient: i > first)!;
+        {
+            if (FusedBefore(i) is { } bn) { dy = bn.BackwardRelu(dy); i--; }
+            else dy = _layers[i].Backward(dy, inputGradient: i > first)!;
+        }
     }
 
     /// <summary>SHA-256 (hex) over every parameter and buffer (names, shapes, float bits): equal hashes mean bit-identical models.</summary>

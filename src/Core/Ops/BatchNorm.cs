@@ -104,19 +104,8 @@ public static class BatchNorm
     /// <summary><see cref="Backward(Tensor, Tensor, Tensor, BatchNormCache)"/> into <paramref name="dx"/>, <paramref name="dgamma"/> and <paramref name="dbeta"/> (overwritten, not accumulated).</summary>
     public static void Backward(Tensor x, Tensor dy, Tensor gamma, BatchNormCache cache, Tensor dx, Tensor dgamma, Tensor dbeta)
     {
-        ArgumentNullException.ThrowIfNull(x);
-        ArgumentNullException.ThrowIfNull(cache);
-        Convolution.CheckGradient(dy, x.Shape, "BatchNorm.Backward");
-        int c = x.Rank >= 2 ? x.Shape[1] : 0;
-        CheckVector(gamma, c, "gamma", x.Shape, "BatchNorm.Backward");
-        // A cache from a forward pass on another shape would be read out of step with x.
-        CheckVector(cache.SavedMean, c, "cache", x.Shape, "BatchNorm.Backward");
-        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, "BatchNorm.Backward");
-        var b = x.Backend;
-        Outputs.Check(dx, x.Shape, b, "BatchNorm.Backward", nameof(dx), x, dy, gamma);
-        Outputs.Check(dgamma, gamma.Shape, b, "BatchNorm.Backward", nameof(dgamma), x, dy, gamma);
-        Outputs.Check(dbeta, gamma.Shape, b, "BatchNorm.Backward", nameof(dbeta), x, dy, dgamma);
-        b.BatchNormBackward(x, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
+        CheckBackward("BatchNorm.Backward", x, dy, gamma, cache, dx, dgamma, dbeta, y: null);
+        x.Backend.BatchNormBackward(x, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
     }
 
     /// <summary>
@@ -128,20 +117,28 @@ public static class BatchNorm
     public static void BackwardRelu(Tensor x, Tensor y, Tensor dy, Tensor gamma, BatchNormCache cache, Tensor dx, Tensor dgamma, Tensor dbeta)
     {
         ArgumentNullException.ThrowIfNull(x);
-        ArgumentNullException.ThrowIfNull(cache);
-        Convolution.CheckGradient(dy, x.Shape, "BatchNorm.BackwardRelu");
         ArgumentNullException.ThrowIfNull(y);
         if (y.Shape != x.Shape)
             throw new ArgumentException($"BatchNorm.BackwardRelu: y has shape {y.Shape} but x {x.Shape}; pass the output of ForwardTrainingRelu.", nameof(y));
+        CheckBackward("BatchNorm.BackwardRelu", x, dy, gamma, cache, dx, dgamma, dbeta, y);
+        x.Backend.BatchNormReluBackward(x, y, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
+    }
+
+    /// <summary>The checks of a backward pass's arguments; <paramref name="y"/>, the fused pass's output, must not share dx's memory either.</summary>
+    private static void CheckBackward(string op, Tensor x, Tensor dy, Tensor gamma, BatchNormCache cache, Tensor dx, Tensor dgamma, Tensor dbeta, Tensor? y)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(cache);
+        Convolution.CheckGradient(dy, x.Shape, op);
         int c = x.Rank >= 2 ? x.Shape[1] : 0;
-        CheckVector(gamma, c, "gamma", x.Shape, "BatchNorm.BackwardRelu");
-        CheckVector(cache.SavedMean, c, "cache", x.Shape, "BatchNorm.BackwardRelu");
-        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, "BatchNorm.BackwardRelu");
+        CheckVector(gamma, c, "gamma", x.Shape, op);
+        // A cache from a forward pass on another shape would be read out of step with x.
+        CheckVector(cache.SavedMean, c, "cache", x.Shape, op);
+        CheckVector(cache.SavedInvStd, c, "cache", x.Shape, op);
         var b = x.Backend;
-        Outputs.Check(dx, x.Shape, b, "BatchNorm.BackwardRelu", nameof(dx), x, y, dy);
-        Outputs.Check(dgamma, gamma.Shape, b, "BatchNorm.BackwardRelu", nameof(dgamma), y, dy, gamma);
-        Outputs.Check(dbeta, gamma.Shape, b, "BatchNorm.BackwardRelu", nameof(dbeta), dy, gamma, dgamma);
-        b.BatchNormReluBackward(x, y, dy, gamma, cache.SavedMean, cache.SavedInvStd, dx, dgamma, dbeta);
+        Outputs.Check(dx, x.Shape, b, op, nameof(dx), x, dy, y ?? gamma);
+        Outputs.Check(dgamma, gamma.Shape, b, op, nameof(dgamma), x, dy, gamma);
+        Outputs.Check(dbeta, gamma.Shape, b, op, nameof(dbeta), x, dy, dgamma);
     }
 
     private static void CheckTraining(Tensor x, Tensor gamma, Tensor beta, Tensor runningMean, Tensor runningVariance,
