@@ -107,20 +107,26 @@ public static partial class Program
             for (int i = 0; i < layers.Count; i++)
             {
                 long t0 = Stopwatch.GetTimestamp();
-                // As Network.Forward: a batch norm and the ReLU after it in one call, timed on the batch norm's line.
-                if (Network.FusesReluAfter(layers, i)) h = ((BatchNorm)layers[i]).ForwardTrainingRelu(h, (Activation)layers[i + 1]);
-                else h = layers[i].Forward(h, training: true);
+                // As Network.Forward: a fused pair in one call, timed on its first layer's line.
+                var fusion = Network.FusionAt(layers, i, trains: true);
+                h = fusion switch
+                {
+                    Network.Fusion.BatchNormRelu => ((BatchNorm)layers[i]).ForwardTrainingRelu(h, (Activation)layers[i + 1]),
+                    Network.Fusion.ReluMaxPool => ((Pool)layers[i + 1]).ForwardRelu(h, (Activation)layers[i], training: true),
+                    _ => layers[i].Forward(h, training: true),
+                };
                 forward[i] += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                if (Network.FusesReluAfter(layers, i)) i++;
+                if (fusion != Network.Fusion.None) i++;
             }
             var dy = Ops.CrossEntropy.Backward(Ops.CrossEntropy.Forward(h, labels));
             optimizer.ZeroGrad();
             for (int i = layers.Count - 1; i >= 0 && dy is not null; i--)
             {
                 long t0 = Stopwatch.GetTimestamp();
-                bool fused = i > 0 && Network.FusesReluAfter(layers, i - 1);
-                if (fused) i--;
-                dy = fused ? ((BatchNorm)layers[i]).BackwardRelu(dy) : layers[i].Backward(dy, inputGradient: i > 0);
+                // As Network.Backward: a pair that ran fused goes back in one call, timed on its first layer's line.
+                if (i > 0 && layers[i - 1] is BatchNorm { RanWithRelu: true } bn) { dy = bn.BackwardRelu(dy); i--; }
+                else if (layers[i] is Pool { RanWithRelu: true } pool) { dy = pool.BackwardRelu(dy); i--; }
+                else dy = layers[i].Backward(dy, inputGradient: i > 0);
                 backward[i] += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             }
             long s0 = Stopwatch.GetTimestamp();
@@ -131,7 +137,12 @@ public static partial class Program
         Console.WriteLine($"{name} per-batch profile ({steps} steps of 64, ms):");
         for (int i = 0; i < layers.Count; i++)
         {
-            string type = Network.FusesReluAfter(layers, i) ? "BatchNorm+ReLU" : i > 0 && Network.FusesReluAfter(layers, i - 1) ? "(fused above)" : layers[i].GetType().Name;
+            string type = Network.FusionAt(layers, i, trains: true) switch
+            {
+                Network.Fusion.BatchNormRelu => "BatchNorm+ReLU",
+                Network.Fusion.ReluMaxPool => "ReLU+MaxPool",
+                _ => i > 0 && Network.FusionAt(layers, i - 1, trains: true) != Network.Fusion.None ? "(fused above)" : layers[i].GetType().Name,
+            };
             Console.WriteLine($"  {i,2} {layers[i].Name,-10} {type,-14} fwd {forward[i] / steps,7:F3}  bwd {backward[i] / steps,7:F3}");
         }
         Console.WriteLine($"     optimizer step {optimizerMs / steps,7:F3}");

@@ -144,18 +144,25 @@ static void Profile(string key, MLNet.ConvNet.Layers.Network network, string net
     }
     Throughput(key, n, runs, methods.ToArray());
     var input = Tensor.FromHost(x.AsSpan(0, 256 * 784), new Shape(256, 1, 28, 28), network.Backend);
-    foreach (var layer in network.Layers)
+    var layers = network.Layers;
+    for (int i = 0; i < layers.Count; i++)
     {
-        var current = input;
-        input = layer.Forward(current, training: false);
+        // As Network.Forward in inference: a ReLU and the max pool after it run as one call, reported on the pool's name.
+        bool fused = MLNet.ConvNet.Layers.Network.FusionAt(layers, i, trains: false) == MLNet.ConvNet.Layers.Network.Fusion.ReluMaxPool;
+        var (current, layer) = (input, layers[i]);
+        Func<Tensor> run = fused
+            ? () => ((MLNet.ConvNet.Layers.Pool)layers[i + 1]).ForwardRelu(current, (MLNet.ConvNet.Layers.Activation)layer, training: false)
+            : () => layer.Forward(current, training: false);
+        input = run();
         var ms = new double[runs];
         for (int r = 0; r < runs; r++)
         {
             long t0 = Stopwatch.GetTimestamp();
-            layer.Forward(current, training: false);
+            run();
             ms[r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
-        Report($"{key}.profile.b256.{layer.Name}_ms", MedianOf(ms));
+        if (fused) i++;
+        Report($"{key}.profile.b256.{(fused ? layer.Name + "+" + layers[i].Name : layer.Name)}_ms", MedianOf(ms));
     }
     Console.WriteLine($"GC collections so far: gen0 {GC.CollectionCount(0)}, gen1 {GC.CollectionCount(1)}, gen2 {GC.CollectionCount(2)}; " +
                       $"allocated {GC.GetTotalAllocatedBytes() / 1048576.0:N0} MB");

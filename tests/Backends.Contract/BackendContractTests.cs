@@ -343,6 +343,26 @@ public abstract class BackendContractTests
         Check($"PoolingBackward {name}", [In(x, xd), In(y, yd), In(Uniform(rng, Product(yd)), yd), Out(xd)], (b, t) => b.PoolingBackward(g, t[0], t[1], t[2], t[3]));
     }
 
+    [Theory]
+    [InlineData(2, 2, 0, 2)]                               // the 2x2 fast path
+    [InlineData(3, 2, 1, 2)]                               // overlapping windows with padding
+    [InlineData(2, 3, 1, 3)]                               // 3-D
+    public void Max_pooling_with_relu_forward_and_backward(int window, int stride, int padding, int spatial)
+    {
+        var rng = new Random(560 + window + stride + padding + spatial);
+        int[] size = spatial switch { 2 => [7, 9], _ => [5, 6, 7] };
+        var g = PoolGeometry.Create(new Shape([2, 3, .. size]), new PoolingOptions { Window = window, Stride = stride, Padding = padding });
+        int[] xd = g.Input.ToArray(), yd = g.Output.ToArray();
+        var x = Uniform(rng, Product(xd), -2, 1);          // mostly negative: many windows pool to the ReLU's 0
+        string name = $"{g.Input} window {window} stride {stride} padding {padding}";
+        var y = Check($"PoolingReluForward {name}", [In(x, xd), Out(yd)], (b, t) => b.PoolingReluForward(g, t[0], t[1]))[0];
+        Assert.Contains(y, v => v == 0f);
+        Assert.Contains(y, v => v > 0f);
+        // The backward reads x and y (a maximum: the same values on every backend).
+        Check($"PoolingReluBackward {name}", [In(x, xd), In(y, yd), In(Uniform(rng, Product(yd)), yd), Out(xd)],
+            (b, t) => b.PoolingReluBackward(g, t[0], t[1], t[2], t[3]));
+    }
+
     private static Tensor Pool(IBackend b, PoolGeometry g, float[] x)
     {
         var y = b.Allocate(g.Output);

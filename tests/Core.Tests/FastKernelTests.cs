@@ -555,6 +555,47 @@ public class FastKernelTests
         }
     }
 
+    /// <summary>Geometries of the fused ReLU and max pooling: the 2x2 fast path's shapes, and general ones (overlapping, padded, 1-D, 3-D).</summary>
+    public static TheoryData<int[], int, int, int> ReluPoolCases => new()
+    {
+        { [2, 2, 2, 2], 2, 2, 0 }, { [2, 3, 5, 7], 2, 2, 0 }, { [2, 2, 7, 17], 2, 2, 0 }, { [3, 2, 14, 14], 2, 2, 0 },
+        { [2, 3, 9, 17], 2, 2, 0 }, { [2, 2, 28, 28], 2, 2, 0 },
+        { [2, 3, 7, 9], 3, 2, 1 }, { [2, 3, 11], 3, 1, 2 }, { [2, 2, 5, 6, 7], 2, 3, 1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(ReluPoolCases))]
+    public void ReluIntoMaxPoolingIsBitIdenticalToReluThenPooling(int[] dims, int window, int stride, int padding)
+    {
+        var shape = new Shape(dims);
+        var rng = new Random(shape.Length + window);
+        // Windows all at or below 0 (the ReLU outputs tie at +0), ties, signed zeros, NaN and infinities.
+        float[] pool = [0f, -0f, 1f, -1f, -2f, 2f, -0.5f, float.NaN, float.PositiveInfinity, float.NegativeInfinity];
+        var x = new float[shape.Length];
+        for (int i = 0; i < x.Length; i++) x[i] = pool[rng.Next(pool.Length)];
+        var g = PoolGeometry.Create(shape, new PoolingOptions { Window = window, Stride = stride, Padding = padding });
+        var dy = TestData.Uniform(rng, g.Output.Length);
+        dy[0] = float.PositiveInfinity;                    // Inf times the slope 0 is NaN in both: the product, not a select
+        static int[] Bits(float[] v) => [.. v.Select(BitConverter.SingleToInt32Bits)];
+        foreach (var be in new[] { new CpuBackend(1), new CpuBackend(3), DefaultBackend.CpuReferenceKernels(2), Reference })
+        {
+            var X = On(be, x, shape); var DY = On(be, dy, g.Output);
+            // The two ops one after the other, through the ReLU's output r.
+            var r = be.Allocate(shape); var want = be.Allocate(g.Output); var dr = be.Allocate(shape); var wantDx = be.Allocate(shape);
+            be.ActivationForward(ActivationKind.ReLU, 0f, X, r);
+            be.PoolingForward(g, r, want);
+            be.PoolingBackward(g, r, want, DY, dr);
+            be.ActivationBackward(ActivationKind.ReLU, 0f, X, r, dr, wantDx);
+            // Fused, into outputs that start dirty: every cell must be written.
+            var y = be.Allocate(g.Output); var dx = be.Allocate(shape);
+            be.Fill(y, 42f); be.Fill(dx, 42f);
+            be.PoolingReluForward(g, X, y);
+            be.PoolingReluBackward(g, X, y, DY, dx);
+            Assert.True(Bits(want.ToHost()).SequenceEqual(Bits(y.ToHost())), $"{be.Name} {g}: y differs from ReLU then pooling");
+            Assert.True(Bits(wantDx.ToHost()).SequenceEqual(Bits(dx.ToHost())), $"{be.Name} {g}: dx differs from pooling's then the ReLU's backward");
+        }
+    }
+
     // ---------------- batch norm ----------------
 
     [Theory]

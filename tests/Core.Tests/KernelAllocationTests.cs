@@ -40,6 +40,8 @@ public class KernelAllocationTests
         ["conv im2col backward data"] = b => Conv(b, [16, 8, 15, 15], [12, 8, 3, 3], pad: 1, stride: 2).BackwardData,
         ["maxpool2x2 forward"] = b => Pool(b, [64, 6, 28, 28], new PoolingOptions()).Forward,
         ["maxpool2x2 backward"] = b => Pool(b, [64, 6, 28, 28], new PoolingOptions()).Backward,
+        ["relu maxpool2x2 forward"] = b => Pool(b, [64, 6, 28, 28], new PoolingOptions(), relu: true).Forward,
+        ["relu maxpool2x2 backward"] = b => Pool(b, [64, 6, 28, 28], new PoolingOptions(), relu: true).Backward,
         ["avgpool3x3 forward"] = b => Pool(b, [16, 8, 15, 15], new() { Window = 3, Stride = 2, Padding = 1, Mode = PoolingMode.AverageExcludingPadding }).Forward,
         ["avgpool3x3 backward"] = b => Pool(b, [16, 8, 15, 15], new() { Window = 3, Stride = 2, Padding = 1, Mode = PoolingMode.AverageExcludingPadding }).Backward,
         ["batchnorm forward training"] = b =>
@@ -152,12 +154,14 @@ public class KernelAllocationTests
 
     private sealed record PoolCase(Action Forward, Action Backward);
 
-    private static PoolCase Pool(CpuBackend b, int[] xs, PoolingOptions o)
+    private static PoolCase Pool(CpuBackend b, int[] xs, PoolingOptions o, bool relu = false)
     {
         var x = R(b, xs);
         var g = PoolGeometry.Create(x.Shape, o);
         var (y, dy, dx) = (b.Allocate(g.Output), R(b, DimsOf(g.Output)), b.Allocate(g.Input));
-        return new(() => b.PoolingForward(g, x, y), () => b.PoolingBackward(g, x, y, dy, dx));
+        return relu
+            ? new(() => b.PoolingReluForward(g, x, y), () => b.PoolingReluBackward(g, x, y, dy, dx))
+            : new(() => b.PoolingForward(g, x, y), () => b.PoolingBackward(g, x, y, dy, dx));
     }
 
     private static Tensor R(CpuBackend b, params int[] dims)

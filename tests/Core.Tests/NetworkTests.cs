@@ -171,6 +171,64 @@ public class NetworkTests
     }
 
     [Theory]
+    [InlineData(1, 0, false)]
+    [InlineData(3, 0, false)]
+    [InlineData(3, 0, true)]
+    [InlineData(3, 2, true)]                               // frozen up to the ReLU: the pair straddles the boundary, not fused
+    [InlineData(3, 3, true)]                               // the pair frozen: fused in inference mode
+    public void ReluThenMaxPoolRunsFusedWithTheSameBitsAsLayerByLayer(int threads, int frozen, bool parametersOnly)
+    {
+        // Network runs each ReLU and the max Pool after it as one backend call (Pool.ForwardRelu); the layers called one
+        // by one run the two ops apart. Loss, weights, gradients, input gradient and inference outputs: the same bits.
+        var b = new CpuBackend(maxThreads: threads);
+        int[] labels = [.. Enumerable.Range(0, 16).Select(i => i % 10)];
+        var x = Tensor.FromHost(TestData.Uniform(new Random(8), 16 * 784, 1f), new Shape(16, 1, 28, 28), b);
+        static int[] Bits(IEnumerable<float> v) => [.. v.Select(BitConverter.SingleToInt32Bits)];
+
+        var fused = Presets.LeNet5(backend: b).Build(Mnist, seed: 9);
+        fused.FrozenLayerCount = frozen;
+        var ceFused = CrossEntropy.Forward(fused.Forward(x, training: true), labels);
+        Tensor? dxFused = null;
+        if (parametersOnly) fused.BackwardParameters(CrossEntropy.Backward(ceFused));
+        else dxFused = fused.Backward(CrossEntropy.Backward(ceFused));
+
+        var apart = Presets.LeNet5(backend: b).Build(Mnist, seed: 9);
+        int first = Enumerable.Range(frozen, apart.Layers.Count - frozen).First(i => apart.Layers[i].Parameters.Count > 0);
+        Tensor h = x;
+        for (int i = 0; i < apart.Layers.Count; i++) h = apart.Layers[i].Forward(h, training: i >= frozen);
+        var ce = CrossEntropy.Forward(h, labels);
+        Tensor? d = CrossEntropy.Backward(ce);
+        for (int i = apart.Layers.Count - 1; i >= (parametersOnly ? first : 0); i--) d = apart.Layers[i].Backward(d!, inputGradient: !parametersOnly || i > first);
+
+        Assert.Equal(BitConverter.SingleToInt32Bits(ce.MeanLoss), BitConverter.SingleToInt32Bits(ceFused.MeanLoss));
+        Assert.Equal(apart.ComputeHash(), fused.ComputeHash());
+        for (int i = first; i < apart.Layers.Count; i++)
+            foreach (var (p, q) in apart.Layers[i].Parameters.Zip(fused.Layers[i].Parameters))
+                Assert.True(Bits(p.Gradient.ToHost()).SequenceEqual(Bits(q.Gradient.ToHost())), p.Name);
+        if (dxFused is not null) Assert.Equal(Bits(d!.ToHost()), Bits(dxFused.ToHost()));
+
+        // Inference, with buffer reuse off and on: the same outputs as the layers one by one.
+        h = x;
+        foreach (var layer in apart.Layers) h = layer.Forward(h, training: false);
+        var want = Bits(h.ToHost());
+        Assert.Equal(want, Bits(fused.Forward(x, training: false).ToHost()));
+        fused.ReuseBuffers = true;
+        Assert.Equal(want, Bits(fused.Forward(x, training: false).ToHost()));
+
+        // After a fused training pass the pool refuses a direct Backward, and the ReLU holds nothing.
+        if (frozen == 0)
+        {
+            fused.ReuseBuffers = false;
+            fused.Forward(x, training: true);
+            Assert.IsType<Activation>(fused.Layers[1]);
+            Assert.IsType<Pool>(fused.Layers[2]);
+            var dy = b.Allocate(new Shape(16, 6, 14, 14));
+            Assert.Contains("BackwardRelu", Assert.Throws<InvalidOperationException>(() => fused.Layers[2].Backward(dy)).Message);
+            Assert.Contains("Forward first", Assert.Throws<InvalidOperationException>(() => fused.Layers[1].Backward(b.Allocate(new Shape(16, 6, 28, 28)))).Message);
+        }
+    }
+
+    [Theory]
     [InlineData(1, false)]
     [InlineData(3, false)]
     [InlineData(3, true)]

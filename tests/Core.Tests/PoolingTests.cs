@@ -40,6 +40,27 @@ public class PoolingTests
     }
 
     [Fact]
+    public void ReluIntoMaxPoolingDocExampleAndChecks()
+    {
+        // Pooling.ForwardRelu's example: relu([-3, -1, 2, -5]) = [0, 0, 2, 0] pools to [0, 2]; BackwardRelu with dy = [5, 7]
+        // sends 5 to the first cell of the tied window, where the ReLU's slope is 0, and 7 to the 2.
+        var x = Tensor.FromHost([-3f, -1f, 2f, -5f], 1, 1, 4);
+        var g = PoolGeometry.Create(x.Shape, new PoolingOptions { Window = 2 });
+        var y = x.Backend.Allocate(g.Output);
+        Pooling.ForwardRelu(g, x, y);
+        GradCheck.AssertExact([0f, 2f], y, "ForwardRelu");
+        var dx = x.Backend.Allocate(g.Input);
+        Pooling.BackwardRelu(g, x, y, Tensor.FromHost([5f, 7f], 1, 1, 2), dx);
+        GradCheck.AssertExact([0f, 0f, 7f, 0f], dx, "BackwardRelu");
+
+        // Only max pooling takes the ReLU in; a y of the wrong shape and an output aliasing an input are refused.
+        var average = PoolGeometry.Create(x.Shape, new PoolingOptions { Window = 2, Mode = PoolingMode.AverageIncludingPadding });
+        Assert.Contains("max pooling only", Assert.Throws<ArgumentException>(() => Pooling.ForwardRelu(average, x, y)).Message);
+        Assert.Contains("y has shape", Assert.Throws<ArgumentException>(() => Pooling.BackwardRelu(g, x, dx, Tensor.FromHost([5f, 7f], 1, 1, 2), dx)).Message);
+        Assert.Throws<ArgumentException>(() => Pooling.BackwardRelu(g, x, y, Tensor.FromHost([5f, 7f], 1, 1, 2), x));
+    }
+
+    [Fact]
     public void SeedExample2D()
     {
         // Knet: x = reshape(1.0:16.0, (4,4,1,1)) fills column-major, which is our row-major memory 1..16;

@@ -157,6 +157,18 @@ public abstract class DelegatingBackend : IBackend
         Inner.PoolingBackward(g, x, y, dy, dx);
     }
 
+    public virtual void PoolingReluForward(PoolGeometry g, Tensor x, Tensor y)
+    {
+        OnKernel();
+        Inner.PoolingReluForward(g, x, y);
+    }
+
+    public virtual void PoolingReluBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    {
+        OnKernel();
+        Inner.PoolingReluBackward(g, x, y, dy, dx);
+    }
+
     public virtual void LrnForward(LrnOptions options, Tensor x, Tensor y)
     {
         OnKernel();

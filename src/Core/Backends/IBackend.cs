@@ -95,6 +95,16 @@ public partial interface IBackend
     void PoolingForward(PoolGeometry g, Tensor x, Tensor y);
     /// <summary>dx given x, y = pool(x) and dy. Max routes each dy to the first maximal cell of its window.</summary>
     void PoolingBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx);
+    /// <summary>
+    /// Max pooling of max(0, x) in one call (g.Mode is Max): every value of y equals ActivationForward(ReLU) then
+    /// <see cref="PoolingForward"/> (NaN stays NaN); the ReLU's output need not be written anywhere.
+    /// </summary>
+    void PoolingReluForward(PoolGeometry g, Tensor x, Tensor y);
+    /// <summary>
+    /// Gradient of <see cref="PoolingReluForward"/> with respect to x given its y and dy: the values of
+    /// <see cref="PoolingBackward"/> on r = max(0, x), then ActivationBackward(ReLU) at x.
+    /// </summary>
+    void PoolingReluBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx);
 
     // ---- normalization ----
 

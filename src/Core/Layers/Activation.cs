@@ -46,8 +46,9 @@ public sealed class Activation : Layer
     }
 
     /// <summary>
-    /// The preceding batch norm ran this ReLU inside its own pass (<see cref="BatchNorm.ForwardTrainingRelu"/>): nothing is
-    /// cached here, so a direct <see cref="Backward(Tensor)"/> fails loudly instead of using an older pass.
+    /// A neighbour ran this ReLU inside its own pass (the batch norm before it, <see cref="BatchNorm.ForwardTrainingRelu"/>,
+    /// or the max pool after it, <see cref="Pool.ForwardRelu"/>): nothing is cached here, so a direct
+    /// <see cref="Backward(Tensor)"/> fails loudly instead of using an older pass.
     /// </summary>
     internal void SkippedByFusion() => (_x, _y) = (null, null);
 

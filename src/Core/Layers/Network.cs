@@ -165,43 +165,63 @@ public sealed class Network
             throw new ArgumentException($"Network: input {x.Shape} does not match the built sample shape {InputShape} (expected [N, {string.Join(", ", InputShape.Value.ToArray())}]).", nameof(x));
         if (!ReferenceEquals(x.Backend, Backend))
             throw new ArgumentException($"Network: input lives on '{x.Backend.Name}' but the network on '{Backend.Name}'; copy it explicitly.", nameof(x));
-        if (training)
+        for (int i = 0; i < _layers.Length; i++)
         {
-            for (int i = 0; i < _layers.Length; i++)
+            // A layer trains unless frozen; a pair runs as one backend call (the same values, one pass fewer), never
+            // across the frozen boundary.
+            bool trains = training && i >= _frozen;
+            var fusion = training && i + 1 == _frozen ? Fusion.None : FusionAt(_layers, i, trains);
+            var runs = fusion == Fusion.ReluMaxPool ? _layers[i + 1] : _layers[i];
+            // Inference with reuse on: nothing is differentiated, so a layer's output is dead once the next layer has
+            // read it, and the simple layers share two buffers (InferenceBuffers) instead of keeping one output each.
+            if (!training && _reuseBuffers) runs.SharedOutputs = runs.Children.Count == 0 ? _inferenceBuffers : null;
+            try
             {
-                bool trains = i >= _frozen;
-                // A trained BatchNorm followed by a ReLU runs as one backend call (the same values, one pass fewer).
-                if (trains && FusesReluAfter(_layers, i)) x = ((BatchNorm)_layers[i]).ForwardTrainingRelu(x, (Activation)_layers[++i]);
-                else x = _layers[i].Forward(x, trains);
+                x = fusion switch
+                {
+                    Fusion.BatchNormRelu => ((BatchNorm)_layers[i]).ForwardTrainingRelu(x, (Activation)_layers[i + 1]),
+                    Fusion.ReluMaxPool => ((Pool)runs).ForwardRelu(x, (Activation)_layers[i], trains),
+                    _ => _layers[i].Forward(x, trains),
+                };
             }
-            return x;
-        }
-        if (!_reuseBuffers)
-        {
-            foreach (var layer in _layers) x = layer.Forward(x, training: false);
-            return x;
-        }
-        // Inference with reuse on: nothing is differentiated, so a layer's output is dead once the next layer has read
-        // it, and the simple layers share two buffers (InferenceBuffers) instead of keeping one output each.
-        foreach (var layer in _layers)
-        {
-            layer.SharedOutputs = layer.Children.Count == 0 ? _inferenceBuffers : null;
-            try { x = layer.Forward(x, training: false); }
-            finally { layer.SharedOutputs = null; }
+            finally { runs.SharedOutputs = null; }
+            if (fusion != Fusion.None) i++;
         }
         return x;
     }
 
-    /// <summary>
-    /// Whether a training pass runs layer <paramref name="i"/> (a BatchNorm) and the ReLU after it as one backend call
-    /// (<see cref="BatchNorm.ForwardTrainingRelu"/>), when layer i trains: the rule <see cref="Forward"/> follows, for
-    /// profilers that call the layers themselves.
-    /// </summary>
-    internal static bool FusesReluAfter(IReadOnlyList<Layer> layers, int i) =>
-        i + 1 < layers.Count && layers[i] is BatchNorm && layers[i + 1] is Activation { Kind: ActivationKind.ReLU };
+    /// <summary>A pair of adjacent layers that a forward pass runs as one backend call.</summary>
+    internal enum Fusion
+    {
+        /// <summary>Layer i alone.</summary>
+        None,
+        /// <summary>A training BatchNorm and the ReLU after it (<see cref="BatchNorm.ForwardTrainingRelu"/>).</summary>
+        BatchNormRelu,
+        /// <summary>A ReLU and the max Pool after it, in any pass (<see cref="Pool.ForwardRelu"/>).</summary>
+        ReluMaxPool,
+    }
 
-    /// <summary>The BatchNorm before layer <paramref name="i"/> when its last pass ran with layer i, its ReLU, fused in; else null.</summary>
-    private BatchNorm? FusedBefore(int i) => i > 0 && _layers[i - 1] is BatchNorm { RanWithRelu: true } bn ? bn : null;
+    /// <summary>
+    /// How a pass runs layer <paramref name="i"/> with the next, when layer i <paramref name="trains"/> or not: the rule
+    /// <see cref="Forward"/> follows, for profilers that call the layers themselves. A batch norm that trains takes the
+    /// ReLU after it; otherwise a ReLU goes into the max pool after it (the ReLU commutes with a maximum).
+    /// </summary>
+    internal static Fusion FusionAt(IReadOnlyList<Layer> layers, int i, bool trains) =>
+        i + 1 >= layers.Count ? Fusion.None
+        : trains && layers[i] is BatchNorm && layers[i + 1] is Activation { Kind: ActivationKind.ReLU } ? Fusion.BatchNormRelu
+        : layers[i] is Activation { Kind: ActivationKind.ReLU } && layers[i + 1] is Pool { Options.Mode: PoolingMode.Max } ? Fusion.ReluMaxPool
+        : Fusion.None;
+
+    /// <summary>
+    /// Layer <paramref name="i"/>'s backward, or that of the fused pair ending at layer i when its last training pass
+    /// ran fused (<paramref name="i"/> then steps back over the pair's first layer, which holds nothing of that pass).
+    /// </summary>
+    private Tensor? BackwardAt(ref int i, Tensor dy, bool inputGradient)
+    {
+        if (i > 0 && _layers[i - 1] is BatchNorm { RanWithRelu: true } bn) { i--; return bn.BackwardRelu(dy); }
+        if (_layers[i] is Pool { RanWithRelu: true } pool) { i--; return pool.BackwardRelu(dy); }
+        return _layers[i].Backward(dy, inputGradient);
+    }
 
     /// <summary>Back-propagates <paramref name="dy"/> (the gradient of the loss with respect to the last output); accumulates every parameter's gradient and returns dx.</summary>
     public Tensor Backward(Tensor dy)
@@ -209,12 +229,7 @@ public sealed class Network
         RequireBuilt();
         ArgumentNullException.ThrowIfNull(dy);
         if (_frozen > 0) throw new InvalidOperationException($"Network: Backward (the input gradient) runs through every layer, but the first {_frozen} are frozen and ran in inference mode; use BackwardParameters.");
-        for (int i = _layers.Length - 1; i >= 0; i--)
-        {
-            // A fused batch norm and ReLU pair goes back in one call (the ReLU, layer i, holds nothing of that pass).
-            if (FusedBefore(i) is { } bn) { dy = bn.BackwardRelu(dy); i--; }
-            else dy = _layers[i].Backward(dy);
-        }
+        for (int i = _layers.Length - 1; i >= 0; i--) dy = BackwardAt(ref i, dy, inputGradient: true)!;
         return dy;
     }
 
@@ -229,11 +244,9 @@ public sealed class Network
         ArgumentNullException.ThrowIfNull(dy);
         int first = _frozen == 0 ? _firstWeighted : _firstTrained;
         if (first < 0) return;
-        for (int i = _layers.Length - 1; i >= first; i--)
-        {
-            if (FusedBefore(i) is { } bn) { dy = bn.BackwardRelu(dy); i--; }
-            else dy = _layers[i].Backward(dy, inputGradient: i > first)!;
-        }
+        // A fused pair's first layer is never the first with parameters (a ReLU has none; a fused batch norm computes
+        // its input gradient anyway), so stepping over it stays at or above first.
+        for (int i = _layers.Length - 1; i >= first; i--) dy = BackwardAt(ref i, dy, inputGradient: i > first)!;
     }
 
     /// <summary>SHA-256 (hex) over every parameter and buffer (names, shapes, float bits): equal hashes mean bit-identical models.</summary>

@@ -9,6 +9,7 @@ public sealed class Pool : Layer
     private readonly bool _global;
     private PoolingOptions? _resolved;
     private Tensor? _x, _y;
+    private bool _ranWithRelu;                             // the last training pass was ForwardRelu's
     private PoolGeometry? _geometry;                       // for the last input shape: made once, not per call
     private readonly TensorSlot _out = new(), _dx = new();
 
@@ -59,12 +60,44 @@ public sealed class Pool : Layer
         var g = Geometry(x.Shape);
         var y = ForwardOutput(_out, g.Output, x);
         Pooling.Forward(g, x, y);
-        (_x, _y) = training ? (x, y) : (null, null);
+        (_x, _y, _ranWithRelu) = training ? (x, y, false) : (null, null, false);
         return y;
+    }
+
+    /// <summary>
+    /// A pass of the ReLU <paramref name="relu"/> before this max pool and of this layer in one backend call
+    /// (<see cref="Pooling.ForwardRelu"/>): what <see cref="Network"/> runs for the pair, saving the ReLU's pass and its
+    /// output. <paramref name="x"/> is the ReLU's input; returns this layer's output, the same values as the two layers
+    /// give. After a training pass, <see cref="BackwardRelu"/> is the pair's backward.
+    /// </summary>
+    internal Tensor ForwardRelu(Tensor x, Activation relu, bool training)
+    {
+        CheckInput(x);
+        var g = Geometry(x.Shape);
+        var y = ForwardOutput(_out, g.Output, x);
+        Pooling.ForwardRelu(g, x, y);
+        (_x, _y, _ranWithRelu) = training ? (x, y, true) : (null, null, false);
+        relu.SkippedByFusion();
+        return y;
+    }
+
+    /// <summary>Whether the last training pass was <see cref="ForwardRelu"/> (its backward is then <see cref="BackwardRelu"/>).</summary>
+    internal bool RanWithRelu => _ranWithRelu;
+
+    /// <summary>The backward of <see cref="ForwardRelu"/>: dy is the gradient of this layer's output; returns dx of the ReLU's input.</summary>
+    internal Tensor BackwardRelu(Tensor dy)
+    {
+        var x = Cached(_x);
+        var g = Geometry(x.Shape);
+        var dx = Output(_dx, g.Input);
+        Pooling.BackwardRelu(g, x, Cached(_y), dy, dx);
+        return dx;
     }
 
     public override Tensor Backward(Tensor dy)
     {
+        if (_ranWithRelu)
+            throw new InvalidOperationException($"{Describe()}: the last forward pass ran with the ReLU before it fused in; call BackwardRelu (Network does).");
         var x = Cached(_x);
         var g = Geometry(x.Shape);
         var dx = Output(_dx, g.Input);

@@ -3,6 +3,8 @@ namespace MLNet.ConvNet.Ops;
 // Pooling family (Knet's pool / unpool):
 //   Pooling.Forward          y = pool(x)                  [N,C,X...] -> [N,C,Y...]
 //   Pooling.Backward         dx from x, y, dy
+//   Pooling.ForwardRelu      y = maxpool(relu(x)) in one pass   (a ReLU layer followed by a max Pool)
+//   Pooling.BackwardRelu     dx of that pair from x, y, dy
 //   Pooling.Unpool           each value spread over its window (the inverse of average pooling)
 //   Pooling.UnpoolBackward   dx from dy: the sum over each window
 // Shapes and options are checked once by PoolGeometry (Ops/Geometry/PoolGeometry.cs).
@@ -69,6 +71,50 @@ public static class Pooling
         Convolution.CheckGradient(dy, g.Output, "Pooling.Backward");
         Outputs.Check(dx, g.Input, x.Backend, "Pooling.Backward", nameof(dx), x, y, dy);
         x.Backend.PoolingBackward(g, x, y, dy, dx);
+    }
+
+    /// <summary>
+    /// A ReLU followed by max pooling in one backend call: <c>y = maxpool(max(0, x))</c> into <paramref name="y"/>
+    /// (shape <c>g.Output</c>), every value the one <see cref="Activation.Forward(ActivationKind, Tensor, Tensor, float?)"/>
+    /// then <see cref="Forward(PoolGeometry, Tensor, Tensor)"/> give (NaN stays NaN), without writing the ReLU's
+    /// output: a network runs a ReLU layer and the max Pool after it this way. Max mode only; the ReLU is monotone, so
+    /// this is also <c>max(0, maxpool(x))</c>.
+    /// </summary>
+    /// <example>x = [-3, -1, 2, -5] as <c>[1,1,4]</c>, Window = 2: relu gives [0, 0, 2, 0], so y = [0, 2].</example>
+    public static void ForwardRelu(PoolGeometry g, Tensor x, Tensor y)
+    {
+        CheckRelu(g, "Pooling.ForwardRelu");
+        Convolution.CheckTensor(x, g.Input, "Pooling.ForwardRelu", nameof(x));
+        Outputs.Check(y, g.Output, x.Backend, "Pooling.ForwardRelu", nameof(y), x);
+        x.Backend.PoolingReluForward(g, x, y);
+    }
+
+    /// <summary>
+    /// Gradient of <see cref="ForwardRelu"/> with respect to its x (the ReLU's input), given its output
+    /// <paramref name="y"/> and dy: the values <see cref="Backward(PoolGeometry, Tensor, Tensor, Tensor, Tensor)"/> on the
+    /// ReLU's output followed by <see cref="Activation.Backward(ActivationKind, Tensor, Tensor, Tensor, Tensor, float?)"/>
+    /// give: dy goes to the first maximal cell of max(0, x) in each window, then times the ReLU's slope at x (1 above
+    /// 0, 0 at or below, NaN at NaN). Into <paramref name="dx"/> (shape <c>g.Input</c>, overwritten).
+    /// </summary>
+    /// <example>The example above with dy = [5, 7]: the first window's ReLU outputs tie at 0, its first cell wins and
+    /// the slope there is 0, so dx = [0, 0, 7, 0].</example>
+    public static void BackwardRelu(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    {
+        CheckRelu(g, "Pooling.BackwardRelu");
+        Convolution.CheckTensor(x, g.Input, "Pooling.BackwardRelu", nameof(x));
+        ArgumentNullException.ThrowIfNull(y);
+        if (y.Shape != g.Output)
+            throw new ArgumentException($"Pooling.BackwardRelu: y has shape {y.Shape} but pooling x {x.Shape} gives {g.Output}; pass the output of ForwardRelu.", nameof(y));
+        Convolution.CheckGradient(dy, g.Output, "Pooling.BackwardRelu");
+        Outputs.Check(dx, g.Input, x.Backend, "Pooling.BackwardRelu", nameof(dx), x, y, dy);
+        x.Backend.PoolingReluBackward(g, x, y, dy, dx);
+    }
+
+    private static void CheckRelu(PoolGeometry g, string op)
+    {
+        ArgumentNullException.ThrowIfNull(g);
+        if (g.Mode != PoolingMode.Max)
+            throw new ArgumentException($"{op}: the ReLU is fused into max pooling only, but the geometry's mode is {g.Mode} (run the ReLU and the pooling as two ops).", nameof(g));
     }
 
     /// <summary>

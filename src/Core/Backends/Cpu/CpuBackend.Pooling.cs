@@ -15,15 +15,26 @@ public sealed partial class CpuBackend
     /// Max ignores padded cells (cuDNN's rule: they act as -infinity) and propagates NaN: a window holding a
     /// NaN gives NaN (as PyTorch does). Averages sum in double and round once.
     /// </summary>
-    public void PoolingForward(PoolGeometry g, Tensor x, Tensor y)
+    public void PoolingForward(PoolGeometry g, Tensor x, Tensor y) => PoolForward(g, x, y, relu: false);
+
+    /// <summary>
+    /// Max pooling of max(0, x): the ReLU is monotone, so each window's value is the ReLU of its maximum, and the
+    /// ReLU's output is never written (one pass over x instead of two, and no tensor of x's size in between).
+    /// </summary>
+    public void PoolingReluForward(PoolGeometry g, Tensor x, Tensor y) => PoolForward(g, x, y, relu: true);
+
+    private void PoolForward(PoolGeometry g, Tensor x, Tensor y, bool relu)
     {
-        if (!UseReferenceKernels && IsMaxPool2x2(g)) { MaxPool2x2Forward(g, Array(x), Array(y)); return; }
+        if (!UseReferenceKernels && IsMaxPool2x2(g)) { MaxPool2x2Forward(g, Array(x), Array(y), relu); return; }
         var plan = new PoolPlan(g);
-        For(plan.Planes, new PoolForwardBody(plan, Array(x), Array(y)));
+        For(plan.Planes, new PoolForwardBody(plan, Array(x), Array(y), relu));
     }
 
+    /// <summary>ActivationForward's ReLU of one value: v above 0 or NaN, else +0 (as max(v, 0) with -0 below +0).</summary>
+    private static float Relu(float v) => v > 0 || float.IsNaN(v) ? v : 0f;
+
     /// <summary>One (n, c) plane per index.</summary>
-    private readonly struct PoolForwardBody(PoolPlan plan, float[] x, float[] y) : IParallelBody
+    private readonly struct PoolForwardBody(PoolPlan plan, float[] x, float[] y, bool relu) : IParallelBody
     {
         public void Run(int plane)
         {
@@ -35,9 +46,9 @@ public sealed partial class CpuBackend
             for (int ow = 0; ow < plan.Out[2]; ow++, o++)
             {
                 var w = plan.WindowAt(od, oh, ow);
-                ys[o] = plan.Mode == PoolingMode.Max
-                    ? xs[plan.ArgMax(xs, w)]
-                    : (float)(plan.Sum(xs, w) / plan.Divisor(w));
+                ys[o] = plan.Mode != PoolingMode.Max ? (float)(plan.Sum(xs, w) / plan.Divisor(w))
+                    : relu ? Relu(xs[plan.ArgMax(xs, w)])
+                    : xs[plan.ArgMax(xs, w)];
             }
         }
     }
@@ -49,16 +60,25 @@ public sealed partial class CpuBackend
     /// The averages spread dy[o] / divisor over the in-input cells of window o and read neither x nor y
     /// (<see cref="Pooling.Unpool"/> relies on that, and may pass the dx tensor as x).
     /// </summary>
-    public void PoolingBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    public void PoolingBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx) => PoolBackward(g, x, dy, dx, relu: false);
+
+    /// <summary>
+    /// The backward of <see cref="PoolingReluForward"/>, as max pooling's backward on r = max(0, x) then the ReLU's at x,
+    /// without r: r's first maximal cell in a window is x's when x's maximum is above 0 or NaN; otherwise every r there
+    /// is +0 and the window's first cell wins. Each dx is then multiplied by the ReLU's slope at x (1, 0, or NaN at NaN).
+    /// </summary>
+    public void PoolingReluBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx) => PoolBackward(g, x, dy, dx, relu: true);
+
+    private void PoolBackward(PoolGeometry g, Tensor x, Tensor dy, Tensor dx, bool relu)
     {
-        if (!UseReferenceKernels && IsMaxPool2x2(g)) { MaxPool2x2Backward(g, Array(x), Array(dy), Array(dx)); return; }
+        if (!UseReferenceKernels && IsMaxPool2x2(g)) { MaxPool2x2Backward(g, Array(x), Array(dy), Array(dx), relu); return; }
         var plan = new PoolPlan(g);
         // Only max pooling looks at x; fetching its array costs nothing but would mislead a reader.
-        For(plan.Planes, new PoolBackwardBody(plan, plan.Mode == PoolingMode.Max ? Array(x) : null, Array(dy), Array(dx)));
+        For(plan.Planes, new PoolBackwardBody(plan, plan.Mode == PoolingMode.Max ? Array(x) : null, Array(dy), Array(dx), relu));
     }
 
     /// <summary>One (n, c) plane per index.</summary>
-    private readonly struct PoolBackwardBody(PoolPlan plan, float[]? x, float[] dy, float[] dx) : IParallelBody
+    private readonly struct PoolBackwardBody(PoolPlan plan, float[]? x, float[] dy, float[] dx, bool relu) : IParallelBody
     {
         public void Run(int plane)
         {
@@ -75,7 +95,10 @@ public sealed partial class CpuBackend
                 var w = plan.WindowAt(od, oh, ow);
                 if (plan.Mode == PoolingMode.Max)
                 {
-                    acc[plan.ArgMax(xs, w)] += dys[o];
+                    int best = plan.ArgMax(xs, w);
+                    // Under a ReLU with the window's maximum at or below 0 every r ties at +0: the first cell wins.
+                    if (relu && !(xs[best] > 0) && !float.IsNaN(xs[best])) best = (w.D0 * plan.In[1] + w.H0) * plan.In[2] + w.W0;
+                    acc[best] += dys[o];
                     continue;
                 }
                 double share = dys[o] / plan.Divisor(w);
@@ -87,7 +110,8 @@ public sealed partial class CpuBackend
                 }
             }
             var dxs = dx.AsSpan(plane * plan.InVolume, plan.InVolume);
-            for (int i = 0; i < acc.Length; i++) dxs[i] = (float)acc[i];
+            if (relu) for (int i = 0; i < acc.Length; i++) dxs[i] = (float)acc[i] * PiecewiseSlope(xs[i], 0f);
+            else for (int i = 0; i < acc.Length; i++) dxs[i] = (float)acc[i];
             ArrayPool<double>.Shared.Return(rented);
         }
     }

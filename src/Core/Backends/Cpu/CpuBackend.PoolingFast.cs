@@ -10,6 +10,10 @@ namespace MLNet.ConvNet.Backends.Cpu;
 // the first maximal cell (or first NaN) wins, and the forward value is that cell's value, bit for bit.
 // Backward: the windows do not overlap, so each dx cell gets one value (an overlapped vector step writes it again,
 // the same bits).
+// With relu (PoolingReluForward / PoolingReluBackward, a ReLU layer fused in): the forward applies the ReLU to each
+// window's maximum, the backward lets a window whose maximum is at or below 0 (every ReLU output +0) pick its first
+// cell and multiplies every dx by the ReLU's slope at x, cells outside any window included (0 times NaN is NaN):
+// the values of the two ops one after the other.
 public sealed partial class CpuBackend
 {
     private static bool IsMaxPool2x2(PoolGeometry g) =>
@@ -48,11 +52,22 @@ public sealed partial class CpuBackend
         return (Vector128.ConditionalSelect(take, v, m), Vector128.ConditionalSelect(take.AsInt32(), Vector128.Create(index), best));
     }
 
-    private void MaxPool2x2Forward(PoolGeometry g, float[] xa, float[] ya) =>
-        ForRows(g.Input[0] * g.Input[1] * g.Output[2], g.Output[3], new MaxPool2x2ForwardBody(g, xa, ya));
+    /// <summary>Relu of each lane: v above 0 or NaN, else +0 (<see cref="Relu"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> ReluLanes(Vector128<float> v) =>
+        Vector128.ConditionalSelect(Vector128.GreaterThan(v, Vector128<float>.Zero) | Vector128.IsNaN(v), v, Vector128<float>.Zero);
+
+    /// <summary>The ReLU's slope at each lane of x (1 above 0, 0 at or below, NaN at NaN): <see cref="PiecewiseSlope"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> ReluSlope(Vector128<float> x) =>
+        Vector128.ConditionalSelect(Vector128.GreaterThan(x, Vector128<float>.Zero), Vector128<float>.One,
+            Vector128.ConditionalSelect(Vector128.LessThanOrEqual(x, Vector128<float>.Zero), Vector128<float>.Zero, Vector128.Create(float.NaN)));
+
+    private void MaxPool2x2Forward(PoolGeometry g, float[] xa, float[] ya, bool relu) =>
+        ForRows(g.Input[0] * g.Input[1] * g.Output[2], g.Output[3], new MaxPool2x2ForwardBody(g, xa, ya, relu));
 
     /// <summary>One output row per index.</summary>
-    private readonly struct MaxPool2x2ForwardBody(PoolGeometry g, float[] xa, float[] ya) : IParallelBody
+    private readonly struct MaxPool2x2ForwardBody(PoolGeometry g, float[] xa, float[] ya, bool relu) : IParallelBody
     {
         private readonly int h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
 
@@ -69,7 +84,8 @@ public sealed partial class CpuBackend
                     if (j > ow - 4) j = ow - 4;
                     var a = Vector256.Shuffle(Vector256.Create(r0.Slice(2 * j, 8)), EvenOdd);
                     var c = Vector256.Shuffle(Vector256.Create(r1.Slice(2 * j, 8)), EvenOdd);
-                    Step(Step(Step(a.GetLower(), a.GetUpper()), c.GetLower()), c.GetUpper()).CopyTo(ys.Slice(j, 4));
+                    var m = Step(Step(Step(a.GetLower(), a.GetUpper()), c.GetLower()), c.GetUpper());
+                    (relu ? ReluLanes(m) : m).CopyTo(ys.Slice(j, 4));
                     if (j == ow - 4) return;
                 }
             }
@@ -79,16 +95,16 @@ public sealed partial class CpuBackend
                 if (Replaces(r0[2 * j + 1], m)) m = r0[2 * j + 1];
                 if (Replaces(r1[2 * j], m)) m = r1[2 * j];
                 if (Replaces(r1[2 * j + 1], m)) m = r1[2 * j + 1];
-                ys[j] = m;
+                ys[j] = relu ? Relu(m) : m;
             }
         }
     }
 
-    private void MaxPool2x2Backward(PoolGeometry g, float[] xa, float[] dya, float[] dxa) =>
-        ForRows(g.Input[0] * g.Input[1] * g.Output[2], g.Output[3], new MaxPool2x2BackwardBody(g, xa, dya, dxa));
+    private void MaxPool2x2Backward(PoolGeometry g, float[] xa, float[] dya, float[] dxa, bool relu) =>
+        ForRows(g.Input[0] * g.Input[1] * g.Output[2], g.Output[3], new MaxPool2x2BackwardBody(g, xa, dya, dxa, relu));
 
     /// <summary>The two input rows under one output row per index.</summary>
-    private readonly struct MaxPool2x2BackwardBody(PoolGeometry g, float[] xa, float[] dya, float[] dxa) : IParallelBody
+    private readonly struct MaxPool2x2BackwardBody(PoolGeometry g, float[] xa, float[] dya, float[] dxa, bool relu) : IParallelBody
     {
         private readonly int h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
 
@@ -111,14 +127,24 @@ public sealed partial class CpuBackend
                     var m = a.GetLower(); var best = Vector128<int>.Zero;
                     (m, best) = StepIndex(m, best, a.GetUpper(), 1);
                     (m, best) = StepIndex(m, best, c.GetLower(), 2);
-                    (_, best) = StepIndex(m, best, c.GetUpper(), 3);
+                    (m, best) = StepIndex(m, best, c.GetUpper(), 3);
                     var v = Vector128.Create(dys.Slice(j, 4));
-                    Vector256.Shuffle(Vector256.Create(
-                        Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(0)).AsSingle(), v, zero),
-                        Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(1)).AsSingle(), v, zero)), Interleave).CopyTo(d0.Slice(2 * j, 8));
-                    Vector256.Shuffle(Vector256.Create(
-                        Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(2)).AsSingle(), v, zero),
-                        Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(3)).AsSingle(), v, zero)), Interleave).CopyTo(d1.Slice(2 * j, 8));
+                    var g0 = Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(0)).AsSingle(), v, zero);
+                    var g1 = Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(1)).AsSingle(), v, zero);
+                    var g2 = Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(2)).AsSingle(), v, zero);
+                    var g3 = Vector128.ConditionalSelect(Vector128.Equals(best, Vector128.Create(3)).AsSingle(), v, zero);
+                    if (relu)
+                    {
+                        // A window at or below 0 sends dy to its first cell (the ReLU outputs tie), then every cell
+                        // takes the ReLU's slope.
+                        var first = Vector128.GreaterThan(m, zero) | Vector128.IsNaN(m);
+                        g0 = Vector128.ConditionalSelect(first, g0, v) * ReluSlope(a.GetLower());
+                        g1 = Vector128.ConditionalSelect(first, g1, zero) * ReluSlope(a.GetUpper());
+                        g2 = Vector128.ConditionalSelect(first, g2, zero) * ReluSlope(c.GetLower());
+                        g3 = Vector128.ConditionalSelect(first, g3, zero) * ReluSlope(c.GetUpper());
+                    }
+                    Vector256.Shuffle(Vector256.Create(g0, g1), Interleave).CopyTo(d0.Slice(2 * j, 8));
+                    Vector256.Shuffle(Vector256.Create(g2, g3), Interleave).CopyTo(d1.Slice(2 * j, 8));
                     if (j == ow - 4) break;
                 }
             }
@@ -129,15 +155,32 @@ public sealed partial class CpuBackend
                     float m = x0[c];
                     if (Replaces(x0[c + 1], m)) { m = x0[c + 1]; best = 1; }
                     if (Replaces(x1[c], m)) { m = x1[c]; best = 2; }
-                    if (Replaces(x1[c + 1], m)) best = 3;
+                    if (Replaces(x1[c + 1], m)) { m = x1[c + 1]; best = 3; }
+                    if (relu && !(m > 0) && !float.IsNaN(m)) best = 0;
                     float v = dys[j];
                     d0[c] = best == 0 ? v : 0f; d0[c + 1] = best == 1 ? v : 0f;
                     d1[c] = best == 2 ? v : 0f; d1[c + 1] = best == 3 ? v : 0f;
+                    if (relu)
+                    {
+                        d0[c] *= PiecewiseSlope(x0[c], 0f); d0[c + 1] *= PiecewiseSlope(x0[c + 1], 0f);
+                        d1[c] *= PiecewiseSlope(x1[c], 0f); d1[c + 1] *= PiecewiseSlope(x1[c + 1], 0f);
+                    }
                 }
             // An odd width leaves a last column outside every window.
-            if (2 * ow < w) { d0[(2 * ow)..].Clear(); d1[(2 * ow)..].Clear(); }
+            if (2 * ow < w) { Outside(x0[(2 * ow)..], d0[(2 * ow)..]); Outside(x1[(2 * ow)..], d1[(2 * ow)..]); }
             // An odd height leaves a last row outside every window: the plane's last output row clears it.
-            if (r == oh - 1 && 2 * oh < h) dxa.AsSpan(plane * h * w + 2 * oh * w, (h - 2 * oh) * w).Clear();
+            if (r == oh - 1 && 2 * oh < h)
+            {
+                int start = plane * h * w + 2 * oh * w, count = (h - 2 * oh) * w;
+                Outside(xa.AsSpan(start, count), dxa.AsSpan(start, count));
+            }
+        }
+
+        /// <summary>dx of cells no window covers: 0, times the ReLU's slope under a fused ReLU (NaN where x is NaN).</summary>
+        private void Outside(ReadOnlySpan<float> x, Span<float> dx)
+        {
+            if (!relu) { dx.Clear(); return; }
+            for (int i = 0; i < dx.Length; i++) dx[i] = 0f * PiecewiseSlope(x[i], 0f);
         }
     }
 

@@ -64,16 +64,46 @@ public sealed unsafe partial class CudaBackend
     {
         using var _ = Enter();
         if (x.Length == 0 || dx.Length == 0) return;
+        PoolingBackward(g, Ptr(x), Ptr(y), Ptr(dy), Ptr(dx));
+    }
+
+    private void PoolingBackward(PoolGeometry g, ulong x, ulong y, ulong dy, ulong dx)
+    {
         var plan = PoolPlanFor(g);
         if (plan.Descriptor != 0)
         {
             float one = 1f, zero = 0f;
             nint inDesc = TensorDescriptor(g.Input), outDesc = TensorDescriptor(g.Output);
-            int status = CuDnn.cudnnPoolingBackward(_cudnn, plan.Descriptor, &one, outDesc, Ptr(y), outDesc, Ptr(dy),
-                inDesc, Ptr(x), &zero, inDesc, Ptr(dx));
+            int status = CuDnn.cudnnPoolingBackward(_cudnn, plan.Descriptor, &one, outDesc, y, outDesc, dy,
+                inDesc, x, &zero, inDesc, dx);
             if (!FallBackToOwnPooling(plan, status, "cudnnPoolingBackward", g)) return;
         }
-        LaunchPool("pool_backward", g, [Ptr(x), Ptr(dy), Ptr(dx)], g.Input.Length);
+        LaunchPool("pool_backward", g, [x, dy, dx], g.Input.Length);
+    }
+
+    /// <summary>
+    /// Pooling, then our ReLU kernel in place on y: the ReLU is monotone, so relu(max) is max(relu), and the ReLU's
+    /// output of x's size is never written.
+    /// </summary>
+    public void PoolingReluForward(PoolGeometry g, Tensor x, Tensor y)
+    {
+        PoolingForward(g, x, y);
+        ActivationForward(ActivationKind.ReLU, 0f, y, y);
+    }
+
+    /// <summary>
+    /// The composition itself: r = relu(x) in the workspace, pooling's backward on r (whose pooled output y is) into
+    /// dx, then our ReLU backward at x in place on dx (each element reads only its own).
+    /// </summary>
+    public void PoolingReluBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    {
+        using var _ = Enter();
+        if (x.Length == 0 || dx.Length == 0) return;
+        ulong r = Workspace((long)x.Length * sizeof(float));
+        Launch("act_forward", Blocks(x.Length), BlockSize, Arg((int)ActivationKind.ReLU), Arg(0f), Arg(Ptr(x)), Arg(r), Arg((long)x.Length));
+        PoolingBackward(g, r, Ptr(y), Ptr(dy), Ptr(dx));
+        Launch("act_backward", Blocks(x.Length), BlockSize,
+            Arg((int)ActivationKind.ReLU), Arg(0f), Arg(Ptr(x)), Arg(Ptr(x)), Arg(Ptr(dx)), Arg(Ptr(dx)), Arg((long)x.Length));
     }
 
     /// <summary>

@@ -154,6 +154,24 @@ public sealed class ReferenceBackend : DelegatingBackend
         W(dx, r);
     }
 
+    // ---- ReLU fused into max pooling: the composition of this backend's own two ops, with the ReLU's output kept ----
+
+    public override void PoolingReluForward(PoolGeometry g, Tensor x, Tensor y)
+    {
+        var r = Allocate(x.Shape);
+        ActivationForward(ActivationKind.ReLU, 0f, x, r);
+        PoolingForward(g, r, y);
+    }
+
+    public override void PoolingReluBackward(PoolGeometry g, Tensor x, Tensor y, Tensor dy, Tensor dx)
+    {
+        var r = Allocate(x.Shape);
+        ActivationForward(ActivationKind.ReLU, 0f, x, r);
+        var dr = Allocate(x.Shape);
+        PoolingBackward(g, r, y, dy, dr);
+        ActivationBackward(ActivationKind.ReLU, 0f, x, r, dr, dx);
+    }
+
     // ---- softmax and cross-entropy ----
 
     /// <summary>log softmax of one row, in double.</summary>
