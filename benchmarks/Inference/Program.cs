@@ -143,7 +143,23 @@ static void Profile(string key, MLNet.ConvNet.Layers.Network network, string net
         }));
     }
     Throughput(key, n, runs, methods.ToArray());
-    var input = Tensor.FromHost(x.AsSpan(0, 256 * 784), new Shape(256, 1, 28, 28), network.Backend);
+    LayerTimes($"{key}.profile.b256", network, x, 256, runs, repeats: 1);
+    // What a scorer's replica runs: batch norm folded, one thread, DefaultChunkRows images per pass (microseconds per image).
+    var folded = MLNet.ConvNet.Layers.BatchNormFolding.Fold(single);
+    folded.ReuseBuffers = true;
+    LayerTimes($"{key}.profile.folded_1thread_b{NetworkScorer.DefaultChunkRows}_per_image_us", folded, x, NetworkScorer.DefaultChunkRows, runs, repeats: 200,
+        scale: 1000.0 / NetworkScorer.DefaultChunkRows);
+    Console.WriteLine($"GC collections so far: gen0 {GC.CollectionCount(0)}, gen1 {GC.CollectionCount(1)}, gen2 {GC.CollectionCount(2)}; " +
+                      $"allocated {GC.GetTotalAllocatedBytes() / 1048576.0:N0} MB");
+}
+
+/// <summary>
+/// Milliseconds (times <paramref name="scale"/>) per forward pass of each layer, on its own, for a batch of
+/// <paramref name="batch"/> images: the median over --runs rounds of <paramref name="repeats"/> passes each.
+/// </summary>
+static void LayerTimes(string prefix, MLNet.ConvNet.Layers.Network network, float[] x, int batch, int runs, int repeats, double scale = 1)
+{
+    var input = Tensor.FromHost(x.AsSpan(0, batch * 784), new Shape(batch, 1, 28, 28), network.Backend);
     var layers = network.Layers;
     for (int i = 0; i < layers.Count; i++)
     {
@@ -158,14 +174,12 @@ static void Profile(string key, MLNet.ConvNet.Layers.Network network, string net
         for (int r = 0; r < runs; r++)
         {
             long t0 = Stopwatch.GetTimestamp();
-            run();
-            ms[r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            for (int k = 0; k < repeats; k++) run();
+            ms[r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds / repeats * scale;
         }
         if (fused) i++;
-        Report($"{key}.profile.b256.{(fused ? layer.Name + "+" + layers[i].Name : layer.Name)}_ms", MedianOf(ms));
+        Report($"{prefix}.{(fused ? layer.Name + "+" + layers[i].Name : layer.Name)}{(scale == 1 ? "_ms" : "")}", MedianOf(ms));
     }
-    Console.WriteLine($"GC collections so far: gen0 {GC.CollectionCount(0)}, gen1 {GC.CollectionCount(1)}, gen2 {GC.CollectionCount(2)}; " +
-                      $"allocated {GC.GetTotalAllocatedBytes() / 1048576.0:N0} MB");
 }
 
 /// <summary>Warms each method up once, times --runs rounds of all of them; reports images per second from each median.</summary>
