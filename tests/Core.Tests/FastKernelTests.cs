@@ -435,6 +435,29 @@ public class FastKernelTests
     }
 
     [Fact]
+    public void WinogradSplitsWideInputsIntoChunksOfImages()
+    {
+        // 72 input and 104 output channels: V's cache budget holds 3 images of 49 tiles in the forward pass and 2 in the
+        // input gradient (104 channels of dy), so 10 images make chunks both ways (3+3+3+1, ragged; 2+2+2+2+2).
+        var cs = new ConvCase(10, 72, 104, 1, [14, 14], [3, 3], [1, 1], [1, 1], [1, 1], ConvolutionMode.CrossCorrelation);
+        Assert.Equal(3, CpuBackend.WinogradChunkImages(72, 49, cs.N));
+        Assert.Equal(2, CpuBackend.WinogradChunkImages(104, 49, cs.N));
+        var rng = new Random(5);
+        float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length),
+            b = TestData.Uniform(rng, cs.O), dy = TestData.Uniform(rng, cs.YShape.Length);
+        var want = RunConv(Reference, cs, x, w, b, dy);
+        var direct = RunConv(new CpuBackend(2) { UseWinograd = false }, cs, x, w, b, dy);
+        var got = RunConv(new CpuBackend(1), cs, x, w, b, dy);
+        GradCheck.AssertClose(got.y, TestData.ToDouble(want.y), $"{cs} y", relTol: 2e-5);
+        GradCheck.AssertClose(got.dx, TestData.ToDouble(want.dx), $"{cs} dx", relTol: 2e-5);
+        Assert.NotEqual(direct.y, got.y); // Winograd ran
+        Assert.NotEqual(direct.dx, got.dx);
+        var threaded = RunConv(new CpuBackend(3), cs, x, w, b, dy);
+        Assert.Equal(got.y, threaded.y);
+        Assert.Equal(got.dx, threaded.dx);
+    }
+
+    [Fact]
     public void WinogradLeavesSmallBatchesToTheDirectPath()
     {
         // cnn2bn's conv2 for one image (49 tiles, under MinWinogradTiles): the direct path, bit for bit; for 8 images, Winograd.
