@@ -476,8 +476,23 @@ internal static class Sgemm
             if (cols < nr) dst.Clear();
             if (rs == 1)
             {
-                // Columns of B contiguous (a transposed operand): walk each column down k.
-                for (int j = 0; j < cols; j++)
+                // Columns of B contiguous (a transposed operand): eight columns by eight k at a time through an 8 x 8
+                // transpose, the rest (the last k and columns) walked down each column.
+                int vectorCols = Transposes.Vectorized ? cols / 8 * 8 : 0, vectorK = kc / 8 * 8;
+                // The bound of the unchecked reads below (the last column's last whole block of k).
+                if (vectorCols > 0 && (baseIndex < 0 || baseIndex + (long)(vectorCols - 1) * cs + vectorK > src.Length))
+                    throw new ArgumentOutOfRangeException(nameof(b), "B's columns run past its data.");
+                for (int j = 0; j < vectorCols; j += 8)
+                {
+                    ref float col = ref src[baseIndex + j * cs];
+                    for (int p = 0; p < vectorK; p += 8)
+                        Transposes.Block8x8(ref Unsafe.Add(ref col, p), ref Unsafe.Add(ref col, cs + p), ref Unsafe.Add(ref col, 2 * cs + p),
+                            ref Unsafe.Add(ref col, 3 * cs + p), ref Unsafe.Add(ref col, 4 * cs + p), ref Unsafe.Add(ref col, 5 * cs + p),
+                            ref Unsafe.Add(ref col, 6 * cs + p), ref Unsafe.Add(ref col, 7 * cs + p), ref dst[p * nr + j], nr);
+                    for (int jj = j; jj < j + 8; jj++)
+                        for (int p = vectorK; p < kc; p++) dst[p * nr + jj] = src[baseIndex + jj * cs + p];
+                }
+                for (int j = vectorCols; j < cols; j++)
                 {
                     var column = src.AsSpan(baseIndex + j * cs, kc);
                     for (int p = 0; p < kc; p++) dst[p * nr + j] = column[p];
