@@ -451,18 +451,14 @@ public class FastKernelTests
             // float32 bound as the direct path.
             GradCheck.AssertClose(got.y, TestData.ToDouble(want.y), $"{cs} y {isa}", relTol: 2e-5);
             GradCheck.AssertClose(got.dx, TestData.ToDouble(want.dx), $"{cs} dx {isa}", relTol: 2e-5);
-            // The filter gradient: 16 x tiles products per channel pair, summed in float per chunk, chunks in double.
-            GradCheck.AssertClose(got.dw, TestData.ToDouble(want.dw), $"{cs} dw {isa}", relTol: 2e-5);
+            Assert.Equal(direct.dw, got.dw); // the filter gradient has no Winograd path
             // Thread count does not change a bit (chunks of images, each GEMM element summed in one order).
             var threaded = RunConv(new CpuBackend(3) { GemmIsa = isa }, cs, x, w, b, dy);
             Assert.Equal(got.y, threaded.y);
             Assert.Equal(got.dx, threaded.dx);
-            Assert.Equal(got.dw, threaded.dw);
         }
         // The case ran through Winograd: its rounding differs from the direct path's somewhere.
-        var winograd = RunConv(new CpuBackend(2), cs, x, w, b, dy);
-        Assert.NotEqual(direct.y, winograd.y);
-        Assert.NotEqual(direct.dw, winograd.dw);
+        Assert.NotEqual(direct.y, RunConv(new CpuBackend(2), cs, x, w, b, dy).y);
     }
 
     [Fact]
@@ -481,14 +477,11 @@ public class FastKernelTests
         var got = RunConv(new CpuBackend(1), cs, x, w, b, dy);
         GradCheck.AssertClose(got.y, TestData.ToDouble(want.y), $"{cs} y", relTol: 2e-5);
         GradCheck.AssertClose(got.dx, TestData.ToDouble(want.dx), $"{cs} dx", relTol: 2e-5);
-        GradCheck.AssertClose(got.dw, TestData.ToDouble(want.dw), $"{cs} dw", relTol: 2e-5);
         Assert.NotEqual(direct.y, got.y); // Winograd ran
         Assert.NotEqual(direct.dx, got.dx);
-        Assert.NotEqual(direct.dw, got.dw);
         var threaded = RunConv(new CpuBackend(3), cs, x, w, b, dy);
         Assert.Equal(got.y, threaded.y);
         Assert.Equal(got.dx, threaded.dx);
-        Assert.Equal(got.dw, threaded.dw);
     }
 
     [Fact]
@@ -506,7 +499,6 @@ public class FastKernelTests
             var got = RunConv(new CpuBackend(2), cs, x, w, b, dy);
             Assert.Equal(!winograd, direct.y.SequenceEqual(got.y));
             Assert.Equal(!winograd, direct.dx.SequenceEqual(got.dx));
-            Assert.Equal(!winograd, direct.dw.SequenceEqual(got.dw));
         }
     }
 
@@ -526,12 +518,6 @@ public class FastKernelTests
         Assert.Equal(direct.y.Select(BitConverter.SingleToInt32Bits), got.y.Select(BitConverter.SingleToInt32Bits));
         Assert.Equal(direct.dx.Select(BitConverter.SingleToInt32Bits), got.dx.Select(BitConverter.SingleToInt32Bits));
         Assert.Contains(got.y, float.IsInfinity);
-        // x finite, one Inf in dy: the filter gradient (which would otherwise take Winograd) stays direct too.
-        x[20] = 0.5f;
-        direct = RunConv(new CpuBackend(1) { UseWinograd = false }, cs, x, w, b, dy);
-        got = RunConv(new CpuBackend(1), cs, x, w, b, dy);
-        Assert.Equal(direct.dw.Select(BitConverter.SingleToInt32Bits), got.dw.Select(BitConverter.SingleToInt32Bits));
-        Assert.Contains(got.dw, float.IsInfinity);
     }
 
     [Theory]

@@ -153,8 +153,6 @@ public sealed partial class CpuBackend
             {
                 if (float.IsFinite(TensorPrimitives.MaxMagnitude(xa.AsSpan(0, g.Input.Length))))
                 {
-                    // Winograd's sums add and subtract neighbouring dy values too: non-finite dy stays on the direct path.
-                    if (WinogradFits(sp) && AllFinite(dya, g.Output.Length)) { WinogradFilterGradient(sp, xa, dya, dwa); return; }
                     // With few input channels per group a tap's GEMM would be a sliver of one or two columns: then one GEMM
                     // over all (channel, tap) columns, or dot products when even those are few. The choice depends on
                     // the shape only, never on the instruction set, so every machine adds in the same order.
