@@ -149,6 +149,11 @@ static void Profile(string key, MLNet.ConvNet.Layers.Network network, string net
     folded.ReuseBuffers = true;
     LayerTimes($"{key}.profile.folded_1thread_b{NetworkScorer.DefaultChunkRows}_per_image_us", folded, x, NetworkScorer.DefaultChunkRows, runs, repeats: 200,
         scale: 1000.0 / NetworkScorer.DefaultChunkRows);
+    // What a PredictionEngine call runs: the same replica on one image (microseconds).
+    LayerTimes($"{key}.profile.folded_1thread_b1_us", folded, x, 1, runs, repeats: 1000, scale: 1000.0);
+    var folded2 = MLNet.ConvNet.Layers.BatchNormFolding.Fold(network);
+    folded2.ReuseBuffers = true;
+    LayerTimes($"{key}.profile.folded_b1_us", folded2, x, 1, runs, repeats: 1000, scale: 1000.0);
     Console.WriteLine($"GC collections so far: gen0 {GC.CollectionCount(0)}, gen1 {GC.CollectionCount(1)}, gen2 {GC.CollectionCount(2)}; " +
                       $"allocated {GC.GetTotalAllocatedBytes() / 1048576.0:N0} MB");
 }

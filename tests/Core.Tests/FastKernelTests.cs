@@ -367,6 +367,28 @@ public class FastKernelTests
             }
     }
 
+    [Fact]
+    public void DotGemmRowAloneHasTheBitsOfTheSameRowInABlock()
+    {
+        // A dense layer scoring one sample takes the one-row kernel; a batch takes the 4 x 4 one. A sample's scores must
+        // not depend on the batch it came in, so both must add in the same order.
+        var rng = new Random(4);
+        for (int k = 1; k <= 50; k += rng.Next(1, 4))
+        {
+            int n = rng.Next(1, 11);
+            float[] a = TestData.Uniform(rng, 4 * k), b = TestData.Uniform(rng, n * k);
+            a[rng.Next(a.Length)] *= 1e6f; // large and small terms: a different order would show in the last bits
+            var block = new float[4 * n];
+            DotGemm.Multiply(4, n, k, a, 0, k, b, 0, null, k, 0f, block, 0, n, null, vector: true);
+            for (int i = 0; i < 4; i++)
+            {
+                var alone = new float[n];
+                DotGemm.Multiply(1, n, k, a, i * k, k, b, 0, null, k, 0f, alone, 0, n, null, vector: true);
+                Assert.Equal(block.AsSpan(i * n, n).ToArray().Select(BitConverter.SingleToInt32Bits), alone.Select(BitConverter.SingleToInt32Bits));
+            }
+        }
+    }
+
     // ---------------- convolution ----------------
 
     /// <summary>Random convolutions (ConvCase.Draw: ranks 1-3, strides, padding, dilation, groups, both modes), every third forced to stride 1 (the shifted-GEMM path) with wider channels.</summary>

@@ -68,7 +68,9 @@ internal static class DotGemm
             // Bounds checked once: every row read covers [start, start + k).
             _ = a.AsSpan(a0, k); _ = a.AsSpan(a1, k); _ = a.AsSpan(a2, k); _ = a.AsSpan(a3, k);
             _ = b.AsSpan(b0, k); _ = b.AsSpan(b1, k); _ = b.AsSpan(b2, k); _ = b.AsSpan(b3, k);
-            VectorDots(k, ref a[a0], ref a[a1], ref a[a2], ref a[a3], ref b[b0], ref b[b1], ref b[b2], ref b[b3], tile);
+            // One row (a dense layer scoring one sample): its four dots alone, not four copies of them.
+            if (rows == 1) VectorDotsRow(k, ref a[a0], ref b[b0], ref b[b1], ref b[b2], ref b[b3], tile);
+            else VectorDots(k, ref a[a0], ref a[a1], ref a[a2], ref a[a3], ref b[b0], ref b[b1], ref b[b2], ref b[b3], tile);
             return;
         }
         Span<int> ar = [a0, a1, a2, a3];
@@ -81,6 +83,38 @@ internal static class DotGemm
                 for (int p = 0; p < k; p++) s = MathF.FusedMultiplyAdd(x[p], y[p], s);
                 tile[r * 4 + j] = s;
             }
+    }
+
+    /// <summary>
+    /// Row 0 of <see cref="VectorDots"/>: the same four accumulators, loads, masks and folds, so each dot has the
+    /// same bits as there.
+    /// </summary>
+    private static void VectorDotsRow(int k, ref float a0, ref float b0, ref float b1, ref float b2, ref float b3, Span<float> tile)
+    {
+        Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        int kv = k & ~7;
+        var keep = Vector256<int>.AllBitsSet.AsSingle();
+        for (int p = 0; ; p += 8)
+        {
+            if (p >= kv)
+            {
+                if (p == k) break;
+                keep = Vector256.GreaterThanOrEqual(Vector256.Create(k - 8) + Vector256<int>.Indices, Vector256.Create(p)).AsSingle();
+                p = k - 8;
+            }
+            nuint e = (nuint)p;
+            var y0 = Vector256.LoadUnsafe(ref b0, e); var y1 = Vector256.LoadUnsafe(ref b1, e);
+            var y2 = Vector256.LoadUnsafe(ref b2, e); var y3 = Vector256.LoadUnsafe(ref b3, e);
+            var x0 = Vector256.LoadUnsafe(ref a0, e);
+            if (p > kv - 8 && kv != k)
+            {
+                y0 &= keep; y1 &= keep; y2 &= keep; y3 &= keep; x0 &= keep;
+            }
+            c00 = Vector256.FusedMultiplyAdd(x0, y0, c00); c01 = Vector256.FusedMultiplyAdd(x0, y1, c01);
+            c02 = Vector256.FusedMultiplyAdd(x0, y2, c02); c03 = Vector256.FusedMultiplyAdd(x0, y3, c03);
+            if (p == k - 8 && kv != k) break;
+        }
+        tile[0] = Reductions.Fold(c00); tile[1] = Reductions.Fold(c01); tile[2] = Reductions.Fold(c02); tile[3] = Reductions.Fold(c03);
     }
 
     /// <summary>The 16 dots for k at least 8: whole vectors, then the last 8 elements again with the lanes already summed masked to 0.</summary>
