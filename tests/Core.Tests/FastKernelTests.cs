@@ -507,6 +507,54 @@ public class FastKernelTests
     }
 
     [Fact]
+    public void FilterCacheGivesTheBitsOfAnUncachedCallAndFollowsTheWeights()
+    {
+        // Each forward path with a prepared filter: Winograd (8 images of cnn2bn's conv2), the shifted GEMM (one image;
+        // convolution mode and groups), the im2col GEMM (stride 2). Calls with the cache must give the bits of calls
+        // without it: on first use, when the forms are reused, after the weights change (trained, a NaN put in), and
+        // when a backend of another instruction set takes over the cache.
+        var winograd = new ConvCase(8, 32, 64, 1, [14, 14], [3, 3], [1, 1], [1, 1], [1, 1], ConvolutionMode.CrossCorrelation);
+        var cases = new[]
+        {
+            winograd,
+            winograd with { N = 1, Mode = ConvolutionMode.Convolution },
+            new ConvCase(2, 12, 10, 2, [9, 11], [3, 2], [1, 1], [1, 0], [1, 2], ConvolutionMode.CrossCorrelation),
+            new ConvCase(3, 6, 8, 1, [10, 9], [3, 3], [2, 2], [1, 1], [1, 1], ConvolutionMode.CrossCorrelation),
+        };
+        var isas = AvailableIsas().ToArray();
+        foreach (var cs in cases)
+        {
+            var rng = new Random(6);
+            var g = ConvGeometry.Create(cs.XShape, cs.WShape, cs.Options);
+            float[] x = TestData.Uniform(rng, cs.XShape.Length), w = TestData.Uniform(rng, cs.WShape.Length), b = TestData.Uniform(rng, cs.O);
+            var cache = new FilterCache();
+            foreach (var isa in isas.Concat(isas.Take(1)))
+            {
+                var be = new CpuBackend(1) { GemmIsa = isa };
+                var W = On(be, w, cs.WShape);
+                float[] Forward(bool cached)
+                {
+                    var y = be.Allocate(g.Output);
+                    if (cached) be.ConvolutionForward(g, On(be, x, cs.XShape), W, On(be, b, new Shape(cs.O)), y, cache);
+                    else be.ConvolutionForward(g, On(be, x, cs.XShape), W, On(be, b, new Shape(cs.O)), y);
+                    return y.ToHost();
+                }
+                void Same(string what) => Assert.True(Forward(cached: false).SequenceEqual(Forward(cached: true)), $"{cs} {isa}: {what}");
+                Same("first call");
+                Same("second call");
+                var changed = W.ToHost();
+                changed[rng.Next(changed.Length)] += 0.25f;     // one weight trained
+                W.CopyFromHost(changed);
+                Same("after a weight changed");
+                changed[rng.Next(changed.Length)] = float.NaN;
+                W.CopyFromHost(changed);
+                Same("after a NaN weight");
+                Assert.Contains(Forward(cached: true), float.IsNaN);
+            }
+        }
+    }
+
+    [Fact]
     public void WinogradLeavesSmallBatchesToTheDirectPath()
     {
         // cnn2bn's conv2 for one image (49 tiles, under MinWinogradTiles): the direct path, bit for bit; for 8 images, Winograd.

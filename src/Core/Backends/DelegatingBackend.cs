@@ -121,6 +121,12 @@ public abstract class DelegatingBackend : IBackend
         Inner.ConvolutionForward(g, x, w, bias, y);
     }
 
+    public virtual void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y, FilterCache cache)
+    {
+        OnKernel();
+        Inner.ConvolutionForward(g, x, w, bias, y, cache);
+    }
+
     public virtual void ConvolutionBackwardData(ConvGeometry g, Tensor w, Tensor dy, Tensor dx)
     {
         OnKernel();

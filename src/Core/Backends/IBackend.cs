@@ -77,7 +77,13 @@ public partial interface IBackend
 
     /// <summary>y = conv(x, w) (+ bias per output channel when bias is not null), per <paramref name="g"/>.</summary>
     void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y);
-    /// <summary>dx = d(loss)/dx given dy: the adjoint of <see cref="ConvolutionForward"/> in x.</summary>
+    /// <summary>
+    /// <see cref="ConvolutionForward(ConvGeometry, Tensor, Tensor, Tensor, Tensor)"/> for a filter that call after call
+    /// reuses (a layer in inference): the backend may keep its filter-only work in <paramref name="cache"/>. Same result,
+    /// bit for bit; a backend with nothing to keep ignores the cache (the default).
+    /// </summary>
+    void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y, FilterCache cache) => ConvolutionForward(g, x, w, bias, y);
+    /// <summary>dx = d(loss)/dx given dy: the adjoint of <see cref="ConvolutionForward(ConvGeometry, Tensor, Tensor, Tensor, Tensor)"/> in x.</summary>
     void ConvolutionBackwardData(ConvGeometry g, Tensor w, Tensor dy, Tensor dx);
     /// <summary>dw = d(loss)/dw given x and dy.</summary>
     void ConvolutionBackwardFilter(ConvGeometry g, Tensor x, Tensor dy, Tensor dw);

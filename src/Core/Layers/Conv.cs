@@ -22,6 +22,7 @@ public sealed class Conv : Layer
     private Tensor? _x;
     private ConvGeometry? _geometry;                       // for the last input shape: made once, not per call
     private readonly TensorSlot _y = new(), _dx = new(), _dw = new(), _db = new();
+    private readonly FilterCache _filterCache = new();     // inference: the backend's packed / transformed filter
 
     /// <summary>A convolution with <paramref name="outChannels"/> filters of spatial size <paramref name="kernel"/> (one value for every dimension or one per dimension).</summary>
     public Conv(int outChannels, PerAxis kernel, ConvolutionOptions? options = null, bool bias = true)
@@ -87,7 +88,8 @@ public sealed class Conv : Layer
         _x = training ? x : null; // only a training pass is differentiated; inference keeps nothing alive
         var g = Geometry(x.Shape);
         var y = ForwardOutput(_y, g.Output, x);
-        Convolution.Forward(g, x, _weight!.Value, _bias?.Value, y);
+        // Training changes the filter every step: only inference keeps the backend's prepared filter.
+        Convolution.Forward(g, x, _weight!.Value, _bias?.Value, y, training ? null : _filterCache);
         return y;
     }
 

@@ -44,15 +44,18 @@ public static class Convolution
     /// <summary>
     /// <see cref="Forward(Tensor, Tensor, Tensor?, ConvolutionOptions?)"/> into <paramref name="y"/> (shape <c>g.Output</c>),
     /// with the geometry made once by <see cref="ConvGeometry.Create"/>: what a training loop calls to allocate nothing.
+    /// An inference pass gives its layer's <paramref name="cache"/>, where the backend keeps work that depends on w alone
+    /// (the same result, bit for bit; see <see cref="FilterCache"/>).
     /// </summary>
-    public static void Forward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    public static void Forward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y, FilterCache? cache = null)
     {
         ArgumentNullException.ThrowIfNull(g);
         CheckTensor(x, g.Input, "Convolution", nameof(x));
         CheckTensor(w, g.Filter, "Convolution", nameof(w));
         CheckBias(bias, g.OutChannels, "Convolution");
         Outputs.Check(y, g.Output, x.Backend, "Convolution", nameof(y), x, w, bias);
-        x.Backend.ConvolutionForward(g, x, w, bias, y);
+        if (cache is null) x.Backend.ConvolutionForward(g, x, w, bias, y);
+        else x.Backend.ConvolutionForward(g, x, w, bias, y, cache);
     }
 
     /// <summary>Gradient with respect to the input: <c>dx[N, C, X...]</c> from <c>w</c> and <c>dy[N, O, Y...]</c>.</summary>

@@ -25,29 +25,34 @@ public sealed partial class CpuBackend
     /// <summary>Most image chunks the filter gradient is split into (each holds one partial gradient).</summary>
     private const int FilterChunks = 8;
 
-    private void FastConvolutionForward(ConvGeometry g, float[] xa, float[] wa, float[]? ba, float[] ya)
+    /// <summary>
+    /// The forward pass; with <paramref name="prepared"/> (an inference layer's filter, <see cref="PreparedFilter"/>) the
+    /// filter's finiteness, packing and Winograd transform come from there instead of being redone. The path taken
+    /// depends on the shapes alone, and the prepared forms are the ones a call would make, so the bits are the same.
+    /// </summary>
+    private void FastConvolutionForward(ConvGeometry g, float[] xa, float[] wa, float[]? ba, float[] ya, PreparedFilter? prepared = null)
     {
         if (ShiftedConvPlan.ForForward(g, ConvolutionColumnBudget) is { } sp)
         {
-            if (WinogradFits(sp) && AllFinite(xa, g.Input.Length) && AllFinite(wa, g.Filter.Length))
+            if (WinogradFits(sp) && AllFinite(xa, g.Input.Length) && (prepared?.Finite ?? AllFinite(wa, g.Filter.Length)))
             {
-                try { WinogradConvolution(sp, wa, forward: true, xa, ba, ya); }
+                try { WinogradConvolution(sp, wa, forward: true, xa, ba, ya, prepared?.Winograd(sp, wa)); }
                 finally { sp.Release(); }
                 return;
             }
-            float[][] packed = PackFilterRows(g, wa, transposedTaps: false);
+            float[][] packed = prepared?.ShiftedRows(g, wa) ?? PackFilterRows(g, wa, transposedTaps: false);
             try { ShiftedConvolution(sp, packed, xa, ba, ya); }
-            finally { ReturnAll(packed, g.Groups); sp.Release(); }
+            finally { if (prepared is null) ReturnAll(packed, g.Groups); sp.Release(); }
             return;
         }
         var p = new ConvPlan(g, ConvolutionColumnBudget);
-        float[][] packedW = PackFilters(p, wa, transposed: false);
+        float[][] packedW = prepared?.Im2ColRows(p, wa) ?? PackFilters(p, wa, transposed: false);
         try
         {
             bool perImage = p.N >= MaxThreads;
             Each(p.N, perImage, new FastForwardImage(this, p, perImage, packedW, xa, ba, ya));
         }
-        finally { ReturnAll(packedW, p.Groups); }
+        finally { if (prepared is null) ReturnAll(packedW, p.Groups); }
     }
 
     /// <summary>
@@ -414,7 +419,13 @@ public sealed partial class CpuBackend
     private float[][] PackFilters(ConvPlan p, float[] wa, bool transposed)
     {
         int m = transposed ? p.CgK : p.Og, k = transposed ? p.Og : p.CgK;
-        float[][] packed = RentAll(p.Groups, Sgemm.PackedASize(m, k, GemmIsa));
+        return PackFilters(p, wa, transposed, RentAll(p.Groups, Sgemm.PackedASize(m, k, GemmIsa)));
+    }
+
+    /// <summary><see cref="PackFilters(ConvPlan, float[], bool)"/> into <paramref name="packed"/> (one array per group, each at least <see cref="Sgemm.PackedASize"/>).</summary>
+    private float[][] PackFilters(ConvPlan p, float[] wa, bool transposed, float[][] packed)
+    {
+        int m = transposed ? p.CgK : p.Og, k = transposed ? p.Og : p.CgK;
         for (int gi = 0; gi < p.Groups; gi++)
         {
             int start = gi * p.Og * p.CgK;
@@ -561,9 +572,20 @@ public sealed partial class CpuBackend
     /// </summary>
     private float[][] PackFilterRows(ConvGeometry g, float[] wa, bool transposedTaps)
     {
+        var (m, k) = FilterRowsSize(g, transposedTaps);
+        return PackFilterRows(g, wa, transposedTaps, RentAll(g.Groups, Sgemm.PackedASize(m, k, GemmIsa)));
+    }
+
+    /// <summary>The A operand's rows and columns per group for <see cref="PackFilterRows(ConvGeometry, float[], bool)"/>.</summary>
+    private static (int M, int K) FilterRowsSize(ConvGeometry g, bool transposedTaps) => transposedTaps
+        ? (g.InChannelsPerGroup, g.OutChannelsPerGroup * g.KernelVolume)
+        : (g.OutChannelsPerGroup, g.InChannelsPerGroup * g.KernelVolume);
+
+    /// <summary><see cref="PackFilterRows(ConvGeometry, float[], bool)"/> into <paramref name="packed"/> (one array per group).</summary>
+    private float[][] PackFilterRows(ConvGeometry g, float[] wa, bool transposedTaps, float[][] packed)
+    {
         int groups = g.Groups, og = g.OutChannelsPerGroup, cg = g.InChannelsPerGroup, kv = g.KernelVolume, cgk = cg * kv;
-        int m = transposedTaps ? cg : og, k = transposedTaps ? og * kv : cgk;
-        float[][] packed = RentAll(groups, Sgemm.PackedASize(m, k, GemmIsa));
+        var (m, k) = FilterRowsSize(g, transposedTaps);
         float[]? swapped = transposedTaps ? ArrayPool<float>.Shared.Rent(og * cgk) : null;
         try
         {

@@ -57,21 +57,26 @@ public sealed partial class CpuBackend
     /// <paramref name="forward"/>: the filter is <paramref name="wa"/> [plan Out, plan InG, 3, 3] as it is; else (the input
     /// gradient, the plan's channels being the convolution's swapped) wa is [plan In, plan OutG, 3, 3], transposed per group.
     /// The plan's Reverse flag reverses the taps (convolution mode, or the input gradient of a correlation).
+    /// <paramref name="transformed"/>: the filter already transformed (<see cref="PreparedFilter"/>), else it is done here.
     /// </summary>
-    private void WinogradConvolution(ShiftedConvPlan p, float[] wa, bool forward, float[] input, float[]? bias, float[] output)
+    private void WinogradConvolution(ShiftedConvPlan p, float[] wa, bool forward, float[] input, float[]? bias, float[] output,
+        float[][]? transformed = null)
     {
-        float[][] packedU = RentAll(p.Groups * 16, Sgemm.PackedASize(p.OutG, p.InG, GemmIsa));
+        float[][] packedU = transformed ?? RentAll(p.Groups * 16, WinogradFilterSize(p));
         try
         {
-            TransformFilters(p, wa, forward, packedU);
+            if (transformed is null) TransformFilters(p, wa, forward, packedU);
             int tiles = WinogradTiles(p).Count;
             int images = WinogradChunkImages(p.InG, tiles, p.N);
             int chunks = (p.N + images - 1) / images;
             bool perChunk = chunks >= MaxThreads;
             Each(chunks, perChunk, new WinogradChunk(this, p, perChunk, images, packedU, input, bias, output));
         }
-        finally { ReturnAll(packedU, p.Groups * 16); }
+        finally { if (transformed is null) ReturnAll(packedU, p.Groups * 16); }
     }
+
+    /// <summary>Floats of one packed U_e (<see cref="TransformFilters"/>); there are 16 per group.</summary>
+    private int WinogradFilterSize(in ShiftedConvPlan p) => Sgemm.PackedASize(p.OutG, p.InG, GemmIsa);
 
     /// <summary>Images per chunk: as many as keep V within <see cref="WinogradChunkFloats"/>, at least one.</summary>
     internal static int WinogradChunkImages(int inChannelsPerGroup, int tilesPerImage, int images)
