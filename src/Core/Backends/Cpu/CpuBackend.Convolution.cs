@@ -32,12 +32,15 @@ public sealed partial class CpuBackend
     /// <summary>Most doubles held by the per-image filter-gradient buffers of one wave (2 Mi doubles = 16 MiB).</summary>
     private const int FilterPartialBudget = 1 << 21;
 
-    public void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    public void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y) => ConvolutionForward(g, x, w, bias, y, cache: null);
+
+    public void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y, FilterCache? cache)
     {
         CheckConvTensor(x, g.Input, "x"); CheckConvTensor(w, g.Filter, "w"); CheckConvTensor(y, g.Output, "y");
         if (bias is not null) CheckLength(bias, g.OutChannels, "bias");
-        if (UseReferenceKernels) ReferenceConvolutionForward(g, x, w, bias, y);
-        else FastConvolutionForward(g, Array(x), Array(w), bias is null ? null : Array(bias), Array(y));
+        if (UseReferenceKernels) { ReferenceConvolutionForward(g, x, w, bias, y); return; }
+        float[] wa = Array(w);
+        FastConvolutionForward(g, Array(x), wa, bias is null ? null : Array(bias), Array(y), cache is null ? null : PreparedFilter.For(cache, g, wa, this));
     }
 
     public void ConvolutionBackwardData(ConvGeometry g, Tensor w, Tensor dy, Tensor dx)

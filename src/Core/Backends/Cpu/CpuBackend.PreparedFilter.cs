@@ -6,16 +6,6 @@ namespace MLNet.ConvNet.Backends.Cpu;
 
 public sealed partial class CpuBackend
 {
-    public void ConvolutionForward(ConvGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y, FilterCache cache)
-    {
-        ArgumentNullException.ThrowIfNull(cache);
-        CheckConvTensor(x, g.Input, "x"); CheckConvTensor(w, g.Filter, "w"); CheckConvTensor(y, g.Output, "y");
-        if (bias is not null) CheckLength(bias, g.OutChannels, "bias");
-        if (UseReferenceKernels) { ReferenceConvolutionForward(g, x, w, bias, y); return; }
-        float[] wa = Array(w);
-        FastConvolutionForward(g, Array(x), wa, bias is null ? null : Array(bias), Array(y), PreparedFilter.For(cache, g, wa, this));
-    }
-
     /// <summary>
     /// One layer's filter in the forms the forward kernels take, kept in its <see cref="FilterCache"/> between inference
     /// calls: whether it is all finite, packed for the shifted GEMM or the im2col GEMM, transformed for Winograd. Each
