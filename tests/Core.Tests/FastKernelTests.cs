@@ -722,7 +722,8 @@ public class FastKernelTests
     [InlineData(new[] { 2, 5 })]
     [InlineData(new[] { 5, 3, 9, 11 })]
     [InlineData(new[] { 16, 4, 17, 17 })]                 // rows longer than the fused backward's 256-value chunk
-    public void BatchNormReluIsBitIdenticalToBatchNormThenRelu(int[] dims)
+    [InlineData(new[] { 3, 3, 5, 7 }, true)]
+    public void BatchNormReluIsBitIdenticalToBatchNormThenRelu(int[] dims, bool specialValues = false)
     {
         var shape = new Shape(dims);
         int c = dims[1];
@@ -730,6 +731,15 @@ public class FastKernelTests
         float[] x = TestData.Uniform(rng, shape.Length).Select(v => v + 2f).ToArray(), dy = TestData.Uniform(rng, shape.Length),
             gamma = TestData.Uniform(rng, c), beta = TestData.Uniform(rng, c);
         dy[1] = float.PositiveInfinity;                    // Inf times the slope 0 is NaN in both: the product, not a select
+        if (specialValues)
+        {
+            // Channel 1 constant, gamma < 0 and beta = -0: y = 0 * (negative) + -0 = -0 before the ReLU, which makes it +0.
+            // Channel 2 holds a NaN: its statistics and every y are NaN, and the ReLU keeps them NaN.
+            int inner = shape.SizeFrom(2);
+            for (int n = 0; n < dims[0]; n++) x.AsSpan((n * c + 1) * inner, inner).Fill(1.5f);
+            gamma[1] = -0.75f; beta[1] = -0f;
+            x[(1 * c + 2) * inner + 3] = float.NaN;
+        }
         static int[] Bits(float[] v) => [.. v.Select(BitConverter.SingleToInt32Bits)];
         foreach (var be in new[] { new CpuBackend(1), new CpuBackend(3), DefaultBackend.CpuReferenceKernels(2), Reference })
         {

@@ -38,6 +38,58 @@ public class ReductionsTests
         }
     }
 
+    /// <summary>
+    /// The one-pass kernels of batch norm give the bits of the calls they fuse (the sum, and per block the sum of squares
+    /// of the float differences added in double; the ReLU-masked gradient, its sum and its dot product with x) on both
+    /// paths, with zeros of both signs, NaN and infinities among the values.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void FusedBatchNormPassesHaveTheBitsOfTheCallsTheyReplace(int n)
+    {
+        var rng = new Random(n + 23);
+        foreach (bool special in new[] { false, true })
+        {
+            var x = Random(rng, n, mixedMagnitudes: true);
+            var dy = Random(rng, n, mixedMagnitudes: false);
+            var y = Random(rng, n, mixedMagnitudes: false);
+            if (special && n > 3)
+            {
+                y[0] = -0f; y[1] = 0f; y[2] = float.NaN; dy[n - 1] = -0f; dy[n / 2] = float.PositiveInfinity; y[n / 2] = 0.5f;
+                if (n > 40) { x[40] = float.NaN; y[n - 2] = float.NaN; }
+            }
+            float mean = (float)(rng.NextDouble() - 0.5);
+            foreach (int block in new[] { 32, 256 })
+            {
+                double squares = 0;
+                for (int start = 0; start < n; start += block)
+                {
+                    var part = x.AsSpan(start, Math.Min(block, n - start)).ToArray();
+                    for (int i = 0; i < part.Length; i++) part[i] -= mean;
+                    squares += Reductions.SumOfSquares(part);
+                }
+                foreach (var (sum, sq) in new[] { Reductions.SumAndSquaredDeviations(x, mean, block), Reductions.SumAndSquaredDeviationsScalar(x, mean, block) })
+                {
+                    Assert.Equal(BitConverter.SingleToInt32Bits(Reductions.Sum(x)), BitConverter.SingleToInt32Bits(sum));
+                    Assert.Equal(BitConverter.DoubleToInt64Bits(squares), BitConverter.DoubleToInt64Bits(sq));
+                }
+            }
+            var expected = new float[n];
+            for (int i = 0; i < n; i++) expected[i] = dy[i] * (y[i] > 0 ? 1f : y[i] <= 0 ? 0f : float.NaN);
+            foreach (bool vector in new[] { true, false })
+            {
+                var masked = new float[n];
+                var (s, d) = vector ? Reductions.MaskedSumAndDot(y, dy, x, masked) : Reductions.MaskedSumAndDotScalar(y, dy, x, masked);
+                Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), masked.Select(BitConverter.SingleToInt32Bits));
+                Assert.Equal(BitConverter.SingleToInt32Bits(Reductions.Sum(expected)), BitConverter.SingleToInt32Bits(s));
+                Assert.Equal(BitConverter.SingleToInt32Bits(Reductions.Dot(expected, x)), BitConverter.SingleToInt32Bits(d));
+                var (s2, d2) = vector ? Reductions.MaskedSumAndDot(default, dy, x, default) : Reductions.MaskedSumAndDotScalar(default, dy, x, default);
+                Assert.Equal(BitConverter.SingleToInt32Bits(Reductions.Sum(dy)), BitConverter.SingleToInt32Bits(s2));
+                Assert.Equal(BitConverter.SingleToInt32Bits(Reductions.Dot(dy, x)), BitConverter.SingleToInt32Bits(d2));
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Lengths))]
     public void SumsAreWithinFloatRoundingOfTheFloat64Sums(int n)
