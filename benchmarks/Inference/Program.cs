@@ -10,7 +10,8 @@
 //   loaded_pipeline  (c) Model.Save then Model.Load in a new MLContext: Transform + cursor (ONNX Runtime one row at
 //                    a time through ML.NET's OnnxTransformer: the deployment path)
 //   predict_*        (d) PredictionEngine.Predict on one image, fitted and loaded: median and p99 over --calls calls
-//                    after 200 warm-up calls
+//                    after 2 s of warm-up calls (at least 200)
+//   ort_b1*          (e) InferenceSession.Run on one image, default threads and one intra-op thread: median
 // Prints RESULT key = value lines (inference.<net>.<what>) and the process's peak working set.
 //
 //   dotnet run -c Release --project benchmarks/Inference -- --net lenet5
@@ -109,6 +110,13 @@ foreach (string net in nets)
         Latency($"{key}.predict_fitted", fitted, inputs, calls);
     using (var reloaded = ml2.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(loaded))
         Latency($"{key}.predict_loaded", reloaded, inputs, calls);
+    // (e) ONNX Runtime alone on one image (no ML.NET around it), with its default threads and with one intra-op thread:
+    // how much of the loaded PredictionEngine's time is ORT's own, and how much its thread pool buys at batch 1.
+    OrtLatency($"{key}.ort_b1", session, testX, calls);
+    using (var oneThread = new SessionOptions { IntraOpNumThreads = 1 })
+    using (var session1 = new InferenceSession(onnx.ToArray(), oneThread))
+        OrtLatency($"{key}.ort_b1_1thread", session1, testX, calls);
+    if (profile) OrtNodeTimes($"{key}.profile.ort_b1_1thread_us", onnx.ToArray(), testX, calls);
 }
 Report("inference.peak_working_set_mb", Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0));
 Console.WriteLine($"load average at the end {LoadAverage()}");
@@ -254,10 +262,13 @@ static void ReadFeatures(IDataView data, int expected)
     if (rows != expected) throw new InvalidOperationException($"{rows} rows read, expected {expected}.");
 }
 
-/// <summary>Median and 99th-percentile microseconds of one Predict call, after 200 warm-up calls.</summary>
+/// <summary>Median and 99th-percentile microseconds of one Predict call, after 2 s of warm-up calls (at least 200).</summary>
 static void Latency(string key, PredictionEngine<ImageInput, ImagePrediction> engine, ImageInput[] images, int calls)
 {
-    for (int i = 0; i < 200; i++) engine.Predict(images[i % images.Length]);
+    // At least 200 calls and 2 seconds: the JIT's tiering recompiles hot methods about 100 ms after their 30th call
+    // and in the background, so 200 calls of ~100 us each would time code that is still being optimised.
+    var warm = Stopwatch.StartNew();
+    for (int i = 0; i < 200 || warm.Elapsed.TotalSeconds < 2; i++) engine.Predict(images[i % images.Length]);
     var us = new double[calls];
     for (int i = 0; i < calls; i++)
     {
@@ -268,6 +279,69 @@ static void Latency(string key, PredictionEngine<ImageInput, ImagePrediction> en
     Array.Sort(us);
     Report($"{key}_median_us", us[calls / 2]);
     Report($"{key}_p99_us", us[(int)Math.Ceiling(0.99 * calls) - 1]);
+}
+
+/// <summary>Median microseconds of one InferenceSession.Run on one image, after 2 s of warm-up calls (at least 200).</summary>
+static void OrtLatency(string key, InferenceSession session, float[] x, int calls)
+{
+    int images = x.Length / 784;
+    var values = Enumerable.Range(0, Math.Min(images, 256))
+        .Select(i => OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, x.AsMemory(i * 784, 784), [1, 1, 28, 28])).ToArray();
+    using var options = new RunOptions();
+    var warm = Stopwatch.StartNew();
+    for (int i = 0; i < 200 || warm.Elapsed.TotalSeconds < 2; i++) RunOrt(session, options, [values[i % values.Length]]);
+    var us = new double[calls];
+    for (int i = 0; i < calls; i++)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        RunOrt(session, options, [values[i % values.Length]]);
+        us[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+    }
+    foreach (var v in values) v.Dispose();
+    Array.Sort(us);
+    Report($"{key}_median_us", us[calls / 2]);
+}
+
+/// <summary>
+/// --profile: ONNX Runtime's own profiler on a one-thread session scoring one image per call: the median microseconds of
+/// each graph node over <paramref name="calls"/> calls (after warm-up), to set beside our per-layer times at batch 1.
+/// </summary>
+static void OrtNodeTimes(string prefix, byte[] model, float[] x, int calls)
+{
+    string profilePrefix = Path.Combine(Path.GetTempPath(), $"ort-profile-{Environment.ProcessId}");
+    var durations = new Dictionary<string, List<double>>();
+    using (var options = new SessionOptions { IntraOpNumThreads = 1 })
+    {
+        using var warmSession = new InferenceSession(model, options);
+        OrtLatency($"{prefix}.warm_session", warmSession, x, 200); // the same warm-up as the timed sessions
+        options.EnableProfiling = true;
+        options.ProfileOutputPathPrefix = profilePrefix;
+        using var session = new InferenceSession(model, options);
+        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, x.AsMemory(0, 784), [1, 1, 28, 28]);
+        using var runOptions = new RunOptions();
+        for (int i = 0; i < 200 + calls; i++) RunOrt(session, runOptions, [input]);
+        string file = session.EndProfiling();
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(file));
+        File.Delete(file);
+        foreach (var e in json.RootElement.EnumerateArray())
+        {
+            if (!e.TryGetProperty("cat", out var cat) || cat.GetString() != "Node") continue;
+            string name = e.GetProperty("name").GetString() ?? "";
+            if (!name.EndsWith("_kernel_time")) continue;
+            string op = e.TryGetProperty("args", out var a) && a.TryGetProperty("op_name", out var o) ? o.GetString() ?? "" : "";
+            string node = $"{name[..^"_kernel_time".Length]}({op})";
+            (durations.TryGetValue(node, out var list) ? list : durations[node] = []).Add(e.GetProperty("dur").GetDouble());
+        }
+    }
+    double total = 0;
+    foreach (var (node, list) in durations)
+    {
+        var tail = list.Skip(200).ToArray(); // the warm-up calls are in the profile too
+        double median = MedianOf(tail.Length > 0 ? tail : list.ToArray());
+        total += median;
+        Report($"{prefix}.{node}", median);
+    }
+    Report($"{prefix}.sum_of_nodes", total);
 }
 
 static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
