@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 using MLNet.ConvNet.Ops;
@@ -22,6 +23,7 @@ public sealed partial class CpuBackend
 
     private readonly struct ElementBlocks<TBody>(int length, TBody body) : IParallelBody where TBody : struct, IElementBlockBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int block)
         {
             int start = block * ElementwiseBlock;
@@ -38,6 +40,7 @@ public sealed partial class CpuBackend
 
     private readonly struct DropoutBody(float[] x, float p, ulong seed, float[] mask, float[] y) : IElementBlockBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int count)
         {
             float keep = 1f / (1f - p);
@@ -69,6 +72,7 @@ public sealed partial class CpuBackend
 
     private readonly struct ActivationForwardBody(ActivationKind kind, float alpha, float[] x, float[] y) : IElementBlockBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int count)
         {
             var xs = x.AsSpan(start, count); var ys = y.AsSpan(start, count);
@@ -101,6 +105,7 @@ public sealed partial class CpuBackend
 
     private readonly struct ActivationBackwardBody(ActivationKind kind, float alpha, float[] x, float[] y, float[] dy, float[] dx) : IElementBlockBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int start, int count)
         {
             var xs = x.AsSpan(start, count); var ys = y.AsSpan(start, count);
@@ -132,6 +137,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>dx = dy * PiecewiseSlope(x, 0), eight lanes at a time (the same product per element as the scalar form).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ReluBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx)
     {
         int i = 0;
@@ -166,6 +172,7 @@ public sealed partial class CpuBackend
 
     private readonly struct SoftmaxForwardBody(float[] x, float[] y, int k, bool log) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             var xs = x.AsSpan(row * k, k); var ys = y.AsSpan(row * k, k);
@@ -183,6 +190,7 @@ public sealed partial class CpuBackend
 
     private readonly struct SoftmaxBackwardBody(float[] y, float[] dy, float[] dx, int k, bool log) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             var ys = y.AsSpan(row * k, k); var dys = dy.AsSpan(row * k, k); var dxs = dx.AsSpan(row * k, k);
@@ -213,6 +221,7 @@ public sealed partial class CpuBackend
 
     private readonly struct CrossEntropyForwardBody(float[] logits, float[] labels, float smoothing, float[] loss, float[] probabilities, int k) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             var xs = logits.AsSpan(row * k, k); var ps = probabilities.AsSpan(row * k, k);
@@ -263,6 +272,7 @@ public sealed partial class CpuBackend
 
     private readonly struct CrossEntropyBackwardBody(float[] probabilities, float[] labels, float on, float off, float scale, float[] dlogits, int k) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             var ps = probabilities.AsSpan(row * k, k); var ds = dlogits.AsSpan(row * k, k);

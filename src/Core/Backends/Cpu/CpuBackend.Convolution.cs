@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using MLNet.ConvNet.Backends.Cpu.Kernels;
 using System.Buffers;
 using System.Numerics.Tensors;
@@ -70,6 +71,7 @@ public sealed partial class CpuBackend
     private readonly struct ReferenceForwardImage(CpuBackend backend, ConvPlan p, bool perImage, float[] xa, float[] wa, float[]? ba, float[] ya)
         : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int n)
         {
             float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
@@ -89,6 +91,7 @@ public sealed partial class CpuBackend
     /// <summary>y[n, o, slab] = bias[o] + sum_r W[o, r] * cols[g*CgK + r, slab] for output channel o.</summary>
     private readonly struct ReferenceForwardRow(ConvPlan p, int n, int l0, int l1, float[] cols, float[] wa, float[]? ba, float[] ya) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int o)
         {
             int len = (l1 - l0) * p.Y2;
@@ -111,6 +114,7 @@ public sealed partial class CpuBackend
     private readonly struct ReferenceBackwardDataImage(CpuBackend backend, ConvPlan p, bool perImage, float[] wa, float[] dya, float[] dxa)
         : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int n)
         {
             float[] cols = ArrayPool<float>.Shared.Rent(p.Rows * p.SlabLines * p.Y2);
@@ -131,6 +135,7 @@ public sealed partial class CpuBackend
     private readonly struct ReferenceBackwardDataChannel(ConvPlan p, int n, int l0, int l1, float[] cols, float[] wa, float[] dya, float[] dxa)
         : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int c)
         {
             int len = (l1 - l0) * p.Y2, group = c / p.Cg;
@@ -178,6 +183,7 @@ public sealed partial class CpuBackend
     private readonly struct ReferenceFilterImage(CpuBackend backend, ConvPlan p, bool perImage, int n0, float[] xa, float[] dya, double[][] partials)
         : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int j)
         {
             int n = n0 + j;
@@ -200,6 +206,7 @@ public sealed partial class CpuBackend
     /// <summary>dW[o, r] += dy[n, o, slab] . cols[g*CgK + r, slab] for output channel o.</summary>
     private readonly struct ReferenceFilterRow(ConvPlan p, int n, int l0, int l1, float[] cols, float[] dya, double[] part) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int o)
         {
             int len = (l1 - l0) * p.Y2;
@@ -213,6 +220,7 @@ public sealed partial class CpuBackend
     /// <summary>The cols rows of channel c of image n for output lines [l0, l1) (<see cref="ConvPlan.Im2ColChannel"/> or its fast twin).</summary>
     private readonly struct Im2ColBody(ConvPlan p, float[] x, int n, int l0, int l1, float[] cols, bool fast) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int c)
         {
             if (fast) p.Im2ColChannelFast(x, n, c, l0, l1, cols);
@@ -231,6 +239,7 @@ public sealed partial class CpuBackend
     /// <summary>The tensor holds the columns of every image: write image n's [Rows, YV] block in place, channel (n, c) per index.</summary>
     private readonly struct Im2ColAllBody(ConvPlan p, float[] x, float[] cols) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int nc)
         {
             int n = nc / p.C;
@@ -248,6 +257,7 @@ public sealed partial class CpuBackend
 
     private readonly struct Col2ImAllBody(ConvPlan p, float[] cols, float[] x) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int nc)
         {
             int n = nc / p.C;

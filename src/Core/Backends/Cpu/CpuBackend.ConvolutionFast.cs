@@ -66,6 +66,7 @@ public sealed partial class CpuBackend
     private readonly struct FastForwardImage(CpuBackend backend, ConvPlan p, bool perImage, float[][] packedW, float[] xa, float[]? ba, float[] ya)
         : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int n)
         {
             CpuBackend? inner = perImage ? null : backend;
@@ -121,6 +122,7 @@ public sealed partial class CpuBackend
     private readonly struct FastBackwardDataImage(CpuBackend backend, ConvPlan p, bool perImage, float[][] packedWT, float[] dya, float[] dxa)
         : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int n)
         {
             CpuBackend? inner = perImage ? null : backend;
@@ -145,6 +147,7 @@ public sealed partial class CpuBackend
     /// <summary>Adds the cols rows of channel c onto dx[n, c] for output lines [l0, l1).</summary>
     private readonly struct Col2ImBody(ConvPlan p, float[] cols, int n, int l0, int l1, float[] dx) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int c) => p.Col2ImChannel(cols, c, l0, l1, dx, n);
     }
 
@@ -186,6 +189,7 @@ public sealed partial class CpuBackend
     private readonly struct FastFilterChunk(CpuBackend backend, ConvPlan p, bool perChunk, int chunks, float[][] partials, float[] xa, float[] dya)
         : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int j)
         {
             CpuBackend? inner = perChunk ? null : backend;
@@ -218,6 +222,7 @@ public sealed partial class CpuBackend
 
     private readonly struct SumChunksBody(float[][] partials, int chunks, int size, float[] dwa) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int block)
         {
             int start = block * ElementwiseBlock, end = Math.Min(size, start + ElementwiseBlock);
@@ -267,6 +272,7 @@ public sealed partial class CpuBackend
     private readonly struct ShiftedFilterChunk(CpuBackend backend, ShiftedConvPlan sp, bool perChunk, int chunks, float[][] partials,
         float[] xa, float[] dya, bool byGemm) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int j)
         {
             CpuBackend? inner = perChunk ? null : backend;
@@ -337,6 +343,7 @@ public sealed partial class CpuBackend
     private readonly struct ShiftedFilterByTapChunk(CpuBackend backend, ShiftedConvPlan sp, bool perChunk, int chunks, float[][] partials,
         float[] xa, float[] dya) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int j)
         {
             var isa = backend.GemmIsa;
@@ -386,6 +393,7 @@ public sealed partial class CpuBackend
     private readonly struct FilterTapBody(ShiftedConvPlan sp, GemmIsa isa, int gi, float[] packedA, float[] packedB, int groupOffset,
         int sliverStride, bool first, float[] part) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int t)
         {
             int nr = Sgemm.Tile(isa).Nr, og = sp.OutG, cg = sp.InG;
@@ -398,6 +406,7 @@ public sealed partial class CpuBackend
     /// <summary>dw[oc, ch, t] = sum over chunks of part[t, oc, ch], chunks in order, in double; output channel oc per index.</summary>
     private readonly struct TapMajorSumBody(ShiftedConvPlan sp, int chunks, float[][] partials, float[] dwa) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int oc)
         {
             int cg = sp.InG, taps = sp.Taps, o = sp.OutChannels;
@@ -535,6 +544,7 @@ public sealed partial class CpuBackend
         public readonly void Release() => ArrayPool<int>.Shared.Return(RowOffsets);
 
         /// <summary>Writes the zero-padded copy of planes [n, 0..InChannels) of <paramref name="x"/> into <paramref name="padded"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void PadImage(float[] x, int n, float[] padded)
         {
             int inVolume = In[0] * In[1] * In[2];
@@ -550,6 +560,7 @@ public sealed partial class CpuBackend
         }
 
         /// <summary>Writes [n, 0..OutChannels) of the output-shaped <paramref name="y"/> onto the grid [OutChannels, GridLength], zeros in the dropped columns.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void PlaceOnGrid(float[] y, int n, float[] grid)
         {
             int outVolume = Out[0] * Out[1] * Out[2];
@@ -613,6 +624,7 @@ public sealed partial class CpuBackend
     // destination are different arrays, so an element written twice gets the same value).
 
     /// <summary>to = from (same length, at least one element).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CopyLine(ReadOnlySpan<float> from, Span<float> to)
     {
         int n = to.Length;
@@ -628,6 +640,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>to[i] = from[i] + bias, the same float addition per element as TensorPrimitives.Add.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AddToLine(ReadOnlySpan<float> from, float bias, Span<float> to)
     {
         int n = to.Length;
@@ -654,6 +667,7 @@ public sealed partial class CpuBackend
     private readonly struct ShiftedImage(CpuBackend backend, ShiftedConvPlan p, bool perImage, float[][] packedA, float[] input, float[]? bias,
         float[] output) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int n)
         {
             CpuBackend? inner = perImage ? null : backend;

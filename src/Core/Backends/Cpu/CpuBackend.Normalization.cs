@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Runtime.Intrinsics;
 using MLNet.ConvNet.Ops;
@@ -21,6 +22,7 @@ public sealed partial class CpuBackend
 
     private readonly struct LrnForwardBody(LrnOptions options, float[] x, float[] y, int c, int inner) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             double beta = options.Beta;
@@ -58,6 +60,7 @@ public sealed partial class CpuBackend
     private readonly struct LrnScalesBody(LrnOptions options, float[] x, float[] y, float[] dy, int c, int inner,
         double[] scale, double[] ratio) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             int ch = row % c, sampleBase = (row - ch) * inner;
@@ -74,6 +77,7 @@ public sealed partial class CpuBackend
     private readonly struct LrnBackwardBody(LrnOptions options, float[] x, float[] dy, float[] dx, int c, int inner,
         double[] scale, double[] ratio) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             int lo = (options.Size - 1) / 2, hi = options.Size - 1 - lo;
@@ -125,6 +129,7 @@ public sealed partial class CpuBackend
         private readonly float[] xa = Array(x), ya = Array(y), g = Array(gamma), b = Array(beta), rm = Array(runningMean),
             rv = Array(runningVariance), sm = Array(savedMean), sis = Array(savedInvStd);
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int ch)
         {
             long m = (long)n * inner;
@@ -175,6 +180,7 @@ public sealed partial class CpuBackend
     private readonly struct BatchNormInferenceBody(float[] x, float[] g, float[] b, float[] mu, float[] va, float epsilon, float[] y,
         int c, int inner) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             int ch = row % c;
@@ -233,6 +239,7 @@ public sealed partial class CpuBackend
 
         private float Dy(int i) => ya is null ? dya[i] : dya[i] * PiecewiseSlope(ya[i], 0f);
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int ch)
         {
             long m = (long)n * inner;

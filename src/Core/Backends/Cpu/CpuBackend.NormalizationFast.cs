@@ -30,6 +30,7 @@ public sealed partial class CpuBackend
         private readonly float[] xa = Array(x), ya = Array(y), g = Array(gamma), b = Array(beta), rm = Array(runningMean),
             rv = Array(runningVariance), sm = Array(savedMean), sis = Array(savedInvStd);
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int ch)
         {
             long m = (long)n * inner;
@@ -75,6 +76,7 @@ public sealed partial class CpuBackend
     /// y = (x - center) * a + b, then with <paramref name="relu"/> max(y, 0) as TensorPrimitives.Max gives it (NaN stays
     /// NaN, -0 becomes +0); centering first keeps values near the mean from cancelling against b. One pass.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Affine(ReadOnlySpan<float> x, float center, float a, float b, Span<float> y, bool relu = false)
     {
         if (y.Length != x.Length) throw new ArgumentException($"Affine needs spans of one length; got {x.Length} and {y.Length}.", nameof(y));
@@ -102,6 +104,7 @@ public sealed partial class CpuBackend
     /// dx = g * a + ((x - center) * bx + cc) for g = <paramref name="g"/> (which may be dx itself), the same operations
     /// as Affine followed by TensorPrimitives.MultiplyAdd, in one pass.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineAdd(ReadOnlySpan<float> g, float a, ReadOnlySpan<float> x, float center, float bx, float cc, Span<float> dx)
     {
         if (g.Length != x.Length || dx.Length != x.Length)
@@ -140,6 +143,7 @@ public sealed partial class CpuBackend
             dxa = Array(dx), dga = Array(dgamma), dba = Array(dbeta);
         private readonly float[]? ya = reluOutput is null ? null : Array(reluOutput);
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int ch)
         {
             long m = (long)n * inner;

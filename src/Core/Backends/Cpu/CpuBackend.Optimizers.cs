@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 
 namespace MLNet.ConvNet.Backends.Cpu;
@@ -26,6 +27,7 @@ public sealed partial class CpuBackend
 
     private readonly struct SgdBody(float[] p, float[] g, float[]? vel, int n, double lr, double mu, bool nesterov, double wd) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int chunk)
         {
             int end = Math.Min(n, (chunk + 1) * OptimizerChunk);
@@ -60,6 +62,7 @@ public sealed partial class CpuBackend
     private readonly struct AdamBody(float[] p, float[] g, float[] ma, float[] va, int n, double lr, double b1, double b2, double eps,
         double wd, bool decoupled, double c1, double c2) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int chunk)
         {
             int i = chunk * OptimizerChunk, end = Math.Min(n, (chunk + 1) * OptimizerChunk);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using MLNet.ConvNet.Ops;
 
@@ -36,6 +37,7 @@ public sealed partial class CpuBackend
     /// <summary>One (n, c) plane per index.</summary>
     private readonly struct PoolForwardBody(PoolPlan plan, float[] x, float[] y, bool relu) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int plane)
         {
             var xs = new ReadOnlySpan<float>(x, plane * plan.InVolume, plan.InVolume);
@@ -80,6 +82,7 @@ public sealed partial class CpuBackend
     /// <summary>One (n, c) plane per index.</summary>
     private readonly struct PoolBackwardBody(PoolPlan plan, float[]? x, float[] dy, float[] dx, bool relu) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int plane)
         {
             double[] rented = ArrayPool<double>.Shared.Rent(plan.InVolume);

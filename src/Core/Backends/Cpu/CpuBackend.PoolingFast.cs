@@ -71,6 +71,7 @@ public sealed partial class CpuBackend
     {
         private readonly int h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             int plane = row / oh, r = row % oh;
@@ -108,6 +109,7 @@ public sealed partial class CpuBackend
     {
         private readonly int h = g.Input[2], w = g.Input[3], oh = g.Output[2], ow = g.Output[3];
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int row)
         {
             int plane = row / oh, r = row % oh;
@@ -198,7 +200,7 @@ public sealed partial class CpuBackend
     {
         // Compiled on its own: inlined into a caller that has inlined much already (a layer's Forward, one thread),
         // the JIT ran out of inlining budget and left the row body's vector helpers as calls (seen with AVX-512 off).
-        [MethodImpl(MethodImplOptions.NoInlining)]
+        [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
         public void Run(int index)
         {
             int end = Math.Min(rows, (index + 1) * block);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -147,6 +148,7 @@ public sealed partial class CpuBackend
     private readonly struct WinogradChunk(CpuBackend backend, ShiftedConvPlan p, bool perChunk, int images, float[][] packedU,
         float[] input, float[]? bias, float[] output) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int j)
         {
             int n0 = j * images, n1 = Math.Min(p.N, n0 + images);
@@ -177,6 +179,7 @@ public sealed partial class CpuBackend
     /// <summary>Input channel c of group gi: its tiles of images [n0, n1) transformed into row c of every V_e.</summary>
     private readonly struct WinogradInput(ShiftedConvPlan p, float[] input, int gi, int n0, int n1, float[] v, int ldv, int vStride) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int c)
         {
             var (rows, cols, perImage) = WinogradTiles(p);
@@ -202,6 +205,7 @@ public sealed partial class CpuBackend
     private readonly struct WinogradProducts(ShiftedConvPlan p, float[][] packedU, int gi, int tiles, float[] v, int ldv, int vStride,
         float[] m, GemmIsa isa) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int e) =>
             Sgemm.MultiplyPacked(p.OutG, tiles, p.InG, 1f, packedU[gi * 16 + e], MatrixView.RowMajor(v, e * vStride, ldv), 0f,
                 m, e * p.OutG * tiles, tiles, null, isa);
@@ -210,6 +214,7 @@ public sealed partial class CpuBackend
     /// <summary>Output channel o of group gi: the output transform of its tiles for images [n0, n1), with the bias.</summary>
     private readonly struct WinogradOutput(ShiftedConvPlan p, float[] m, int gi, int n0, int n1, int tiles, float[]? bias, float[] output) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int o)
         {
             var (rows, cols, perImage) = WinogradTiles(p);
@@ -267,6 +272,7 @@ public sealed partial class CpuBackend
     /// Bt d on the rows (0 - 2, 1 + 2, 2 - 1, 1 - 3), then the same on the columns: for even entries E and odd O of a
     /// transformed row, columns (E[tx], O[tx], E[tx + 1], O[tx + 1]) give E - E', O + E', E' - O, O - O'.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransformInput(in SplitPlane plane, float[] p, float[] v, int at, int eStride)
     {
         int cols = plane.TileCols, half = plane.Half, stride = plane.RowStride;
@@ -305,6 +311,7 @@ public sealed partial class CpuBackend
     }
 
     /// <summary>Bt across the columns of one transformed row (E, E' = E shifted by one tile, O, O'): positions e0 .. e0 + 3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Columns(Vector256<float> e, Vector256<float> e1, Vector256<float> o, Vector256<float> o1, float[] v, int tile, int e0,
         int eStride)
     {
@@ -321,6 +328,7 @@ public sealed partial class CpuBackend
     /// m[at + e * eStride + ty * cols + tx] and writes the 2x2 block at (2 ty, 2 tx) of the h x w plane at
     /// <paramref name="dst"/>, cut at its edges. Down the rows s0 = m0 + m1 + m2, s1 = m1 - m2 - m3; then across.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransformOutput(float[] m, int at, int eStride, int rows, int cols, float? bias, float[] y, int dst, int h, int w)
     {
         Span<float> left = stackalloc float[Vector256<float>.Count], right = stackalloc float[Vector256<float>.Count];

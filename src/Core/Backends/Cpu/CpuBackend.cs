@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using MLNet.ConvNet.Backends.Cpu.Kernels;
 
@@ -146,6 +147,7 @@ public sealed partial class CpuBackend : IBackend
 
     private readonly struct AddBiasRowBody(float[] y, float[] bias, int channels) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int n)
         {
             var row = y.AsSpan(n * channels, channels);
@@ -155,6 +157,7 @@ public sealed partial class CpuBackend : IBackend
 
     private readonly struct AddChannelBiasBody(float[] y, float[] bias, int channels, int inner) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int nc)
         {
             var row = y.AsSpan(nc * inner, inner);
@@ -171,6 +174,7 @@ public sealed partial class CpuBackend : IBackend
 
     private readonly struct SumPerChannelBody(float[] dy, float[] db, int n, int c, int inner, bool reference) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int ch)
         {
             double s = 0;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Numerics.Tensors;
 
@@ -39,6 +40,7 @@ internal static class Gemm
     /// <summary>Row i of C (A and B row-major).</summary>
     private readonly struct RowBody(int n, int k, float[] a, float[] b, float[] c, float alpha, float beta) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int i)
         {
             var cRow = c.AsSpan(i * n, n);

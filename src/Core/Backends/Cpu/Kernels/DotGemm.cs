@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace MLNet.ConvNet.Backends.Cpu.Kernels;
@@ -36,6 +37,7 @@ internal static class DotGemm
     private readonly struct BlockBody(int m, int n, int k, float[] a, int aOffset, int lda, float[] b, int bOffset, int[]? bRows, int ldb,
         float beta, float[] c, int cOffset, int ldc, bool vector) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int blk)
         {
             int i0 = blk * 4, rows = Math.Min(4, m - i0);
@@ -55,6 +57,7 @@ internal static class DotGemm
     }
 
     /// <summary>tile[r * 4 + j] = dot(A row r, B row j0 + j) for the valid rows and columns (missing ones repeat row 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot4x4(int k, float[] a, int aStart, int lda, int rows, float[] b, int bOffset, int[]? bRows, int ldb, int j0, int cols,
         Span<float> tile, bool vector)
     {
@@ -89,6 +92,7 @@ internal static class DotGemm
     /// Row 0 of <see cref="VectorDots"/>: the same four accumulators, loads, masks and folds, so each dot has the
     /// same bits as there.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void VectorDotsRow(int k, ref float a0, ref float b0, ref float b1, ref float b2, ref float b3, Span<float> tile)
     {
         Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
@@ -118,6 +122,7 @@ internal static class DotGemm
     }
 
     /// <summary>The 16 dots for k at least 8: whole vectors, then the last 8 elements again with the lanes already summed masked to 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void VectorDots(int k, ref float a0, ref float a1, ref float a2, ref float a3,
         ref float b0, ref float b1, ref float b2, ref float b3, Span<float> tile)
     {

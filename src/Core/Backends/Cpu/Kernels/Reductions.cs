@@ -31,6 +31,7 @@ internal static class Reductions
     /// <summary>The sum of x[i]^2, as <see cref="Dot"/>(x, x).</summary>
     public static float SumOfSquares(ReadOnlySpan<float> x) => Dot(x, x);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float SumVector(ReadOnlySpan<float> x)
     {
         ref float r = ref MemoryMarshal.GetReference(x);
@@ -49,6 +50,7 @@ internal static class Reductions
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float DotVector(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
     {
         ref float rx = ref MemoryMarshal.GetReference(x);
@@ -78,6 +80,7 @@ internal static class Reductions
     /// double, block after block. The same bits as those calls on the float differences, each data pass fused into one
     /// (batch norm's statistics read each row once instead of three times).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (float Sum, double Squares) SumAndSquaredDeviations(ReadOnlySpan<float> x, float mean, int block)
     {
         if (block <= 0 || block % 32 != 0) throw new ArgumentOutOfRangeException(nameof(block), block, "The block must be a positive multiple of 32.");
@@ -143,6 +146,7 @@ internal static class Reductions
     /// dy when reluOutput is empty; then <see cref="Sum"/>(g) and <see cref="Dot"/>(g, <paramref name="x"/>), the same
     /// bits as those three calls (batch norm's backward reads each row once instead of three times).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (float Sum, float Dot) MaskedSumAndDot(ReadOnlySpan<float> reluOutput, ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> masked)
     {
         bool relu = !reluOutput.IsEmpty;

@@ -167,6 +167,7 @@ internal static class Sgemm
     /// <summary>Packs sliver s of A: rows [s MR, s MR + MR), every k-block.</summary>
     private readonly struct PackSliverBody(int m, int k, MatrixView a, float[] packed, int mr) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int s)
         {
             int mPad = (m + mr - 1) / mr * mr;
@@ -199,6 +200,7 @@ internal static class Sgemm
     /// 8-float store spills 2 floats into the next k column, which is written after it: so the vector blocks stop
     /// before the last column, and the rest goes float by float.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackRowsByTransposes(float[] src, int start, int rs, int mr, int kc, float[] dst, int dstStart)
     {
         _ = src.AsSpan(start, (mr - 1) * rs + kc); // bounds checked once: every row read lies inside
@@ -224,6 +226,7 @@ internal static class Sgemm
     /// packed B for <see cref="MultiplyPrepacked"/>, NR-column slivers each [k][nr]. Lanes past the last column are not
     /// written. Eight columns at a time go through 8 x 8 transposes when NR is a multiple of 8.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackColumns(float[] src, int start, ReadOnlySpan<int> offsets, int k, int nr, float[] packed, int packedStart)
     {
         int cols = offsets.Length;
@@ -263,6 +266,7 @@ internal static class Sgemm
     /// <c>bOffset + s * sliverStride</c>, lanes past n zero. For operands packed once and read many times (the filter
     /// gradient's input, shared by every tap). Each C element gets the same operations as in <see cref="MultiplyPacked"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MultiplyPrepacked(int m, int n, int k, float[] packedA, float[] packedB, int bOffset, int sliverStride,
         float beta, float[] c, int cOffset, int ldc, GemmIsa isa)
     {
@@ -325,6 +329,7 @@ internal static class Sgemm
     private readonly struct TaskBody(int m, int n, int k, float alpha, float[] packedA, MatrixView b, float beta,
         float[] c, int cOffset, int ldc, GemmIsa isa, int rowTasks, int colTasks) : IParallelBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int t)
         {
             var (mr, nr) = Tile(isa);
@@ -432,6 +437,7 @@ internal static class Sgemm
     }
 
     /// <summary>Packs B[pc..pc+kc, jc..jc+nc] as NR-column slivers, each k-major ([kc][NR]), columns past nc zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackB(int kc, int nc, int pc, int jc, MatrixView b, float[] packed, int nr)
     {
         float[] src = b.Data;
@@ -552,6 +558,7 @@ internal static class Sgemm
     }
 
     /// <summary>8 x 32 tile: 16 Vector512 accumulators, 2 B loads and 8 broadcasts per k; B's row p at <c>b + rowsOfB.At(p)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel8x32<TB>(int kc, ref float a, ref float b, TB rowsOfB, float[] c, int cStart, int ldc,
         int rows, int cols, float alpha, float beta, bool first, Span<float> tile) where TB : struct, IBRows
     {
@@ -613,6 +620,7 @@ internal static class Sgemm
     }
 
     /// <summary>6 x 16 tile: 12 Vector256 accumulators, 2 B loads and 6 broadcasts per k; B's row p at <c>b + rowsOfB.At(p)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel6x16<TB>(int kc, ref float a, ref float b, TB rowsOfB, float[] c, int cStart, int ldc,
         int rows, int cols, float alpha, float beta, bool first, Span<float> tile) where TB : struct, IBRows
     {
@@ -665,6 +673,7 @@ internal static class Sgemm
     }
 
     /// <summary>Portable 4 x 4 tile in scalars with fused multiply-adds (same per-element operations as the vector kernels).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel4x4(int kc, ref float a, ref float b, float[] c, int cStart, int ldc,
         int rows, int cols, float alpha, float beta, bool first, Span<float> tile)
     {
