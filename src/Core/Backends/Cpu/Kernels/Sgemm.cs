@@ -295,7 +295,7 @@ internal static class Sgemm
                     switch (isa)
                     {
                         case GemmIsa.Vector512: Kernel8x32(kc, ref ap, ref bp, new PackedRows(32), c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
-                        case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref bp, new PackedRows(16), c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
+                        case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref bp, new PackedRows(16), c, cStart, ldc, rows, cols, new Scales(1f, beta), first, edge); break;
                         default: Kernel4x4(kc, ref ap, ref bp, c, cStart, ldc, rows, cols, 1f, beta, first, edge); break;
                     }
                 }
@@ -385,14 +385,14 @@ internal static class Sgemm
                                 ref float bp = ref Unsafe.Add(ref row0, b.Offset + jc + jr);
                                 var rowsOfB = new OffsetRows(b.RowOffsets!, pc);
                                 if (isa == GemmIsa.Vector512) Kernel8x32(kc, ref ap, ref bp, rowsOfB, c, cStart, ldc, rows, cols, alpha, beta, first, edge);
-                                else Kernel6x16(kc, ref ap, ref bp, rowsOfB, c, cStart, ldc, rows, cols, alpha, beta, first, edge);
+                                else Kernel6x16(kc, ref ap, ref bp, rowsOfB, c, cStart, ldc, rows, cols, new Scales(alpha, beta), first, edge);
                                 continue;
                             }
                             ref float packed = ref packedB[(jr - fullWidth) * kc];
                             switch (isa)
                             {
                                 case GemmIsa.Vector512: Kernel8x32(kc, ref ap, ref packed, new PackedRows(32), c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
-                                case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref packed, new PackedRows(16), c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
+                                case GemmIsa.Vector256: Kernel6x16(kc, ref ap, ref packed, new PackedRows(16), c, cStart, ldc, rows, cols, new Scales(alpha, beta), first, edge); break;
                                 default: Kernel4x4(kc, ref ap, ref packed, c, cStart, ldc, rows, cols, alpha, beta, first, edge); break;
                             }
                         }
@@ -414,6 +414,12 @@ internal static class Sgemm
         foreach (int o in offsets) { min = Math.Min(min, o); max = Math.Max(max, o); }
         if (b.Offset + min < 0 || (long)b.Offset + max + j1 > b.Data.Length)
             throw new ArgumentOutOfRangeException(nameof(b), $"B's rows at offsets [{min}, {max}] + {b.Offset} with {j1} columns do not fit its {b.Data.Length} floats.");
+    }
+
+    /// <summary>The alpha and beta of a micro-kernel's store, passed by reference (see <see cref="Kernel6x16{TB}"/>).</summary>
+    private readonly struct Scales(float alpha, float beta)
+    {
+        public readonly float Alpha = alpha, Beta = beta;
     }
 
     /// <summary>Where row p of a micro-kernel's B operand starts, in floats from the reference it is given.</summary>
@@ -622,8 +628,12 @@ internal static class Sgemm
     /// <summary>6 x 16 tile: 12 Vector256 accumulators, 2 B loads and 6 broadcasts per k; B's row p at <c>b + rowsOfB.At(p)</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel6x16<TB>(int kc, ref float a, ref float b, TB rowsOfB, float[] c, int cStart, int ldc,
-        int rows, int cols, float alpha, float beta, bool first, Span<float> tile) where TB : struct, IBRows
+        int rows, int cols, in Scales scales, bool first, Span<float> tile) where TB : struct, IBRows
     {
+        // The loop needs 15 of the 16 vector registers an AVX2 machine has (12 accumulators, two B rows, one broadcast).
+        // alpha and beta passed as floats stayed in two more across the loop, and the JIT spilled an accumulator to the
+        // stack, a store and a load on every k step (the GEMM ran at half speed without AVX-512); read from memory
+        // after the loop, they take none.
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         ref float ap = ref a;
@@ -645,6 +655,7 @@ internal static class Sgemm
             av = Vector256.Create(Unsafe.Add(ref ap, 5));
             c50 = Vector256.FusedMultiplyAdd(av, b0, c50); c51 = Vector256.FusedMultiplyAdd(av, b1, c51);
         }
+        float alpha = scales.Alpha, beta = scales.Beta;
         var al = Vector256.Create(alpha);
         if (rows == 6 && cols == 16)
         {
