@@ -1,5 +1,4 @@
 using MLNet.ConvNet.Backends.Cpu.Kernels;
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
