@@ -310,12 +310,8 @@ static void OrtNodeTimes(string prefix, byte[] model, float[] x, int calls)
 {
     string profilePrefix = Path.Combine(Path.GetTempPath(), $"ort-profile-{Environment.ProcessId}");
     var durations = new Dictionary<string, List<double>>();
-    using (var options = new SessionOptions { IntraOpNumThreads = 1 })
+    using (var options = new SessionOptions { IntraOpNumThreads = 1, EnableProfiling = true, ProfileOutputPathPrefix = profilePrefix })
     {
-        using var warmSession = new InferenceSession(model, options);
-        OrtLatency($"{prefix}.warm_session", warmSession, x, 200); // the same warm-up as the timed sessions
-        options.EnableProfiling = true;
-        options.ProfileOutputPathPrefix = profilePrefix;
         using var session = new InferenceSession(model, options);
         using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, x.AsMemory(0, 784), [1, 1, 28, 28]);
         using var runOptions = new RunOptions();

@@ -143,14 +143,8 @@ public sealed partial class CpuBackend
         int i = 0;
         if (Vector256.IsHardwareAccelerated)
         {
-            var one = Vector256<float>.One; var nan = Vector256.Create(float.NaN);
             for (; i <= x.Length - 8; i += 8)
-            {
-                var v = Vector256.Create(x.Slice(i, 8));
-                var slope = Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256<float>.Zero), one,
-                    Vector256.ConditionalSelect(Vector256.LessThanOrEqual(v, Vector256<float>.Zero), Vector256<float>.Zero, nan));
-                (Vector256.Create(dy.Slice(i, 8)) * slope).CopyTo(dx.Slice(i, 8));
-            }
+                (Vector256.Create(dy.Slice(i, 8)) * Kernels.Relu.Slope(Vector256.Create(x.Slice(i, 8)))).CopyTo(dx.Slice(i, 8));
         }
         for (; i < x.Length; i++) dx[i] = dy[i] * PiecewiseSlope(x[i], 0f);
     }

@@ -88,14 +88,14 @@ public sealed partial class CpuBackend
             for (; i <= x.Length - 8; i += 8)
             {
                 var v = (Vector256.LoadUnsafe(ref rx, (nuint)i) - vc) * va + vb;
-                if (relu) v = Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256<float>.Zero) | ~Vector256.Equals(v, v), v, Vector256<float>.Zero);
+                if (relu) v = Relu.Value(v);
                 v.StoreUnsafe(ref ry, (nuint)i);
             }
         }
         for (; i < x.Length; i++)
         {
             float v = (Unsafe.Add(ref rx, i) - center) * a + b;
-            Unsafe.Add(ref ry, i) = relu && !(v > 0 || float.IsNaN(v)) ? 0f : v;
+            Unsafe.Add(ref ry, i) = relu ? Relu.Value(v) : v;
         }
     }
 

@@ -31,9 +31,6 @@ public sealed partial class CpuBackend
         For(plan.Planes, new PoolForwardBody(plan, Array(x), Array(y), relu));
     }
 
-    /// <summary>ActivationForward's ReLU of one value: v above 0 or NaN, else +0 (as max(v, 0) with -0 below +0).</summary>
-    private static float Relu(float v) => v > 0 || float.IsNaN(v) ? v : 0f;
-
     /// <summary>One (n, c) plane per index.</summary>
     private readonly struct PoolForwardBody(PoolPlan plan, float[] x, float[] y, bool relu) : IParallelBody
     {
@@ -49,7 +46,7 @@ public sealed partial class CpuBackend
             {
                 var w = plan.WindowAt(od, oh, ow);
                 ys[o] = plan.Mode != PoolingMode.Max ? (float)(plan.Sum(xs, w) / plan.Divisor(w))
-                    : relu ? Relu(xs[plan.ArgMax(xs, w)])
+                    : relu ? Kernels.Relu.Value(xs[plan.ArgMax(xs, w)])
                     : xs[plan.ArgMax(xs, w)];
             }
         }

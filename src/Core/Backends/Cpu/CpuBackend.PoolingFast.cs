@@ -52,17 +52,6 @@ public sealed partial class CpuBackend
         return (Vector128.ConditionalSelect(take, v, m), Vector128.ConditionalSelect(take.AsInt32(), Vector128.Create(index), best));
     }
 
-    /// <summary>Relu of each lane: v above 0 or NaN, else +0 (<see cref="Relu"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> ReluLanes(Vector128<float> v) =>
-        Vector128.ConditionalSelect(Vector128.GreaterThan(v, Vector128<float>.Zero) | Vector128.IsNaN(v), v, Vector128<float>.Zero);
-
-    /// <summary>The ReLU's slope at each lane of x (1 above 0, 0 at or below, NaN at NaN): <see cref="PiecewiseSlope"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> ReluSlope(Vector128<float> x) =>
-        Vector128.ConditionalSelect(Vector128.GreaterThan(x, Vector128<float>.Zero), Vector128<float>.One,
-            Vector128.ConditionalSelect(Vector128.LessThanOrEqual(x, Vector128<float>.Zero), Vector128<float>.Zero, Vector128.Create(float.NaN)));
-
     private void MaxPool2x2Forward(PoolGeometry g, float[] xa, float[] ya, bool relu) =>
         ForRows(g.Input[0] * g.Input[1] * g.Output[2], g.Output[3], new MaxPool2x2ForwardBody(g, xa, ya, relu));
 
@@ -86,7 +75,7 @@ public sealed partial class CpuBackend
                     var a = Vector256.Shuffle(Vector256.Create(r0.Slice(2 * j, 8)), EvenOdd);
                     var c = Vector256.Shuffle(Vector256.Create(r1.Slice(2 * j, 8)), EvenOdd);
                     var m = Step(Step(Step(a.GetLower(), a.GetUpper()), c.GetLower()), c.GetUpper());
-                    (relu ? ReluLanes(m) : m).CopyTo(ys.Slice(j, 4));
+                    (relu ? Kernels.Relu.Value(m) : m).CopyTo(ys.Slice(j, 4));
                     if (j == ow - 4) return;
                 }
             }
@@ -96,7 +85,7 @@ public sealed partial class CpuBackend
                 if (Replaces(r0[2 * j + 1], m)) m = r0[2 * j + 1];
                 if (Replaces(r1[2 * j], m)) m = r1[2 * j];
                 if (Replaces(r1[2 * j + 1], m)) m = r1[2 * j + 1];
-                ys[j] = relu ? Relu(m) : m;
+                ys[j] = relu ? Kernels.Relu.Value(m) : m;
             }
         }
     }
@@ -140,10 +129,10 @@ public sealed partial class CpuBackend
                         // A window at or below 0 sends dy to its first cell (the ReLU outputs tie), then every cell
                         // takes the ReLU's slope.
                         var first = Vector128.GreaterThan(m, zero) | Vector128.IsNaN(m);
-                        g0 = Vector128.ConditionalSelect(first, g0, v) * ReluSlope(a.GetLower());
-                        g1 = Vector128.ConditionalSelect(first, g1, zero) * ReluSlope(a.GetUpper());
-                        g2 = Vector128.ConditionalSelect(first, g2, zero) * ReluSlope(c.GetLower());
-                        g3 = Vector128.ConditionalSelect(first, g3, zero) * ReluSlope(c.GetUpper());
+                        g0 = Vector128.ConditionalSelect(first, g0, v) * Kernels.Relu.Slope(a.GetLower());
+                        g1 = Vector128.ConditionalSelect(first, g1, zero) * Kernels.Relu.Slope(a.GetUpper());
+                        g2 = Vector128.ConditionalSelect(first, g2, zero) * Kernels.Relu.Slope(c.GetLower());
+                        g3 = Vector128.ConditionalSelect(first, g3, zero) * Kernels.Relu.Slope(c.GetUpper());
                     }
                     Vector256.Shuffle(Vector256.Create(g0, g1), Interleave).CopyTo(d0.Slice(2 * j, 8));
                     Vector256.Shuffle(Vector256.Create(g2, g3), Interleave).CopyTo(d1.Slice(2 * j, 8));

@@ -123,20 +123,17 @@ internal static class Reductions
 
     internal static (float Sum, double Squares) SumAndSquaredDeviationsScalar(ReadOnlySpan<float> x, float mean, int block)
     {
-        Span<float> p = stackalloc float[32];
+        // The calls the vector path fuses: each block's float differences, then their SumOfSquares.
+        float[] d = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Min(block, x.Length));
         double squares = 0;
         for (int start = 0; start < x.Length; start += block)
         {
             var part = x.Slice(start, Math.Min(block, x.Length - start));
-            p.Clear();
-            int i = 0;
-            for (; i <= part.Length - 32; i += 32)
-                for (int j = 0; j < 32; j++) { float v = part[i + j] - mean; p[j] = MathF.FusedMultiplyAdd(v, v, p[j]); }
-            if (i <= part.Length - 8) { for (int j = 0; j < 8; j++) { float v = part[i + j] - mean; p[j] = MathF.FusedMultiplyAdd(v, v, p[j]); } i += 8; }
-            float q = FoldScalar(p);
-            for (; i < part.Length; i++) { float v = part[i] - mean; q = MathF.FusedMultiplyAdd(v, v, q); }
-            squares += q;
+            var diff = d.AsSpan(0, part.Length);
+            for (int i = 0; i < part.Length; i++) diff[i] = part[i] - mean;
+            squares += DotScalar(diff, diff);
         }
+        System.Buffers.ArrayPool<float>.Shared.Return(d);
         return (SumScalar(x), squares);
     }
 
@@ -183,8 +180,7 @@ internal static class Reductions
             float g = Unsafe.Add(ref rg, i);
             if (relu)
             {
-                float y = Unsafe.Add(ref ry, i);
-                g *= y > 0 ? 1f : y <= 0 ? 0f : float.NaN;
+                g *= Relu.Slope(Unsafe.Add(ref ry, i));
                 Unsafe.Add(ref rm, i) = g;
             }
             s += g;
@@ -197,7 +193,7 @@ internal static class Reductions
     {
         if (!reluOutput.IsEmpty)
         {
-            for (int k = 0; k < dy.Length; k++) masked[k] = dy[k] * (reluOutput[k] > 0 ? 1f : reluOutput[k] <= 0 ? 0f : float.NaN);
+            for (int k = 0; k < dy.Length; k++) masked[k] = dy[k] * Relu.Slope(reluOutput[k]);
             dy = masked;
         }
         return (SumScalar(dy), DotScalar(dy, x));
@@ -209,10 +205,7 @@ internal static class Reductions
     {
         var g = Vector256.LoadUnsafe(ref dy, (nuint)i);
         if (!relu) return g;
-        var y = Vector256.LoadUnsafe(ref reluOutput, (nuint)i);
-        var slope = Vector256.ConditionalSelect(Vector256.GreaterThan(y, Vector256<float>.Zero), Vector256<float>.One,
-            Vector256.ConditionalSelect(Vector256.LessThanOrEqual(y, Vector256<float>.Zero), Vector256<float>.Zero, Vector256.Create(float.NaN)));
-        g *= slope;
+        g *= Relu.Slope(Vector256.LoadUnsafe(ref reluOutput, (nuint)i));
         g.StoreUnsafe(ref masked, (nuint)i);
         return g;
     }
