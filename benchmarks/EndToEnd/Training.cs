@@ -104,29 +104,21 @@ public static partial class Program
             train.CopyBatch(order.AsSpan(step * 64, 64), features, labels);
             x.CopyFromHost(features);
             var h = x;
-            for (int i = 0; i < layers.Count; i++)
+            for (int i = 0; i < layers.Count;)
             {
+                // Network.Forward's steps: a fused group in one call, timed on its first layer's line.
                 long t0 = Stopwatch.GetTimestamp();
-                // As Network.Forward: a fused pair in one call, timed on its first layer's line.
-                var fusion = Network.FusionAt(layers, i, trains: true);
-                h = fusion switch
-                {
-                    Network.Fusion.BatchNormRelu => ((BatchNorm)layers[i]).ForwardTrainingRelu(h, (Activation)layers[i + 1]),
-                    Network.Fusion.ReluMaxPool => ((Pool)layers[i + 1]).ForwardRelu(h, (Activation)layers[i], training: true),
-                    _ => layers[i].Forward(h, training: true),
-                };
+                int ran = net.ForwardAt(i, ref h, training: true);
                 forward[i] += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                if (fusion != Network.Fusion.None) i++;
+                i += ran;
             }
             var dy = Ops.CrossEntropy.Backward(Ops.CrossEntropy.Forward(h, labels));
             optimizer.ZeroGrad();
             for (int i = layers.Count - 1; i >= 0 && dy is not null; i--)
             {
+                // Network.Backward's steps: a group that ran fused goes back in one call, timed on its first layer's line.
                 long t0 = Stopwatch.GetTimestamp();
-                // As Network.Backward: a pair that ran fused goes back in one call, timed on its first layer's line.
-                if (i > 0 && layers[i - 1] is BatchNorm { RanWithRelu: true } bn) { dy = bn.BackwardRelu(dy); i--; }
-                else if (layers[i] is Pool { RanWithRelu: true } pool) { dy = pool.BackwardRelu(dy); i--; }
-                else dy = layers[i].Backward(dy, inputGradient: i > 0);
+                dy = net.BackwardAt(ref i, dy, inputGradient: i > 0);
                 backward[i] += Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             }
             long s0 = Stopwatch.GetTimestamp();
@@ -135,15 +127,19 @@ public static partial class Program
         }
         net.ReuseBuffers = false;
         Console.WriteLine($"{name} per-batch profile ({steps} steps of 64, ms):");
-        for (int i = 0; i < layers.Count; i++)
+        for (int i = 0; i < layers.Count;)
         {
-            string type = Network.FusionAt(layers, i, trains: true) switch
+            var fusion = Network.FusionAt(layers, i, trains: true);
+            string type = fusion switch
             {
                 Network.Fusion.BatchNormRelu => "BatchNorm+ReLU",
                 Network.Fusion.ReluMaxPool => "ReLU+MaxPool",
-                _ => i > 0 && Network.FusionAt(layers, i - 1, trains: true) != Network.Fusion.None ? "(fused above)" : layers[i].GetType().Name,
+                _ => layers[i].GetType().Name,
             };
             Console.WriteLine($"  {i,2} {layers[i].Name,-10} {type,-14} fwd {forward[i] / steps,7:F3}  bwd {backward[i] / steps,7:F3}");
+            for (int k = 1; k < Network.Span(fusion); k++)
+                Console.WriteLine($"  {i + k,2} {layers[i + k].Name,-10} (fused above)");
+            i += Network.Span(fusion);
         }
         Console.WriteLine($"     optimizer step {optimizerMs / steps,7:F3}");
     }

@@ -176,12 +176,12 @@ static void LayerTimes(string prefix, MLNet.ConvNet.Layers.Network network, floa
     var layers = network.Layers;
     for (int i = 0; i < layers.Count; i++)
     {
-        // As Network.Forward in inference: a ReLU and the max pool after it run as one call, reported on the pool's name.
-        bool fused = MLNet.ConvNet.Layers.Network.FusionAt(layers, i, trains: false) == MLNet.ConvNet.Layers.Network.Fusion.ReluMaxPool;
-        var (current, layer) = (input, layers[i]);
-        Func<Tensor> run = fused
-            ? () => ((MLNet.ConvNet.Layers.Pool)layers[i + 1]).ForwardRelu(current, (MLNet.ConvNet.Layers.Activation)layer, training: false)
-            : () => layer.Forward(current, training: false);
+        // Network.Forward's steps in inference: a ReLU and the max pool after it run as one call, reported under both names.
+        var (current, first) = (input, i);
+        Func<Tensor> run = () => { var h = current; network.ForwardAt(first, ref h, training: false); return h; };
+        int span = MLNet.ConvNet.Layers.Network.Span(MLNet.ConvNet.Layers.Network.FusionAt(layers, i, trains: false));
+        bool fused = span > 1;
+        var layer = layers[i];
         input = run();
         var ms = new double[runs];
         for (int r = 0; r < runs; r++)
@@ -190,7 +190,7 @@ static void LayerTimes(string prefix, MLNet.ConvNet.Layers.Network network, floa
             for (int k = 0; k < repeats; k++) run();
             ms[r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds / repeats * scale;
         }
-        if (fused) i++;
+        i += span - 1;
         Report($"{prefix}.{(fused ? layer.Name + "+" + layers[i].Name : layer.Name)}{(scale == 1 ? "_ms" : "")}", MedianOf(ms));
     }
 }

@@ -165,32 +165,40 @@ public sealed class Network
             throw new ArgumentException($"Network: input {x.Shape} does not match the built sample shape {InputShape} (expected [N, {string.Join(", ", InputShape.Value.ToArray())}]).", nameof(x));
         if (!ReferenceEquals(x.Backend, Backend))
             throw new ArgumentException($"Network: input lives on '{x.Backend.Name}' but the network on '{Backend.Name}'; copy it explicitly.", nameof(x));
-        for (int i = 0; i < _layers.Length; i++)
-        {
-            // A layer trains unless frozen; a pair runs as one backend call (the same values, one pass fewer), never
-            // across the frozen boundary.
-            bool trains = training && i >= _frozen;
-            var fusion = training && i + 1 == _frozen ? Fusion.None : FusionAt(_layers, i, trains);
-            var runs = fusion == Fusion.ReluMaxPool ? _layers[i + 1] : _layers[i];
-            // Inference with reuse on: nothing is differentiated, so a layer's output is dead once the next layer has
-            // read it, and the simple layers share two buffers (InferenceBuffers) instead of keeping one output each.
-            if (!training && _reuseBuffers) runs.SharedOutputs = runs.Children.Count == 0 ? _inferenceBuffers : null;
-            try
-            {
-                x = fusion switch
-                {
-                    Fusion.BatchNormRelu => ((BatchNorm)_layers[i]).ForwardTrainingRelu(x, (Activation)_layers[i + 1]),
-                    Fusion.ReluMaxPool => ((Pool)runs).ForwardRelu(x, (Activation)_layers[i], trains),
-                    _ => _layers[i].Forward(x, trains),
-                };
-            }
-            finally { runs.SharedOutputs = null; }
-            if (fusion != Fusion.None) i++;
-        }
+        for (int i = 0; i < _layers.Length;) i += ForwardAt(i, ref x, training);
         return x;
     }
 
-    /// <summary>A pair of adjacent layers that a forward pass runs as one backend call.</summary>
+    /// <summary>
+    /// One step of <see cref="Forward"/>: layer <paramref name="i"/> alone, or the fused group starting there
+    /// (<see cref="FusionAt"/>), on <paramref name="x"/>, which becomes the step's output. Returns how many layers ran.
+    /// Profilers call this to time the steps a pass takes.
+    /// </summary>
+    internal int ForwardAt(int i, ref Tensor x, bool training)
+    {
+        // A layer trains unless frozen; a group runs as one backend call (the same values, fewer passes over memory),
+        // never across the frozen boundary.
+        bool trains = training && i >= _frozen;
+        var fusion = FusionAt(_layers, i, trains);
+        if (training && i < _frozen && i + Span(fusion) > _frozen) fusion = Fusion.None;
+        var runs = fusion == Fusion.ReluMaxPool ? _layers[i + 1] : _layers[i];
+        // Inference with reuse on: nothing is differentiated, so a layer's output is dead once the next layer has
+        // read it, and the simple layers share two buffers (InferenceBuffers) instead of keeping one output each.
+        if (!training && _reuseBuffers) runs.SharedOutputs = runs.Children.Count == 0 ? _inferenceBuffers : null;
+        try
+        {
+            x = fusion switch
+            {
+                Fusion.BatchNormRelu => ((BatchNorm)_layers[i]).ForwardTrainingRelu(x, (Activation)_layers[i + 1]),
+                Fusion.ReluMaxPool => ((Pool)runs).ForwardRelu(x, (Activation)_layers[i], trains),
+                _ => _layers[i].Forward(x, trains),
+            };
+        }
+        finally { runs.SharedOutputs = null; }
+        return Span(fusion);
+    }
+
+    /// <summary>Adjacent layers that a forward pass runs as one backend call.</summary>
     internal enum Fusion
     {
         /// <summary>Layer i alone.</summary>
@@ -201,10 +209,13 @@ public sealed class Network
         ReluMaxPool,
     }
 
+    /// <summary>How many layers a fused group covers.</summary>
+    internal static int Span(Fusion fusion) => fusion == Fusion.None ? 1 : 2;
+
     /// <summary>
-    /// How a pass runs layer <paramref name="i"/> with the next, when layer i <paramref name="trains"/> or not: the rule
-    /// <see cref="Forward"/> follows, for profilers that call the layers themselves. A batch norm that trains takes the
-    /// ReLU after it; otherwise a ReLU goes into the max pool after it (the ReLU commutes with a maximum).
+    /// How a pass runs layer <paramref name="i"/> with the next ones, when layer i <paramref name="trains"/> or not: the
+    /// rule <see cref="Forward"/> follows. A batch norm that trains takes the ReLU after it; otherwise a ReLU goes into
+    /// the max pool after it (the ReLU commutes with a maximum).
     /// </summary>
     internal static Fusion FusionAt(IReadOnlyList<Layer> layers, int i, bool trains) =>
         i + 1 >= layers.Count ? Fusion.None
@@ -213,10 +224,11 @@ public sealed class Network
         : Fusion.None;
 
     /// <summary>
-    /// Layer <paramref name="i"/>'s backward, or that of the fused pair ending at layer i when its last training pass
-    /// ran fused (<paramref name="i"/> then steps back over the pair's first layer, which holds nothing of that pass).
+    /// One step of a backward pass: layer <paramref name="i"/>'s backward, or that of the fused group ending at layer i
+    /// when its last training pass ran fused (<paramref name="i"/> then steps back to the group's first layer, the one
+    /// that ran it). Profilers call this to time the steps.
     /// </summary>
-    private Tensor? BackwardAt(ref int i, Tensor dy, bool inputGradient)
+    internal Tensor? BackwardAt(ref int i, Tensor dy, bool inputGradient)
     {
         if (i > 0 && _layers[i - 1] is BatchNorm { RanWithRelu: true } bn) { i--; return bn.BackwardRelu(dy); }
         if (_layers[i] is Pool { RanWithRelu: true } pool) { i--; return pool.BackwardRelu(dy); }
@@ -244,7 +256,7 @@ public sealed class Network
         ArgumentNullException.ThrowIfNull(dy);
         int first = _frozen == 0 ? _firstWeighted : _firstTrained;
         if (first < 0) return;
-        // A fused pair's first layer is never the first with parameters (a ReLU has none; a fused batch norm computes
+        // A fused group's first layer is never the first with parameters (a ReLU has none; a fused batch norm computes
         // its input gradient anyway), so stepping over it stays at or above first.
         for (int i = _layers.Length - 1; i >= first; i--) dy = BackwardAt(ref i, dy, inputGradient: i > first)!;
     }
