@@ -177,11 +177,9 @@ static void LayerTimes(string prefix, MLNet.ConvNet.Layers.Network network, floa
     for (int i = 0; i < layers.Count; i++)
     {
         // Network.Forward's steps in inference: a ReLU and the max pool after it run as one call, reported under both names.
-        var (current, first) = (input, i);
-        Func<Tensor> run = () => { var h = current; network.ForwardAt(first, ref h, training: false); return h; };
-        int span = MLNet.ConvNet.Layers.Network.Span(MLNet.ConvNet.Layers.Network.FusionAt(layers, i, trains: false));
-        bool fused = span > 1;
-        var layer = layers[i];
+        var (current, first, layer) = (input, i, layers[i]);
+        int span = 1; // how many layers the step ran, as ForwardAt reports it
+        Func<Tensor> run = () => { var h = current; span = network.ForwardAt(first, ref h, training: false); return h; };
         input = run();
         var ms = new double[runs];
         for (int r = 0; r < runs; r++)
@@ -191,7 +189,7 @@ static void LayerTimes(string prefix, MLNet.ConvNet.Layers.Network network, floa
             ms[r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds / repeats * scale;
         }
         i += span - 1;
-        Report($"{prefix}.{(fused ? layer.Name + "+" + layers[i].Name : layer.Name)}{(scale == 1 ? "_ms" : "")}", MedianOf(ms));
+        Report($"{prefix}.{(span > 1 ? layer.Name + "+" + layers[i].Name : layer.Name)}{(scale == 1 ? "_ms" : "")}", MedianOf(ms));
     }
 }
 
